@@ -1,0 +1,213 @@
+"""One configuration model with a section per module.
+
+Values come, highest priority first, from keyword arguments, environment
+variables (``SAGELLM__KV_POOL__BLOCK_SIZE=32``), a YAML file, and defaults.
+Every section names the ``implementation`` the registry should build, plus
+its own typed options; unknown keys are rejected so typos surface at once.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from sagellm.core.errors import ConfigError
+
+_yaml_path: ContextVar[Path | None] = ContextVar("sagellm_config_yaml", default=None)
+
+
+class Section(BaseModel):
+    """Common shape: which implementation, plus free-form extra options."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    implementation: str = "default"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSection(Section):
+    implementation: str = "llama"
+    path: str | None = None  # None: the embedded SmolLM2-135M-Instruct GGUF
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"  # "auto" picks cuda when available, else cpu
+    max_model_len: int | None = Field(default=None, ge=16)
+    num_threads: int | None = Field(default=None, ge=1)
+
+
+class KVPoolSection(Section):
+    implementation: str = "paged"
+    block_size: int = Field(default=16, ge=1, le=1024)
+    num_blocks: int | None = Field(default=None, ge=2)
+    memory_gb: float = Field(default=1.0, gt=0)  # used when num_blocks is None
+    cache_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class PrefixCacheSection(Section):
+    implementation: str = "hash_chain"
+    enabled: bool = True
+
+
+class EvictionPolicySection(Section):
+    implementation: str = "lru"
+
+
+class SchedulerSection(Section):
+    implementation: str = "fifo"
+    max_num_seqs: int = Field(default=64, ge=1)
+    max_num_batched_tokens: int = Field(default=512, ge=16)
+    enable_chunked_prefill: bool = True
+    max_waiting: int = Field(default=1024, ge=1)
+
+
+class LifetimePredictorSection(Section):
+    implementation: str = "none"
+
+
+class TopologySection(Section):
+    implementation: str = "none"
+
+
+class CollectiveOpsSection(Section):
+    implementation: str = "none"
+    world_size: int = Field(default=1, ge=1)
+
+
+class KVTransferSection(Section):
+    implementation: str = "none"
+
+
+class OverlapPipelineSection(Section):
+    implementation: str = "none"
+
+
+class DomesticInterconnectSection(Section):
+    implementation: str = "none"
+
+
+class QuantizationSection(Section):
+    implementation: str = "none"
+
+
+class SparsitySection(Section):
+    implementation: str = "none"
+
+
+class SpeculativeDecodingSection(Section):
+    implementation: str = "none"
+    num_speculative_tokens: int = Field(default=4, ge=1)
+
+
+class KernelFusionSection(Section):
+    implementation: str = "none"
+
+
+class CoTAccelerationSection(Section):
+    implementation: str = "none"
+
+
+class ServerSection(Section):
+    implementation: str = "openai"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class SageLLMConfig(BaseSettings):
+    """The whole engine's configuration; build it with :func:`load_config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAGELLM__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    kv_pool: KVPoolSection = Field(default_factory=KVPoolSection)
+    prefix_cache: PrefixCacheSection = Field(default_factory=PrefixCacheSection)
+    eviction_policy: EvictionPolicySection = Field(default_factory=EvictionPolicySection)
+    scheduler_ir: SchedulerSection = Field(default_factory=SchedulerSection)
+    lifetime_predictor: LifetimePredictorSection = Field(default_factory=LifetimePredictorSection)
+    topology: TopologySection = Field(default_factory=TopologySection)
+    collective_ops: CollectiveOpsSection = Field(default_factory=CollectiveOpsSection)
+    kv_transfer: KVTransferSection = Field(default_factory=KVTransferSection)
+    overlap_pipeline: OverlapPipelineSection = Field(default_factory=OverlapPipelineSection)
+    domestic_interconnect: DomesticInterconnectSection = Field(default_factory=DomesticInterconnectSection)
+    quantization: QuantizationSection = Field(default_factory=QuantizationSection)
+    sparsity: SparsitySection = Field(default_factory=SparsitySection)
+    speculative_decoding: SpeculativeDecodingSection = Field(default_factory=SpeculativeDecodingSection)
+    kernel_fusion: KernelFusionSection = Field(default_factory=KernelFusionSection)
+    cot_acceleration: CoTAccelerationSection = Field(default_factory=CoTAccelerationSection)
+    server: ServerSection = Field(default_factory=ServerSection)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments beat the environment, which beats the YAML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _yaml_path.get()
+        if yaml_path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+
+def load_config(yaml_file: str | Path | None = None, **overrides: Any) -> SageLLMConfig:
+    """Build the configuration, turning validation failures into :class:`ConfigError`.
+
+    ``overrides`` are section dicts, e.g. ``load_config(kv_pool={"block_size": 32})``.
+    """
+    path = Path(yaml_file) if yaml_file is not None else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    _reject_unknown_env_sections()
+    token = _yaml_path.set(path)
+    try:
+        return SageLLMConfig(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except (ValueError, TypeError, yaml.YAMLError) as exc:  # YAML syntax, a YAML list instead of a mapping, bad JSON
+        raise ConfigError(f"cannot read configuration: {exc}") from None
+    finally:
+        _yaml_path.reset(token)
+
+
+def _reject_unknown_env_sections() -> None:
+    """Fail on ``SAGELLM__<SECTION>`` variables naming no section.
+
+    pydantic-settings silently skips environment variables that match no
+    field, so ``SAGELLM__KVPOOL__BLOCK_SIZE`` would be ignored; unknown keys
+    *inside* a known section are already rejected by ``extra="forbid"``.
+    """
+    prefix = "SAGELLM__"
+    sections = set(SageLLMConfig.model_fields)
+    for name in os.environ:
+        if name.upper().startswith(prefix):
+            section = name[len(prefix) :].split("__", 1)[0].lower()
+            if section not in sections:
+                raise ConfigError(f"environment variable {name}: unknown config section '{section}'")
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted field, what was expected, what was given."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "<root>"
+        given = err.get("input")
+        lines.append(f"{field}: {err['msg']} (got {given!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

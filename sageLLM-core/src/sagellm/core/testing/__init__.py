@@ -1,0 +1,28 @@
+"""Conformance suites: one per Protocol, run by every implementation.
+
+Subclass a suite in a test module named ``Test...`` and implement its
+factory method; pytest collects the inherited ``test_*`` methods::
+
+    from sagellm.core.testing import PrefixIndexConformance
+
+    class TestHashChain(PrefixIndexConformance):
+        def make_index(self, block_size):
+            return HashChainPrefixIndex(block_size=block_size)
+
+The suites use plain ``assert`` and no pytest import, so core stays free of
+test dependencies.
+"""
+
+from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
+from sagellm.core.testing.ir_builder import IRBuilderConformance
+from sagellm.core.testing.kv_pool import KVPoolConformance
+from sagellm.core.testing.prefix_index import PrefixIndexConformance
+from sagellm.core.testing.raises import raises
+
+__all__ = [
+    "EvictionPolicyConformance",
+    "IRBuilderConformance",
+    "KVPoolConformance",
+    "PrefixIndexConformance",
+    "raises",
+]

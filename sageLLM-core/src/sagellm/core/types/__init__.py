@@ -1,0 +1,47 @@
+"""Value objects shared by every sageLLM package (no torch here)."""
+
+from sagellm.core.types.eviction import EvictionContext
+from sagellm.core.types.kv import (
+    BlockId,
+    BlockMove,
+    KVBlockMeta,
+    KVLayout,
+    KVPoolStats,
+    MigrationPlan,
+    PrefixHit,
+    Tier,
+)
+from sagellm.core.types.plan import (
+    ExecutionPlan,
+    ScheduledChunk,
+    SchedulerState,
+    SequenceView,
+)
+from sagellm.core.types.request import Request, SamplingParams
+from sagellm.core.types.sequence import SequenceState, SequenceStatus
+from sagellm.core.types.step import StepOutput
+from sagellm.core.types.topology import DeviceInfo, LinkInfo, TopologyInfo
+
+__all__ = [
+    "BlockId",
+    "BlockMove",
+    "DeviceInfo",
+    "EvictionContext",
+    "ExecutionPlan",
+    "KVBlockMeta",
+    "KVLayout",
+    "KVPoolStats",
+    "LinkInfo",
+    "MigrationPlan",
+    "PrefixHit",
+    "Request",
+    "SamplingParams",
+    "ScheduledChunk",
+    "SchedulerState",
+    "SequenceState",
+    "SequenceStatus",
+    "SequenceView",
+    "StepOutput",
+    "Tier",
+    "TopologyInfo",
+]

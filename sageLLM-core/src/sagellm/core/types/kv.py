@@ -1,0 +1,121 @@
+"""Value objects describing KV-cache blocks, their tiers and their moves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+BlockId = int
+"""Index of a block inside a KV pool tier (0 .. num_blocks - 1)."""
+
+
+class Tier(str, Enum):
+    """Storage tier of a KV block, fastest first."""
+
+    DEVICE = "device"
+    HOST = "host"
+    DISK = "disk"
+
+
+@dataclass(slots=True)
+class KVBlockMeta:
+    """Book-keeping of one block, shared by pools, caches and policies.
+
+    Mutable on purpose: pools update access fields on every touch and
+    copying a record per access would dominate the cost of the hot path.
+    """
+
+    block_id: BlockId
+    tier: Tier = Tier.DEVICE
+    ref_count: int = 0
+    size_bytes: int = 0
+    created_at: float = 0.0
+    last_access: float = 0.0
+    access_count: int = 0
+    prefix_hash: int | None = None
+    prefix_depth: int = 0  # position of the block in its token chain (0 = first)
+
+
+@dataclass(frozen=True, slots=True)
+class KVLayout:
+    """Shape of the KV cache a pool must hold; comes from the model.
+
+    One block stores ``block_size`` token positions for every layer::
+
+        k[layer]: [num_blocks, block_size, num_kv_heads, head_dim]
+        v[layer]: same shape
+    """
+
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    block_size: int
+    num_blocks: int
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    @property
+    def dtype_bytes(self) -> int:
+        return {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}.get(self.dtype, 4)
+
+    @property
+    def bytes_per_block(self) -> int:
+        """K and V of all layers for one block."""
+        return 2 * self.num_layers * self.block_size * self.num_kv_heads * self.head_dim * self.dtype_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixHit:
+    """Result of a prefix lookup: the longest cached block-aligned prefix."""
+
+    num_matched_tokens: int = 0
+    block_ids: tuple[BlockId, ...] = ()
+
+    @property
+    def num_matched_blocks(self) -> int:
+        return len(self.block_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockMove:
+    """Move (or copy) one block from one tier to another."""
+
+    block_id: BlockId
+    src_tier: Tier
+    dst_tier: Tier
+    dst_block_id: BlockId | None = None  # None: the pool chooses
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationPlan:
+    """A batch of block moves the pool should execute together."""
+
+    moves: tuple[BlockMove, ...] = field(default_factory=tuple)
+
+    def __len__(self) -> int:
+        return len(self.moves)
+
+
+@dataclass(frozen=True, slots=True)
+class KVPoolStats:
+    """A snapshot of pool occupancy, the numbers dashboards plot."""
+
+    num_blocks: int
+    num_free_blocks: int
+    num_used_blocks: int
+    num_shared_blocks: int
+    block_size: int
+    bytes_per_block: int
+    num_used_tokens: int = 0  # token slots actually holding KV (<= used * block_size)
+
+    @property
+    def utilization(self) -> float:
+        return self.num_used_blocks / self.num_blocks if self.num_blocks else 0.0
+
+    @property
+    def fragmentation(self) -> float:
+        """Share of allocated token slots that hold no token (internal waste)."""
+        capacity = self.num_used_blocks * self.block_size
+        if capacity == 0 or self.num_used_tokens == 0:
+            return 0.0
+        return 1.0 - self.num_used_tokens / capacity

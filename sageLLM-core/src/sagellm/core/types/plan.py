@@ -1,0 +1,92 @@
+"""The scheduler IR: what one engine step should compute.
+
+An :class:`IRBuilder` turns a snapshot of the queues (:class:`SchedulerState`)
+into an :class:`ExecutionPlan`. The builder decides; the engine applies the
+decision (allocates blocks, runs the model). Keeping the builder a pure
+function of a snapshot makes policies swappable and testable without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sagellm.core.types.kv import MigrationPlan
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceView:
+    """What a scheduler may know about one sequence (read-only).
+
+    ``num_cached_tokens`` is, for a waiting sequence, the prefix the cache
+    would supply if it were admitted now (tokens that need no compute).
+    """
+
+    request_id: str
+    num_tokens: int
+    num_computed_tokens: int
+    num_blocks_held: int
+    arrival_time: float = 0.0
+    priority: int = 0
+    num_cached_tokens: int = 0
+    num_prompt_tokens: int = 0
+    max_tokens: int = 0
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        return self.num_tokens - self.num_computed_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerState:
+    """Snapshot handed to :meth:`IRBuilder.build` each step."""
+
+    running: tuple[SequenceView, ...]
+    waiting: tuple[SequenceView, ...]
+    num_free_blocks: int  # free plus evictable (cached but unreferenced)
+    block_size: int
+    now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledChunk:
+    """Run ``num_tokens`` tokens of a sequence, starting at ``start``.
+
+    ``start`` equals the sequence's computed-token count when the plan is
+    applied (after a prefix hit it skips the cached part)::
+
+        [ cached | computed | <- this chunk -> | rest of prompt ]
+                            ^start             ^start+num_tokens
+    """
+
+    request_id: str
+    start: int
+    num_tokens: int
+    is_decode: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPlan:
+    """One step of work. Applied in order: preempt, admit, run chunks."""
+
+    chunks: tuple[ScheduledChunk, ...] = ()
+    admitted: tuple[str, ...] = ()  # waiting -> running this step
+    preempted: tuple[str, ...] = ()  # running -> waiting, KV freed (recompute)
+    migrations: MigrationPlan = field(default_factory=MigrationPlan)
+    step_id: int = 0
+
+    @property
+    def num_batched_tokens(self) -> int:
+        return sum(c.num_tokens for c in self.chunks)
+
+    @property
+    def prefill_batch(self) -> tuple[ScheduledChunk, ...]:
+        """Chunks that process prompt tokens (name kept from sageLLM's API)."""
+        return tuple(c for c in self.chunks if not c.is_decode)
+
+    @property
+    def decode_batch(self) -> tuple[ScheduledChunk, ...]:
+        return tuple(c for c in self.chunks if c.is_decode)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.chunks and not self.preempted
