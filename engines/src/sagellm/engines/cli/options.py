@@ -1,0 +1,83 @@
+"""Command-line options shared by the subcommands, and their mapping to config."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sagellm.core.config import SageLLMConfig, load_config
+from sagellm.core.types import SamplingParams
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model and engine")
+    group.add_argument("--model", "-m", help="a .gguf file or a Hugging Face model directory "
+                       "(default: the embedded SmolLM2-135M-Instruct)")
+    group.add_argument("--config", help="YAML config file (SAGELLM__SECTION__KEY env vars override it)")
+    group.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                       help="compute dtype (auto: bf16 on GPU and bf16-capable CPUs, else float32)")
+    group.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    group.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    group.add_argument("--max-model-len", type=int, help="context length limit (default: the model's)")
+    group.add_argument("--block-size", type=int, help="tokens per KV block (default 16)")
+    group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")
+    group.add_argument("--kv-memory-gb", type=float, help="memory for the KV pool in GiB (default 1.0)")
+    group.add_argument("--no-prefix-cache", action="store_true", help="disable prefix reuse")
+    group.add_argument("--eviction", help="eviction policy implementation (default: lru)")
+    group.add_argument("--scheduler", help="IR builder implementation (default: fifo)")
+    group.add_argument("--max-num-seqs", type=int, help="sequences per step (default 64)")
+    group.add_argument("--max-num-batched-tokens", type=int, help="token budget per step (default 512)")
+
+
+def add_sampling_options(parser: argparse.ArgumentParser, max_tokens: int = 256) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--max-tokens", type=int, default=max_tokens, help=f"new tokens at most (default {max_tokens})")
+    group.add_argument("--temperature", "-t", type=float, default=0.7, help="0 = greedy (default 0.7)")
+    group.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0)")
+    group.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
+    group.add_argument("--min-p", type=float, default=0.0, help="drop tokens below min-p x the top probability")
+    group.add_argument("--repetition-penalty", type=float, default=1.0, help="transformers-style (default 1.0)")
+    group.add_argument("--presence-penalty", type=float, default=0.0, help="OpenAI-style, in [-2, 2]")
+    group.add_argument("--frequency-penalty", type=float, default=0.0, help="OpenAI-style, in [-2, 2]")
+    group.add_argument("--seed", type=int, help="random seed for reproducible sampling")
+    group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    group.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-sequence")
+
+
+def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
+    sections: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        if value is not None:
+            sections.setdefault(section, {})[key] = value
+
+    put("model", "path", args.model)
+    put("model", "dtype", args.dtype)
+    put("model", "device", args.device)
+    put("model", "num_threads", args.threads)
+    put("model", "max_model_len", args.max_model_len)
+    put("kv_pool", "block_size", args.block_size)
+    put("kv_pool", "num_blocks", args.num_blocks)
+    put("kv_pool", "memory_gb", args.kv_memory_gb)
+    put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
+    put("eviction_policy", "implementation", args.eviction)
+    put("scheduler_ir", "implementation", args.scheduler)
+    put("scheduler_ir", "max_num_seqs", args.max_num_seqs)
+    put("scheduler_ir", "max_num_batched_tokens", args.max_num_batched_tokens)
+    return load_config(args.config, **sections)
+
+
+def sampling_from_args(args: argparse.Namespace) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty,
+        seed=args.seed,
+        stop=tuple(args.stop),
+        ignore_eos=args.ignore_eos,
+    )

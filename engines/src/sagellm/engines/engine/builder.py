@@ -1,0 +1,90 @@
+"""Assemble an LLMEngine from configuration, purely through the core registry.
+
+No module package is imported here: the pool, prefix index, eviction policy
+and IR builder are whatever the config names and the installed entry points
+provide. Swapping one is a config change (``SAGELLM__EVICTION_POLICY__IMPLEMENTATION=...``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sagellm.core import registry
+from sagellm.core.config import SageLLMConfig
+from sagellm.core.errors import ConfigError
+from sagellm.core.metrics import MetricsRegistry
+from sagellm.core.types import KVLayout
+from sagellm.engines.engine.device import resolve_device, resolve_dtype
+from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.llama import LlamaForCausalLM
+from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
+from sagellm.engines.runtime.kv_manager import KVManager
+from sagellm.engines.runtime.model_runner import ModelRunner
+from sagellm.engines.tokenizer import Tokenizer
+
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LLMEngine:
+    if config.model.num_threads:
+        torch.set_num_threads(config.model.num_threads)
+    device = resolve_device(config.model.device)
+    dtype = resolve_dtype(config.model.dtype, device)
+    checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
+    tokenizer = build_tokenizer(checkpoint)
+    model_config = checkpoint.config
+    max_model_len = _max_model_len(config, model_config)
+    model = LlamaForCausalLM(model_config, checkpoint.weights, device)
+    layout = kv_layout(config, model_config, device, dtype, max_model_len)
+    pool = registry.create_kv_pool(config, layout=layout)
+    index = registry.create_prefix_index(config, block_size=layout.block_size) if config.prefix_cache.enabled else None
+    policy = registry.create_eviction_policy(config) if index is not None else None
+    return LLMEngine(
+        model_config=model_config,
+        tokenizer=tokenizer,
+        runner=ModelRunner(model, pool, device),
+        kv=KVManager(pool, index, policy),
+        ir_builder=registry.create_ir_builder(config),
+        max_model_len=max_model_len,
+        max_waiting=config.scheduler_ir.max_waiting,
+        metrics=MetricsRegistry(),
+        model_name=model_config.name,
+    )
+
+
+def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:
+    if checkpoint.format == "gguf":
+        return Tokenizer.from_gguf_metadata(checkpoint.gguf_metadata, checkpoint.path)
+    return Tokenizer.from_hf_dir(checkpoint.path, checkpoint.config.eos_token_ids)
+
+
+def _max_model_len(config: SageLLMConfig, model_config: ModelConfig) -> int:
+    limit = model_config.max_position_embeddings
+    wanted = config.model.max_model_len or limit
+    if wanted > limit:
+        raise ConfigError(f"model.max_model_len={wanted} exceeds the model's {limit} positions")
+    return wanted
+
+
+def kv_layout(
+    config: SageLLMConfig, model_config: ModelConfig, device: torch.device, dtype: torch.dtype, max_model_len: int
+) -> KVLayout:
+    """Size the pool: explicit num_blocks, else as many blocks as memory_gb holds."""
+    cache_dtype = DTYPE_NAMES[dtype] if config.kv_pool.cache_dtype == "auto" else config.kv_pool.cache_dtype
+    block_size = config.kv_pool.block_size
+    probe = KVLayout(
+        model_config.num_layers, model_config.num_kv_heads, model_config.head_dim, block_size, 1, cache_dtype
+    )
+    num_blocks = config.kv_pool.num_blocks or int(config.kv_pool.memory_gb * 1024**3 // probe.bytes_per_block)
+    if num_blocks < 2:
+        raise ConfigError(f"kv_pool.memory_gb={config.kv_pool.memory_gb} holds fewer than 2 blocks")
+    return KVLayout(
+        num_layers=model_config.num_layers,
+        num_kv_heads=model_config.num_kv_heads,
+        head_dim=model_config.head_dim,
+        block_size=block_size,
+        num_blocks=num_blocks,
+        dtype=cache_dtype,
+        device=str(device),
+    )

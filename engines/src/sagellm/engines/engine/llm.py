@@ -1,0 +1,91 @@
+"""LLM: the offline, batch-generation entry point (vLLM's ``LLM`` shape)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagellm.core.config import SageLLMConfig, load_config
+from sagellm.core.types import SamplingParams, StepOutput
+from sagellm.engines.engine.builder import build_engine
+from sagellm.engines.engine.llm_engine import LLMEngine
+
+
+@dataclass
+class GenerationResult:
+    request_id: str
+    prompt_token_ids: list[int]
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+    num_cached_tokens: int = 0
+
+
+class LLM:
+    """Load a model once, generate for many prompts with continuous batching.
+
+    ``LLM()`` uses the embedded SmolLM2-135M-Instruct; ``model`` is a path or
+    the model config section; other keyword arguments are config sections,
+    e.g. ``LLM(kv_pool={"num_blocks": 512})``.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | dict[str, Any] | None = None,
+        config: SageLLMConfig | None = None,
+        show_progress: bool | None = None,
+        **sections: Any,
+    ) -> None:
+        if config is None:
+            if isinstance(model, dict):
+                sections["model"] = model
+            elif model is not None:
+                sections.setdefault("model", {})["path"] = str(model)
+            config = load_config(**sections)
+        self.config = config
+        self.engine: LLMEngine = build_engine(config, show_progress)
+        self.tokenizer = self.engine.tokenizer
+
+    def generate(
+        self,
+        prompts: str | Sequence[str] | Sequence[Sequence[int]],
+        sampling: SamplingParams | Sequence[SamplingParams] | None = None,
+        on_output: Callable[[StepOutput], None] | None = None,
+    ) -> list[GenerationResult]:
+        """All prompts go in at once and run continuously batched; results keep prompt order."""
+        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+        params = _broadcast(sampling, len(prompt_list))
+        results: dict[str, GenerationResult] = {}
+        order: list[str] = []
+        for prompt, p in zip(prompt_list, params):
+            rid = self.engine.add_request(prompt, p)
+            ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+            results[rid] = GenerationResult(rid, ids)
+            order.append(rid)
+        while self.engine.has_unfinished():
+            for out in self.engine.step():
+                result = results[out.request_id]
+                result.token_ids.extend(out.new_token_ids)
+                result.text += out.new_text
+                result.finish_reason = out.finish_reason
+                result.num_cached_tokens = out.num_cached_tokens
+                if on_output is not None:
+                    on_output(out)
+        return [results[rid] for rid in order]
+
+    def chat(
+        self, messages: Sequence[dict[str, Any]], sampling: SamplingParams | None = None
+    ) -> GenerationResult:
+        return self.generate([self.tokenizer.encode_chat(messages)], sampling)[0]
+
+
+def _broadcast(sampling: SamplingParams | Sequence[SamplingParams] | None, n: int) -> list[SamplingParams]:
+    if sampling is None:
+        return [SamplingParams()] * n
+    if isinstance(sampling, SamplingParams):
+        return [sampling] * n
+    if len(sampling) != n:
+        raise ValueError(f"got {len(sampling)} sampling params for {n} prompts")
+    return list(sampling)

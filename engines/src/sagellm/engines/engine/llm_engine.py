@@ -1,0 +1,278 @@
+"""LLMEngine: add requests, call ``step()``, get tokens back.
+
+A step is three moves, as in nano-vllm: the IR builder plans, the runner
+computes, the output processor samples and checks stops. Everything
+pluggable (pool, prefix index, eviction, scheduling policy) arrives through
+the constructor, built by :mod:`sagellm.engines.engine.builder` from config.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sagellm.core.errors import ContextLengthExceededError, InvalidRequestError, OutOfBlocksError
+from sagellm.core.metrics import MetricsRegistry
+from sagellm.core.protocols import IRBuilder
+from sagellm.core.types import (
+    ExecutionPlan,
+    Request,
+    SamplingParams,
+    SchedulerState,
+    SequenceState,
+    SequenceStatus,
+    SequenceView,
+    StepOutput,
+)
+from sagellm.engines.engine.stop_checker import check_stop
+from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.runtime.input_batch import ChunkWork
+from sagellm.engines.runtime.kv_manager import KVManager
+from sagellm.engines.runtime.model_runner import ModelRunner
+from sagellm.engines.runtime.sampler import Sampler
+from sagellm.engines.tokenizer import IncrementalDetokenizer, Tokenizer
+
+
+@dataclass(slots=True)
+class _Tracked:
+    seq: SequenceState
+    detokenizer: IncrementalDetokenizer
+    first_token_time: float | None = None
+
+
+class LLMEngine:
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        tokenizer: Tokenizer,
+        runner: ModelRunner,
+        kv: KVManager,
+        ir_builder: IRBuilder,
+        max_model_len: int,
+        max_waiting: int = 1024,
+        metrics: MetricsRegistry | None = None,
+        model_name: str = "",
+    ) -> None:
+        self.model_config = model_config
+        self.tokenizer = tokenizer
+        self.runner = runner
+        self.kv = kv
+        self.ir_builder = ir_builder
+        self.max_model_len = max_model_len
+        self.max_waiting = max_waiting
+        self.model_name = model_name or model_config.name
+        self.metrics = metrics or MetricsRegistry()
+        self.sampler = Sampler()
+        self._tracked: dict[str, _Tracked] = {}
+        self._running: list[SequenceState] = []
+        self._waiting: list[SequenceState] = []  # kept in arrival order
+        self._ids = itertools.count()
+        self._max_seqs_hint = getattr(ir_builder, "max_num_seqs", 256)
+
+    # ------------------------------------------------------------------ requests
+    def add_request(
+        self,
+        prompt: str | Sequence[int],
+        sampling: SamplingParams | None = None,
+        request_id: str | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Queue a prompt (text or token ids); returns its request id."""
+        sampling = sampling or SamplingParams()
+        token_ids = self._tokenize(prompt)
+        request_id = request_id or f"req-{next(self._ids)}"
+        if request_id in self._tracked:
+            raise InvalidRequestError(f"request id {request_id!r} is already in use")
+        self._check_length(len(token_ids), sampling.max_tokens)
+        request = Request(request_id, tuple(token_ids), sampling, time.monotonic(), priority, self.model_name)
+        seq = SequenceState(request)
+        self._tracked[request_id] = _Tracked(seq, IncrementalDetokenizer(self.tokenizer, token_ids))
+        self._waiting.append(seq)
+        self.metrics.counter("requests_total", "requests received").inc()
+        return request_id
+
+    def abort_request(self, request_id: str) -> bool:
+        """Stop a request and free its KV blocks at once; False if it is unknown or done."""
+        tracked = self._tracked.pop(request_id, None)
+        if tracked is None:
+            return False
+        seq = tracked.seq
+        if seq in self._running:
+            self._running.remove(seq)
+        elif seq in self._waiting:
+            self._waiting.remove(seq)
+        self.kv.release(seq)
+        seq.status = SequenceStatus.FINISHED_ABORTED
+        self.sampler.forget(request_id)
+        self.metrics.counter("requests_aborted_total", "requests aborted").inc()
+        return True
+
+    def has_unfinished(self) -> bool:
+        return bool(self._running or self._waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    # ---------------------------------------------------------------------- step
+    def step(self) -> list[StepOutput]:
+        plan = self.ir_builder.build(self._snapshot())
+        works = self._apply(plan)
+        if not works:
+            return []
+        logits, sampled_seqs = self.runner.execute(works)
+        for work in works:
+            work.seq.num_computed_tokens = work.end
+        sampled = self.sampler.sample(logits, sampled_seqs)
+        outputs = [self._process(seq, token.token_id, token.logprob) for seq, token in zip(sampled_seqs, sampled)]
+        for work in works:
+            if not work.seq.is_finished:
+                self.kv.register_computed(work.seq)
+        self._record_step(plan)
+        return outputs
+
+    def _snapshot(self) -> SchedulerState:
+        room = max(0, self._max_seqs_hint - len(self._running))
+        return SchedulerState(
+            running=tuple(self._view(seq, 0) for seq in self._running),
+            waiting=tuple(self._view(seq, self.kv.peek_cached_tokens(seq)) for seq in self._waiting[:room]),
+            num_free_blocks=self.kv.num_free_blocks,
+            block_size=self.kv.block_size,
+            now=time.monotonic(),
+        )
+
+    @staticmethod
+    def _view(seq: SequenceState, cached: int) -> SequenceView:
+        return SequenceView(
+            request_id=seq.request_id,
+            num_tokens=seq.num_tokens,
+            num_computed_tokens=seq.num_computed_tokens,
+            num_blocks_held=len(seq.block_ids),
+            arrival_time=seq.request.arrival_time,
+            priority=seq.request.priority,
+            num_cached_tokens=cached,
+            num_prompt_tokens=seq.num_prompt_tokens,
+            max_tokens=seq.request.sampling.max_tokens,
+        )
+
+    def _apply(self, plan: ExecutionPlan) -> list[ChunkWork]:
+        """Preempt, allocate for running chunks, then admit; return what to compute."""
+        for request_id in plan.preempted:
+            self._preempt(self._tracked[request_id].seq)
+        admitted = set(plan.admitted)
+        works: list[ChunkWork] = []
+        for chunk in sorted(plan.chunks, key=lambda c: c.request_id in admitted):
+            seq = self._tracked[chunk.request_id].seq
+            work = self._admit(seq, chunk.num_tokens) if chunk.request_id in admitted else self._grow(seq, chunk)
+            if work is not None:
+                works.append(work)
+        return works
+
+    def _grow(self, seq: SequenceState, chunk: object) -> ChunkWork | None:
+        start, num_tokens = seq.num_computed_tokens, getattr(chunk, "num_tokens")
+        try:
+            self.kv.allocate_for(seq, start + num_tokens)
+        except OutOfBlocksError:
+            self._preempt(seq)  # the plan under-counted; recompute later rather than fail
+            return None
+        return ChunkWork(seq, start, num_tokens)
+
+    def _admit(self, seq: SequenceState, num_tokens: int) -> ChunkWork | None:
+        self.kv.admit(seq)
+        start = seq.num_computed_tokens  # the real hit, which eviction may have shortened
+        num_tokens = min(num_tokens, seq.num_tokens - start)
+        try:
+            self.kv.allocate_for(seq, start + num_tokens)
+        except OutOfBlocksError:
+            self.kv.release(seq)  # stays waiting; tried again next step
+            return None
+        self._waiting.remove(seq)
+        self._running.append(seq)
+        seq.status = SequenceStatus.RUNNING
+        return ChunkWork(seq, start, num_tokens)
+
+    def _preempt(self, seq: SequenceState) -> None:
+        """Recompute preemption: drop the KV, keep the tokens, queue by arrival."""
+        if seq in self._running:
+            self._running.remove(seq)
+        self.kv.release(seq)
+        seq.status = SequenceStatus.WAITING
+        seq.num_preemptions += 1
+        keys = [s.request.arrival_time for s in self._waiting]
+        self._waiting.insert(bisect.bisect_right(keys, seq.request.arrival_time), seq)
+        self.metrics.counter("preemptions_total", "sequences preempted (recompute)").inc()
+
+    def _process(self, seq: SequenceState, token_id: int, logprob: float | None) -> StepOutput:
+        tracked = self._tracked[seq.request_id]
+        now = time.monotonic()
+        if tracked.first_token_time is None:
+            tracked.first_token_time = now
+            self.metrics.histogram("ttft_seconds", "time to first token").observe(now - seq.request.arrival_time)
+        seq.token_ids.append(token_id)
+        delta = tracked.detokenizer.push(token_id)
+        decision = check_stop(
+            seq, token_id, delta, tracked.detokenizer.text, self.tokenizer.eos_token_ids, self.max_model_len
+        )
+        if decision.finish_reason is not None:
+            self._finish(seq, decision.finish_reason)
+        return StepOutput(
+            request_id=seq.request_id,
+            new_token_ids=(token_id,),
+            new_text=decision.text_delta,
+            finish_reason=decision.finish_reason,
+            num_prompt_tokens=seq.num_prompt_tokens,
+            num_output_tokens=seq.num_output_tokens,
+            num_cached_tokens=seq.num_cached_tokens,
+            logprobs=None if logprob is None else (logprob,),
+        )
+
+    def _finish(self, seq: SequenceState, reason: str) -> None:
+        seq.status = SequenceStatus.FINISHED_STOPPED if reason == "stop" else SequenceStatus.FINISHED_LENGTH
+        self._running.remove(seq)
+        self.kv.release(seq)
+        self._tracked.pop(seq.request_id, None)
+        self.sampler.forget(seq.request_id)
+        self.metrics.counter("requests_finished_total", "requests finished").inc()
+
+    def _record_step(self, plan: ExecutionPlan) -> None:
+        self.metrics.counter("generation_tokens_total", "tokens computed").inc(plan.num_batched_tokens)
+        self.metrics.gauge("num_running", "running sequences").set(len(self._running))
+        self.metrics.gauge("num_waiting", "waiting sequences").set(len(self._waiting))
+        self.metrics.gauge("kv_free_blocks", "free + evictable KV blocks").set(self.kv.num_free_blocks)
+        self.metrics.gauge("prefix_hit_rate", "prefix cache hit rate").set(self.kv.hit_rate())
+
+    # -------------------------------------------------------------- validation
+    def _tokenize(self, prompt: str | Sequence[int]) -> list[int]:
+        if isinstance(prompt, str):
+            if not prompt:
+                raise InvalidRequestError("prompt must not be empty")
+            return self.tokenizer.encode(prompt)
+        token_ids = list(prompt)
+        if not token_ids:
+            raise InvalidRequestError("prompt must contain at least one token")
+        vocab = self.model_config.vocab_size
+        bad = [t for t in token_ids if not isinstance(t, int) or not 0 <= t < vocab]
+        if bad:
+            raise InvalidRequestError(f"prompt token ids must be integers in [0, {vocab}); got {bad[:3]}")
+        return token_ids
+
+    def _check_length(self, num_prompt: int, max_tokens: int) -> None:
+        """Reject up front what could never finish (vLLM's wording, so clients recognise it)."""
+        total = num_prompt + max_tokens
+        if total > self.max_model_len:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
+                f"{total} tokens ({num_prompt} in the prompt, {max_tokens} for the completion)."
+            )
+        blocks_needed = -(-total // self.kv.block_size)
+        if blocks_needed > self.kv.pool.layout.num_blocks:
+            raise ContextLengthExceededError(
+                f"the request needs {blocks_needed} KV blocks but the whole pool has {self.kv.pool.layout.num_blocks}"
+            )

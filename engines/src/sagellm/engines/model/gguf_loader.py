@@ -1,0 +1,180 @@
+"""Read a GGUF file: architecture metadata, tokenizer fields and dequantized weights.
+
+Weights come back under Hugging Face names (``model.layers.0.self_attn.q_proj.weight``)
+so one model class serves GGUF and safetensors checkpoints alike. llama.cpp
+stores Llama q/k projections permuted for its interleaved RoPE; we undo that
+so the model can use the Hugging Face rotate-half RoPE and match it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sagellm.core.errors import ModelLoadError
+from sagellm.engines.model.config import ModelConfig
+
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "mistral")
+# Architectures whose q/k weights llama.cpp's converter permuted.
+PERMUTED_QK_ARCHITECTURES = ("llama", "mistral")
+
+_LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GGUFCheckpoint:
+    config: ModelConfig
+    metadata: dict[str, Any]  # scalar and string fields, plus tokenizer lists
+    weights: dict[str, torch.Tensor]
+
+
+def open_reader(path: Path) -> Any:
+    """Open a GGUF file, turning every low-level failure into ModelLoadError."""
+    from gguf import GGUFReader
+
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        return GGUFReader(str(path))
+    except Exception as exc:  # the reader raises bare ValueError/struct errors on garbage
+        raise ModelLoadError(f"{path} is not a readable GGUF file: {exc}") from None
+
+
+def read_metadata(reader: Any) -> dict[str, Any]:
+    """All key/value fields; token lists decoded to Python lists."""
+    metadata: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        try:
+            metadata[key] = field.contents()
+        except Exception:  # a field type this gguf version cannot decode: skip it
+            continue
+    return metadata
+
+
+def config_from_metadata(metadata: dict[str, Any], path: Path) -> ModelConfig:
+    arch = metadata.get("general.architecture")
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise ModelLoadError(
+            f"{path}: architecture {arch!r} is not supported (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
+        )
+
+    def need(key: str) -> Any:
+        full = f"{arch}.{key}"
+        if full not in metadata:
+            raise ModelLoadError(f"{path}: GGUF metadata lacks {full}")
+        return metadata[full]
+
+    hidden = int(need("embedding_length"))
+    num_heads = int(need("attention.head_count"))
+    tokens = metadata.get("tokenizer.ggml.tokens") or []
+    eos = metadata.get("tokenizer.ggml.eos_token_id")
+    return ModelConfig(
+        architecture=arch,
+        vocab_size=int(metadata.get(f"{arch}.vocab_size", len(tokens))),
+        hidden_size=hidden,
+        intermediate_size=int(need("feed_forward_length")),
+        num_layers=int(need("block_count")),
+        num_heads=num_heads,
+        num_kv_heads=int(metadata.get(f"{arch}.attention.head_count_kv", num_heads)),
+        head_dim=int(metadata.get(f"{arch}.attention.key_length", hidden // num_heads)),
+        max_position_embeddings=int(need("context_length")),
+        rms_norm_eps=float(need("attention.layer_norm_rms_epsilon")),
+        rope_theta=float(metadata.get(f"{arch}.rope.freq_base", 10000.0)),
+        attention_bias=arch == "qwen2",
+        tie_word_embeddings=True,  # corrected below once we know whether output.weight exists
+        bos_token_id=_opt_int(metadata.get("tokenizer.ggml.bos_token_id")),
+        eos_token_ids=(int(eos),) if eos is not None else (),
+        name=str(metadata.get("general.name", path.stem)),
+    )
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def hf_name(gguf_name: str) -> str | None:
+    if gguf_name in _GLOBAL_NAMES:
+        return _GLOBAL_NAMES[gguf_name]
+    if gguf_name.startswith("blk."):
+        _, layer, rest = gguf_name.split(".", 2)
+        if rest in _LAYER_NAMES:
+            return f"model.layers.{layer}.{_LAYER_NAMES[rest]}"
+    return None
+
+
+def unpermute_qk(weight: np.ndarray, num_heads: int) -> np.ndarray:
+    """Undo llama.cpp's permutation of q/k rows (interleaved -> rotate-half layout)::
+
+        rows per head:  [x0 y0 x1 y1 ...]  ->  [x0 x1 ... | y0 y1 ...]
+    """
+    half = weight.shape[0] // num_heads // 2
+    w = weight.reshape(num_heads, half, 2, *weight.shape[1:])
+    return w.swapaxes(2, 1).reshape(weight.shape)
+
+
+def dequantize_tensor(tensor: Any) -> np.ndarray:
+    """Any GGML type the gguf package knows (Q4_0, Q4_1, Q8_0, F16, F32, K-quants...) to float32."""
+    from gguf.quants import dequantize
+
+    try:
+        array = dequantize(tensor.data, tensor.tensor_type)
+    except NotImplementedError as exc:
+        raise ModelLoadError(f"tensor {tensor.name}: {tensor.tensor_type.name} cannot be dequantized: {exc}") from None
+    shape = tuple(int(d) for d in reversed(tensor.shape))
+    return np.asarray(array, dtype=np.float32).reshape(shape)
+
+
+def load_gguf(
+    path: Path, dtype: torch.dtype, progress: Callable[[int, int], None] | None = None
+) -> GGUFCheckpoint:
+    reader = open_reader(path)
+    metadata = read_metadata(reader)
+    config = config_from_metadata(metadata, path)
+    weights: dict[str, torch.Tensor] = {}
+    total = len(reader.tensors)
+    for i, tensor in enumerate(reader.tensors):
+        name = hf_name(tensor.name)
+        if name is None:
+            continue  # e.g. rope_freqs: recomputed from metadata
+        array = dequantize_tensor(tensor)
+        if config.architecture in PERMUTED_QK_ARCHITECTURES:
+            if name.endswith("q_proj.weight"):
+                array = unpermute_qk(array, config.num_heads)
+            elif name.endswith("k_proj.weight"):
+                array = unpermute_qk(array, config.num_kv_heads)
+        # copy: F32 tensors come back as read-only views of the memory-mapped file
+        weights[name] = torch.from_numpy(np.array(array, dtype=np.float32)).to(dtype)
+        if progress is not None:
+            progress(i + 1, total)
+    tied = "lm_head.weight" not in weights
+    config = _with_tied(config, tied)
+    return GGUFCheckpoint(config=config, metadata=metadata, weights=weights)
+
+
+def _with_tied(config: ModelConfig, tied: bool) -> ModelConfig:
+    from dataclasses import replace
+
+    return replace(config, tie_word_embeddings=tied)

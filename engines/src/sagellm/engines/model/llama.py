@@ -1,0 +1,119 @@
+"""A Llama-family decoder (RMSNorm, RoPE, GQA, SwiGLU) over a paged KV pool.
+
+Covers SmolLM2, Llama 2/3, Qwen2/2.5 (q/k/v bias) and Mistral. The q/k/v and
+gate/up projections are fused into one matmul each: on CPU the per-op
+overhead of small matmuls is a large share of decode time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sagellm.core.errors import ModelLoadError
+from sagellm.engines.model.attention import paged_attention
+from sagellm.engines.model.attention_metadata import AttentionMetadata
+from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Normalise in float32 (as transformers does), scale in the model dtype."""
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], prefix: str) -> None:
+        super().__init__()
+        self.config = config
+        take = _taker(weights, prefix)
+        self.input_norm = nn.Parameter(take("input_layernorm.weight"), requires_grad=False)
+        self.post_norm = nn.Parameter(take("post_attention_layernorm.weight"), requires_grad=False)
+        qkv = [take(f"self_attn.{p}_proj.weight") for p in "qkv"]
+        self.qkv = nn.Parameter(torch.cat(qkv, dim=0), requires_grad=False)
+        self.qkv_bias = (
+            nn.Parameter(torch.cat([take(f"self_attn.{p}_proj.bias") for p in "qkv"]), requires_grad=False)
+            if config.attention_bias
+            else None
+        )
+        self.o_proj = nn.Parameter(take("self_attn.o_proj.weight"), requires_grad=False)
+        gate_up = [take("mlp.gate_proj.weight"), take("mlp.up_proj.weight")]
+        self.gate_up = nn.Parameter(torch.cat(gate_up, dim=0), requires_grad=False)
+        self.down = nn.Parameter(take("mlp.down_proj.weight"), requires_grad=False)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        cfg = self.config
+        x = rms_norm(hidden, self.input_norm, cfg.rms_norm_eps)
+        qkv = F.linear(x, self.qkv, self.qkv_bias)
+        q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
+        q = apply_rotary(q.view(-1, cfg.num_heads, cfg.head_dim), cos, sin)
+        k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
+        v = v.view(-1, cfg.num_kv_heads, cfg.head_dim)
+        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta)
+        hidden = hidden + F.linear(attended.reshape(-1, cfg.q_size), self.o_proj)
+        x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps)
+        gate, up = F.linear(x, self.gate_up).chunk(2, dim=-1)
+        return hidden + F.linear(F.silu(gate) * up, self.down)
+
+
+class LlamaForCausalLM(nn.Module):
+    """Token ids + positions + attention metadata in, logits of chosen rows out."""
+
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device) -> None:
+        super().__init__()
+        self.config = config
+        take = _taker(weights, "")
+        self.embed = nn.Parameter(take("model.embed_tokens.weight"), requires_grad=False)
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, weights, f"model.layers.{i}.") for i in range(config.num_layers)
+        )
+        self.norm = nn.Parameter(take("model.norm.weight"), requires_grad=False)
+        lm_head = weights.pop("lm_head.weight", None)
+        if config.tie_word_embeddings or lm_head is None:
+            self.lm_head = self.embed
+        else:
+            self.lm_head = nn.Parameter(lm_head, requires_grad=False)
+        self.to(device)
+        self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.dtype
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        logits_idx: torch.Tensor,
+    ) -> torch.Tensor:
+        hidden = F.embedding(input_ids, self.embed)
+        cos, sin = self.rotary.tables(positions, hidden.dtype)
+        for layer, kv_cache in zip(self.layers, kv_caches):
+            hidden = layer(hidden, cos, sin, kv_cache, meta)
+        hidden = rms_norm(hidden.index_select(0, logits_idx), self.norm, self.config.rms_norm_eps)
+        return F.linear(hidden, self.lm_head).float()
+
+
+def _taker(weights: dict[str, torch.Tensor], prefix: str):  # type: ignore[no-untyped-def]
+    """Pop named tensors, failing with the checkpoint's missing name."""
+
+    def take(name: str) -> torch.Tensor:
+        full = prefix + name
+        if full not in weights:
+            raise ModelLoadError(f"checkpoint lacks tensor {full}")
+        return weights.pop(full)
+
+    return take

@@ -1,0 +1,80 @@
+"""Resolve a model reference (None, a .gguf file, a directory) and load it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sagellm.core.errors import ModelLoadError
+from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.default_model import default_model_path
+
+
+@dataclass(slots=True)
+class LoadedCheckpoint:
+    path: Path
+    format: str  # "gguf" or "safetensors"
+    config: ModelConfig
+    weights: dict[str, torch.Tensor]
+    gguf_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """None means the embedded default; a directory holding one .gguf means that file."""
+    if model is None:
+        return default_model_path()
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model path does not exist: {path} (only local files are read)")
+    if path.is_dir() and not (path / "config.json").is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ggufs[0]
+        raise ModelLoadError(f"{path} holds neither config.json nor exactly one .gguf file")
+    return path
+
+
+def load_checkpoint(model: str | Path | None, dtype: torch.dtype, show_progress: bool | None = None) -> LoadedCheckpoint:
+    path = resolve_model_path(model)
+    progress = _progress_bar(path.name) if _want_progress(show_progress) else None
+    try:
+        if path.is_file():
+            from sagellm.engines.model.gguf_loader import load_gguf
+
+            ckpt = load_gguf(path, dtype, progress)
+            return LoadedCheckpoint(path, "gguf", ckpt.config, ckpt.weights, ckpt.metadata)
+        from sagellm.engines.model.safetensors_loader import load_safetensors_dir
+
+        config, weights = load_safetensors_dir(path, dtype, progress)
+        return LoadedCheckpoint(path, "safetensors", config, weights)
+    finally:
+        if progress is not None:
+            progress(-1, -1)
+
+
+def _want_progress(show_progress: bool | None) -> bool:
+    return sys.stderr.isatty() if show_progress is None else show_progress
+
+
+def _progress_bar(label: str) -> Callable[[int, int], None]:
+    """A tqdm bar driven by (done, total) callbacks; (-1, -1) closes it."""
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if done < 0:
+            if "bar" in bar:
+                bar["bar"].close()
+            return
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=f"loading {label}", unit="tensor", leave=False)
+        bar["bar"].n = done
+        bar["bar"].refresh()
+
+    return update
