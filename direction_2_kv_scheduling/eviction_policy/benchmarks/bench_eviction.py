@@ -1,0 +1,216 @@
+"""Decision time and hook cost of the eviction policies at 100K tracked blocks.
+
+Steady state of a full pool: a fraction of the tracked blocks is in use
+(``is_evictable`` rejects them; a random set that slowly churns), every
+decision is followed, untimed, by what the cache does next: it removes the
+victims (``on_remove``), reuses those block ids for new cached blocks
+(``on_insert``) and records a few prefix hits (``on_access``).
+
+* decision: one ``select_victims`` call, timed alone (µs, p50 / p99 / mean),
+* hooks: ``on_access``, and ``on_insert`` + ``on_remove`` of a block,
+  timed in batches and divided (µs per call),
+* peer: the naive policy that sorts all evictable candidates by last access
+  time on every decision, measured in the same run.
+
+    python benchmarks/bench_eviction.py [--quick] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sagellm.core.protocols import EvictionPolicy
+from sagellm.core.types import BlockId, EvictionContext
+from sagellm.eviction_policy import LRUEvictionPolicy
+
+HITS_PER_DECISION = 8
+CHURN_PER_DECISION = 4  # in-use blocks that are released, and others that become in use
+
+
+class NaiveSortPolicy:
+    """Keeps each block's last access time; a decision sorts every evictable block by it."""
+
+    def __init__(self) -> None:
+        self._last: dict[BlockId, float] = {}
+        self._clock = 0
+
+    @property
+    def name(self) -> str:
+        return "naive-sort"
+
+    def on_insert(self, block_id: BlockId, now: float = 0.0) -> None:
+        self._clock += 1
+        self._last[block_id] = self._clock
+
+    def on_access(self, block_id: BlockId, now: float = 0.0) -> None:
+        if block_id in self._last:
+            self._clock += 1
+            self._last[block_id] = self._clock
+
+    def on_remove(self, block_id: BlockId) -> None:
+        self._last.pop(block_id, None)
+
+    def select_victims(self, context: EvictionContext) -> list[BlockId]:
+        candidates = [block for block in self._last if context.is_evictable(block)]
+        candidates.sort(key=self._last.__getitem__)
+        return candidates[: context.num_blocks]
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
+POLICIES: dict[str, Callable[[], EvictionPolicy]] = {
+    "lru": LRUEvictionPolicy,
+    "lru (no promotion)": lambda: LRUEvictionPolicy(promote_in_use=False),
+    "naive sort": NaiveSortPolicy,
+}
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def decisions(
+    policy: EvictionPolicy, num_tracked: int, in_use_share: float, num_victims: int, num_decisions: int
+) -> list[float]:
+    """µs per ``select_victims`` in the steady state described in the module docstring."""
+    rng = random.Random(0)
+    for block in range(num_tracked):
+        policy.on_insert(block)
+    pinned = InUse(rng.sample(range(num_tracked), int(in_use_share * num_tracked)))
+    held = pinned.blocks  # mutated in place by churn(); the callback is one set probe, as cheap as a real one gets
+    context = EvictionContext(num_blocks=num_victims, is_evictable=lambda b: b not in held)
+    samples = []
+    gc.collect()
+    for _ in range(num_decisions):
+        start = time.perf_counter_ns()
+        victims = policy.select_victims(context)
+        samples.append((time.perf_counter_ns() - start) / 1000)
+        for block in victims:
+            policy.on_remove(block)
+            policy.on_insert(block)
+        for block in rng.sample(range(num_tracked), HITS_PER_DECISION):
+            policy.on_access(block)
+        for block in pinned.churn(rng, num_tracked):
+            policy.on_access(block)  # a block becomes in use through a prefix hit
+    return samples
+
+
+class InUse:
+    """Blocks held by running sequences: a set for the test, a list to pick from in O(1)."""
+
+    def __init__(self, blocks: list[BlockId]) -> None:
+        self.order = blocks
+        self.blocks = set(blocks)
+
+    def churn(self, rng: random.Random, num_tracked: int) -> list[BlockId]:
+        """Release ``CHURN_PER_DECISION`` held blocks and take as many others; returns the new ones."""
+        taken: list[BlockId] = []
+        for _ in range(CHURN_PER_DECISION if self.order else 0):
+            new = rng.randrange(num_tracked)
+            if new in self.blocks:
+                continue
+            slot = rng.randrange(len(self.order))
+            self.blocks.discard(self.order[slot])
+            self.order[slot] = new
+            self.blocks.add(new)
+            taken.append(new)
+        return taken
+
+
+def hook_cost(make: Callable[[], EvictionPolicy], num_tracked: int, repeats: int = 3) -> dict[str, float]:
+    """µs per ``on_access`` and per ``on_insert`` + ``on_remove`` pair, fastest of ``repeats`` batches."""
+    order = list(range(num_tracked))
+    random.Random(1).shuffle(order)
+    access, churn = float("inf"), float("inf")
+    for _ in range(repeats):
+        policy = make()
+        for block in range(num_tracked):
+            policy.on_insert(block)
+        gc.collect()
+        start = time.perf_counter_ns()
+        for block in order:
+            policy.on_access(block)
+        access = min(access, (time.perf_counter_ns() - start) / 1000 / num_tracked)
+        start = time.perf_counter_ns()
+        for block in order:
+            policy.on_remove(block)
+            policy.on_insert(block)
+        churn = min(churn, (time.perf_counter_ns() - start) / 1000 / num_tracked)
+    return {"on_access_us": access, "insert_remove_us": churn}
+
+
+def run(num_tracked: int, shares: list[float], num_decisions: int) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for name, make in POLICIES.items():
+        hooks = hook_cost(make, num_tracked)
+        naive = name == "naive sort"
+        budget = max(5, num_decisions // 100) if naive else num_decisions  # a naive decision costs ~100x more
+        for share in shares:
+            for num_victims in (1, 32):
+                samples = decisions(make(), num_tracked, share, num_victims, budget)
+                rows.append(
+                    {
+                        "policy": name,
+                        "tracked_blocks": num_tracked,
+                        "in_use_share": share,
+                        "num_victims": num_victims,
+                        "decisions": budget,
+                        "p50_us": percentile(samples, 50),
+                        "p99_us": percentile(samples, 99),
+                        "mean_us": sum(samples) / len(samples),
+                        **hooks,
+                    }
+                )
+        print(f"  {name} done", flush=True)
+    _add_ratios(rows)
+    return rows
+
+
+def _add_ratios(rows: list[dict[str, object]]) -> None:
+    """Naive mean decision time divided by each row's, for the same share and victim count."""
+    naive = {(r["in_use_share"], r["num_victims"]): r["mean_us"] for r in rows if r["policy"] == "naive sort"}
+    for row in rows:
+        peer = naive[(row["in_use_share"], row["num_victims"])]
+        row["naive_over_this"] = float(peer) / float(row["mean_us"])  # type: ignore[arg-type]
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    head = (
+        "| policy | tracked | in use | victims | decision p50 / p99 / mean µs | naive ÷ this | on_access µs "
+        "| insert+remove µs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    lines = [
+        f"| {r['policy']} | {r['tracked_blocks']:,} | {r['in_use_share']:.0%} | {r['num_victims']} "
+        f"| {r['p50_us']:.1f} / {r['p99_us']:.1f} / {r['mean_us']:.1f} | {r['naive_over_this']:,.0f}× "
+        f"| {r['on_access_us']:.2f} | {r['insert_remove_us']:.2f} |"
+        for r in rows
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10K blocks, few decisions (CI smoke)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    num_tracked, num_decisions = (10_000, 200) if args.quick else (100_000, 5_000)
+    rows = run(num_tracked, [0.0, 0.1, 0.5], num_decisions)
+    table = markdown(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "quick": args.quick}
+    (args.out / "bench_eviction.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (args.out / "bench_eviction.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
