@@ -27,15 +27,29 @@ DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float
 
 
 def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LLMEngine:
+    check_implementations(config)
     if config.model.num_threads:
         torch.set_num_threads(config.model.num_threads)
     device = resolve_device(config.model.device)
     dtype = resolve_dtype(config.model.dtype, device)
     checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
     tokenizer = build_tokenizer(checkpoint)
-    model_config = checkpoint.config
+    _max_model_len(config, checkpoint.config)  # fail on a bad max_model_len before building the model
+    model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device)
+    return assemble_engine(config, model, tokenizer)
+
+
+def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer) -> LLMEngine:
+    """A fresh engine (pool, prefix index, eviction policy, IR builder) around an already-loaded model.
+
+    Loading dominates start-up, and the model holds no per-request state
+    (the KV lives in the pool), so tests and benchmarks that compare pool or
+    scheduler settings load once and assemble many engines. The model's own
+    device and dtype win over ``config.model``.
+    """
+    model_config = model.config
+    device, dtype = model.embed.device, model.dtype
     max_model_len = _max_model_len(config, model_config)
-    model = LlamaForCausalLM(model_config, checkpoint.weights, device)
     layout = kv_layout(config, model_config, device, dtype, max_model_len)
     pool = registry.create_kv_pool(config, layout=layout)
     index = registry.create_prefix_index(config, block_size=layout.block_size) if config.prefix_cache.enabled else None
@@ -51,6 +65,15 @@ def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LL
         metrics=MetricsRegistry(),
         model_name=model_config.name,
     )
+
+
+def check_implementations(config: SageLLMConfig) -> None:
+    """Fail on a misspelt implementation name before spending seconds loading weights."""
+    registry.load("kv_pool", config.kv_pool.implementation)
+    registry.load("ir_builder", config.scheduler_ir.implementation)
+    if config.prefix_cache.enabled:
+        registry.load("prefix_index", config.prefix_cache.implementation)
+        registry.load("eviction_policy", config.eviction_policy.implementation)
 
 
 def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:

@@ -40,6 +40,7 @@ from sagellm.engines.tokenizer import IncrementalDetokenizer, Tokenizer
 class _Tracked:
     seq: SequenceState
     detokenizer: IncrementalDetokenizer
+    num_chars_sent: int = 0  # of detokenizer.text; the rest may still turn out to begin a stop string
     first_token_time: float | None = None
 
 
@@ -130,11 +131,9 @@ class LLMEngine:
         logits, sampled_seqs = self.runner.execute(works)
         for work in works:
             work.seq.num_computed_tokens = work.end
+            self.kv.register_computed(work.seq)  # before finishing: a finished prompt's KV is still reusable
         sampled = self.sampler.sample(logits, sampled_seqs)
         outputs = [self._process(seq, token.token_id, token.logprob) for seq, token in zip(sampled_seqs, sampled)]
-        for work in works:
-            if not work.seq.is_finished:
-                self.kv.register_computed(work.seq)
         self._record_step(plan)
         return outputs
 
@@ -220,12 +219,14 @@ class LLMEngine:
         decision = check_stop(
             seq, token_id, delta, tracked.detokenizer.text, self.tokenizer.eos_token_ids, self.max_model_len
         )
+        new_text = tracked.detokenizer.text[tracked.num_chars_sent : decision.text_end]
+        tracked.num_chars_sent = max(tracked.num_chars_sent, decision.text_end)
         if decision.finish_reason is not None:
             self._finish(seq, decision.finish_reason)
         return StepOutput(
             request_id=seq.request_id,
             new_token_ids=(token_id,),
-            new_text=decision.text_delta,
+            new_text=new_text,
             finish_reason=decision.finish_reason,
             num_prompt_tokens=seq.num_prompt_tokens,
             num_output_tokens=seq.num_output_tokens,
@@ -258,7 +259,7 @@ class LLMEngine:
         if not token_ids:
             raise InvalidRequestError("prompt must contain at least one token")
         vocab = self.model_config.vocab_size
-        bad = [t for t in token_ids if not isinstance(t, int) or not 0 <= t < vocab]
+        bad = [t for t in token_ids if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab]
         if bad:
             raise InvalidRequestError(f"prompt token ids must be integers in [0, {vocab}); got {bad[:3]}")
         return token_ids

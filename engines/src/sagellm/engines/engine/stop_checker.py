@@ -9,8 +9,16 @@ from sagellm.core.types import SequenceState
 
 @dataclass(frozen=True, slots=True)
 class StopDecision:
+    """``text_end``: how much of the sequence's text may be sent by now.
+
+    A stop string can span tokens, so text that might be the start of one
+    is held back (the longest stop string's length minus one characters)
+    until the next token settles it; otherwise "France" would already be
+    streamed when "France is" matched. A finish flushes what was held back.
+    """
+
     finish_reason: str | None  # None = keep going; "stop" or "length"
-    text_delta: str  # the new text, cut before a matched stop string
+    text_end: int
 
 
 def check_stop(
@@ -22,18 +30,19 @@ def check_stop(
     max_model_len: int,
 ) -> StopDecision:
     params = seq.request.sampling
+    before_token = len(full_text) - len(text_delta)  # a stop token's own text is not output
     if not params.ignore_eos and token_id in eos_token_ids:
-        return StopDecision("stop", "")
+        return StopDecision("stop", before_token)
     if token_id in params.stop_token_ids:
-        return StopDecision("stop", "")
+        return StopDecision("stop", before_token)
     if params.stop and text_delta:
         cut = _stop_string_cut(full_text, len(text_delta), params.stop)
         if cut is not None:
-            kept = text_delta[: max(0, cut - (len(full_text) - len(text_delta)))]
-            return StopDecision("stop", kept)
+            return StopDecision("stop", cut)
     if seq.num_output_tokens >= params.max_tokens or seq.num_tokens >= max_model_len:
-        return StopDecision("length", text_delta)
-    return StopDecision(None, text_delta)
+        return StopDecision("length", len(full_text))
+    held_back = max((len(stop) for stop in params.stop), default=1) - 1
+    return StopDecision(None, max(0, len(full_text) - held_back))
 
 
 def _stop_string_cut(text: str, delta_len: int, stops: tuple[str, ...]) -> int | None:

@@ -49,7 +49,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
     logits_rows: list[int] = []
     sampled: list[SequenceState] = []
     decode_rows: list[int] = []
-    decode_contexts: list[list[int]] = []
+    decode_works: list[ChunkWork] = []
     prefills: list[PrefillChunk] = []
     for work in works:
         seq, begin = work.seq, len(input_ids)
@@ -58,7 +58,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
         slot_mapping.extend(slots_of(seq.block_ids, work.start, work.end, block_size))
         if work.num_tokens == 1:
             decode_rows.append(begin)
-            decode_contexts.append(slots_of(seq.block_ids, 0, work.end, block_size))
+            decode_works.append(work)
         else:
             prefills.append(_prefill_chunk(work, begin, block_size, device))
         if work.samples:
@@ -66,7 +66,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
             sampled.append(seq)
     meta = AttentionMetadata(
         slot_mapping=torch.tensor(slot_mapping, dtype=torch.long, device=device),
-        decode=_decode_group(decode_rows, decode_contexts, device) if decode_rows else None,
+        decode=_decode_group(decode_rows, decode_works, block_size, device) if decode_rows else None,
         prefills=prefills,
     )
     return InputBatch(
@@ -82,23 +82,31 @@ def _prefill_chunk(work: ChunkWork, begin: int, block_size: int, device: torch.d
     end = begin + work.num_tokens
     if work.start == 0:
         return PrefillChunk(begin, end, slot_idx=None, mask=None)
-    context = slots_of(work.seq.block_ids, 0, work.end, block_size)
+    context = context_slots([work], block_size, device)[0]
     query_pos = torch.arange(work.start, work.end, device=device).unsqueeze(1)
     key_pos = torch.arange(work.end, device=device).unsqueeze(0)
-    return PrefillChunk(
-        begin, end, slot_idx=torch.tensor(context, dtype=torch.long, device=device), mask=key_pos <= query_pos
-    )
+    return PrefillChunk(begin, end, slot_idx=context, mask=key_pos <= query_pos)
 
 
-def _decode_group(rows: list[int], contexts: list[list[int]], device: torch.device) -> DecodeGroup:
-    longest = max(len(c) for c in contexts)
-    padded = [c + [c[-1]] * (longest - len(c)) for c in contexts]  # pad with a valid slot, masked out
+def context_slots(works: Sequence[ChunkWork], block_size: int, device: torch.device) -> torch.Tensor:
+    """[B, longest context] KV slots of each chunk's whole context, from padded block tables.
+
+    Vectorised: Python touches one entry per block, not per token. Padding
+    points at block 0, a valid slot that the attention mask hides.
+    """
+    longest = max(w.end for w in works)
+    num_blocks = -(-longest // block_size)
+    tables = [w.seq.block_ids[:num_blocks] + [0] * (num_blocks - len(w.seq.block_ids[:num_blocks])) for w in works]
+    table = torch.tensor(tables, dtype=torch.long, device=device)
+    offsets = torch.arange(block_size, dtype=torch.long, device=device)
+    return (table.unsqueeze(-1) * block_size + offsets).view(len(works), -1)[:, :longest]
+
+
+def _decode_group(rows: list[int], works: list[ChunkWork], block_size: int, device: torch.device) -> DecodeGroup:
+    slots = context_slots(works, block_size, device)
+    longest = slots.shape[1]
     mask = None
-    if any(len(c) != longest for c in contexts):
-        lengths = torch.tensor([len(c) for c in contexts], device=device)
+    if any(w.end != longest for w in works):
+        lengths = torch.tensor([w.end for w in works], device=device)
         mask = (torch.arange(longest, device=device).unsqueeze(0) < lengths.unsqueeze(1)).view(len(rows), 1, 1, longest)
-    return DecodeGroup(
-        token_idx=torch.tensor(rows, dtype=torch.long, device=device),
-        slot_idx=torch.tensor(padded, dtype=torch.long, device=device),
-        mask=mask,
-    )
+    return DecodeGroup(token_idx=torch.tensor(rows, dtype=torch.long, device=device), slot_idx=slots, mask=mask)

@@ -1,0 +1,223 @@
+"""Engine benchmark: sageLLM vs Hugging Face transformers, side by side.
+
+Each side runs in its own subprocess (clean peak-memory numbers, no shared
+thread pools), on the same GGUF model dequantized to fp32, with the same
+token ids. Scenarios (the issue's list):
+
+* batch-1 decode tokens/s (128-token prompt, 128 new tokens);
+* aggregate tokens/s with 16 and 64 concurrent requests (sageLLM: all
+  submitted at once, continuous batching; transformers: one padded batch);
+* TTFT for a 1,000-token shared prefix, cold and with a prefix-cache hit;
+* peak resident memory of each process.
+
+Usage::
+
+    python engines/benchmarks/bench_engine.py            # full run, ~15-25 min on 2 cores
+    python engines/benchmarks/bench_engine.py --quick    # CI smoke, ~2 min
+    python engines/benchmarks/bench_engine.py --only sagellm
+
+Writes ``results/engine_bench.json`` and ``results/engine_bench.md`` (or ``--out DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TEXT = HERE / "data" / "tinyshakespeare_head.txt"
+
+
+@dataclass(frozen=True)
+class Plan:
+    prompt_len: int = 128
+    new_tokens: int = 128
+    concurrency: tuple[int, ...] = (16, 64)
+    prefix_len: int = 1000
+    threads: int = 2
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(prompt_len=32, new_tokens=16, concurrency=(4,), prefix_len=256)
+
+
+def prompt_ids(tokenizer_encode: Any, count: int, length: int, offset: int = 0) -> list[list[int]]:
+    """``count`` distinct prompts of exactly ``length`` tokens cut from real text."""
+    ids = tokenizer_encode(TEXT.read_text())
+    stride = max(1, (len(ids) - length) // max(1, count + offset))
+    return [ids[(i + offset) * stride : (i + offset) * stride + length] for i in range(count)]
+
+
+# ---------------------------------------------------------------------------- workers
+def run_sagellm(plan: Plan) -> dict[str, Any]:
+    import torch
+
+    from sagellm.core.types import SamplingParams
+    from sagellm.engines import LLM
+
+    torch.set_num_threads(plan.threads)
+    llm = LLM(model={"dtype": "float32"}, show_progress=False)
+    engine = llm.engine
+    encode = llm.tokenizer.encode
+    greedy = SamplingParams(max_tokens=plan.new_tokens, temperature=0.0, ignore_eos=True)
+    results: dict[str, Any] = {}
+    llm.generate(prompt_ids(encode, 1, plan.prompt_len, offset=99), SamplingParams(max_tokens=4))  # warm-up
+
+    (prompt,) = prompt_ids(encode, 1, plan.prompt_len)
+    rid = engine.add_request(prompt, greedy)
+    start, first, count = time.perf_counter(), None, 0
+    while engine.has_unfinished():
+        for out in engine.step():
+            first = first or time.perf_counter()
+            count += len(out.new_token_ids)
+    end = time.perf_counter()
+    results["batch1"] = {"tokens": count, "e2e_tok_s": count / (end - start),
+                         "decode_tok_s": (count - 1) / (end - first), "ttft_ms": (first - start) * 1000}
+    del rid
+
+    for n in plan.concurrency:
+        prompts = prompt_ids(encode, n, plan.prompt_len, offset=n)
+        start = time.perf_counter()
+        outs = llm.generate(prompts, greedy)
+        elapsed = time.perf_counter() - start
+        tokens = sum(len(o.token_ids) for o in outs)
+        results[f"concurrent_{n}"] = {"tokens": tokens, "tok_s": tokens / elapsed, "seconds": elapsed,
+                                      "preemptions": engine.metrics.counter("preemptions_total").value}
+
+    (prefix,) = prompt_ids(encode, 1, plan.prefix_len, offset=7)
+    suffixes = prompt_ids(encode, 2, 16, offset=3)
+    one = SamplingParams(max_tokens=1, temperature=0.0)
+    results["ttft_cold_ms"] = _ttft(llm, prefix + suffixes[0], one)
+    results["ttft_prefix_hit_ms"] = _ttft(llm, prefix + suffixes[1], one)
+    results["prefix_hit_rate"] = engine.kv.hit_rate()
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+def _ttft(llm: Any, prompt: list[int], params: Any) -> float:
+    start = time.perf_counter()
+    llm.generate([prompt], params)
+    return (time.perf_counter() - start) * 1000
+
+
+def run_transformers(plan: Plan) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from sagellm.engines.model.default_model import default_model_path
+    from sagellm.engines.tokenizer import Tokenizer
+    from sagellm.engines.model.gguf_loader import open_reader, read_metadata
+
+    torch.set_num_threads(plan.threads)
+    path = default_model_path()
+    tokenizer = Tokenizer.from_gguf_metadata(read_metadata(open_reader(path)), path)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    model.eval()
+    encode = tokenizer.encode
+    results: dict[str, Any] = {}
+
+    def generate(prompts: list[list[int]], new_tokens: int) -> float:
+        ids = torch.tensor(prompts)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens, do_sample=False, pad_token_id=2)
+        return time.perf_counter() - start
+
+    generate(prompt_ids(encode, 1, plan.prompt_len, offset=99), 4)  # warm-up
+    (prompt,) = prompt_ids(encode, 1, plan.prompt_len)
+    ttft = generate([prompt], 1)
+    total = generate([prompt], plan.new_tokens)
+    results["batch1"] = {"tokens": plan.new_tokens, "e2e_tok_s": plan.new_tokens / total,
+                         "decode_tok_s": (plan.new_tokens - 1) / max(1e-9, total - ttft), "ttft_ms": ttft * 1000}
+    for n in plan.concurrency:
+        prompts = prompt_ids(encode, n, plan.prompt_len, offset=n)  # equal lengths: padding is free
+        elapsed = generate(prompts, plan.new_tokens)
+        results[f"concurrent_{n}"] = {"tokens": n * plan.new_tokens, "tok_s": n * plan.new_tokens / elapsed,
+                                      "seconds": elapsed}
+    (prefix,) = prompt_ids(encode, 1, plan.prefix_len, offset=7)
+    suffixes = prompt_ids(encode, 2, 16, offset=3)
+    results["ttft_cold_ms"] = generate([prefix + suffixes[0]], 1) * 1000
+    results["ttft_prefix_hit_ms"] = generate([prefix + suffixes[1]], 1) * 1000  # no prefix cache across calls
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+WORKERS = {"sagellm": run_sagellm, "transformers": run_transformers}
+
+
+# --------------------------------------------------------------------------- reporting
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s, h = report["results"].get("sagellm", {}), report["results"].get("transformers", {})
+    rows = [("batch-1 decode tok/s", "batch1", "decode_tok_s"), ("batch-1 end-to-end tok/s", "batch1", "e2e_tok_s")]
+    rows += [(f"{n} concurrent, aggregate tok/s", f"concurrent_{n}", "tok_s") for n in report["plan"]["concurrency"]]
+    lines = ["| metric | sageLLM | transformers | ratio |", "|---|---:|---:|---:|"]
+    for label, key, field in rows:
+        a, b = s.get(key, {}).get(field, 0.0), h.get(key, {}).get(field, 0.0)
+        lines.append(f"| {label} | {a:.1f} | {b:.1f} | {ratio(a, b)} |")
+    for label, key in (("TTFT, 1k-token prompt, cold (ms)", "ttft_cold_ms"),
+                       ("TTFT, 1k-token shared prefix, 2nd request (ms)", "ttft_prefix_hit_ms")):
+        a, b = s.get(key, 0.0), h.get(key, 0.0)
+        lines.append(f"| {label} | {a:.0f} | {b:.0f} | {ratio(b, a)} faster |")
+    a, b = s.get("peak_rss_mb", 0.0), h.get("peak_rss_mb", 0.0)
+    lines.append(f"| peak RSS (MB) | {a:.0f} | {b:.0f} | {ratio(a, b)} |")
+    if s:
+        lines.append(f"\nPrefix hit cuts sageLLM's TTFT {ratio(s['ttft_cold_ms'], s['ttft_prefix_hit_ms'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a CI smoke run")
+    parser.add_argument("--only", choices=sorted(WORKERS), help="run one side only")
+    parser.add_argument("--out", default=str(HERE / "results"), help="output directory")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--plan", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](Plan(**{**json.loads(args.plan),
+                                                       "concurrency": tuple(json.loads(args.plan)["concurrency"])}))))
+        return 0
+    plan = Plan.quick() if args.quick else Plan()
+    sides = [args.only] if args.only else list(WORKERS)
+    report: dict[str, Any] = {"plan": asdict(plan), "results": {}, "environment": environment()}
+    for side in sides:
+        print(f"running {side} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, __file__, "--worker", side, "--plan", json.dumps(asdict(plan))],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        report["results"][side] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {side} done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "engine_bench.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (out / "engine_bench.md").write_text(table)
+    print(table)
+    return 0
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

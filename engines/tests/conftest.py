@@ -1,0 +1,113 @@
+"""Session fixtures: each model is loaded once per test session.
+
+* ``llm``: our engine on the embedded SmolLM2-135M-Instruct GGUF, float32.
+* ``make_engine(**sections)``: a fresh engine (pool, prefix index, scheduler)
+  around the model ``llm`` already loaded, so configurations cost no reload.
+* ``hf_model`` / ``hf_reference``: transformers on the same GGUF file
+  (dequantized to float32) and its greedy continuation of every test prompt,
+  prompt by prompt, without padding, with the logits of each step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _harness import NUM_NEW_TOKENS, Reference, drive, prompt_token_ids
+
+from sagellm.core.config import load_config
+from sagellm.engines import LLM, LLMEngine
+from sagellm.engines.engine.builder import assemble_engine
+from sagellm.engines.model.default_model import default_model_path
+
+torch.set_num_threads(2)
+
+ENGINE_MODEL = {"dtype": "float32", "device": "cpu"}
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return default_model_path()
+
+
+@pytest.fixture(scope="session")
+def llm(model_path: Path) -> LLM:
+    return LLM(model={**ENGINE_MODEL, "path": str(model_path)}, kv_pool={"num_blocks": 160}, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def make_engine(llm: LLM) -> Callable[..., LLMEngine]:
+    def make(**sections: Any) -> LLMEngine:
+        sections.setdefault("kv_pool", {"num_blocks": 160})
+        sections["model"] = {**ENGINE_MODEL, **sections.get("model", {})}
+        config = load_config(**sections)
+        return assemble_engine(config, llm.engine.runner.model, llm.tokenizer)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prompts(llm: LLM) -> list[list[int]]:
+    return prompt_token_ids(llm.tokenizer)
+
+
+@pytest.fixture(scope="session")
+def hf_model(model_path: Path) -> Any:
+    transformers = pytest.importorskip("transformers")
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(model_path.parent), gguf_file=model_path.name, dtype=torch.float32
+    )
+    assert model.dtype == torch.float32
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer(model_path: Path) -> Any:
+    transformers = pytest.importorskip("transformers")
+    return transformers.AutoTokenizer.from_pretrained(str(model_path.parent), gguf_file=model_path.name)
+
+
+@pytest.fixture(scope="session")
+def hf_reference(hf_model: Any, make_engine: Callable[..., LLMEngine], prompts: list[list[int]]) -> list[Reference]:
+    """transformers' greedy continuation of each prompt, alone and unpadded, with its logits.
+
+    Greedy decoding is the sequence with ``G[k] = argmax f(prompt + G[:k])``
+    for every ``k``. Stepping transformers 8 x 64 times costs minutes on two
+    cores, so the reference is found by verification instead: take a
+    candidate continuation ``C``, run transformers once over
+    ``prompt + C[:-1]``, and read off the argmax of every position. Where all
+    64 agree with ``C``, ``C`` *is* transformers' greedy output (induction on
+    ``k``); at the first ``k`` where they differ, transformers' token there is
+    known, the reference stops at it, and the engine's run fails against it.
+
+    The candidate comes from our engine (all prompts in one batch), which is
+    what makes one forward pass per prompt enough; it is only a candidate,
+    every token is checked. ``test_hf_generate_matches_the_reference`` runs
+    transformers' own ``generate`` on one prompt to show the two ways of
+    computing its greedy output agree. EOS does not end the reference (our
+    side runs with ``ignore_eos=True``): EOS may be emitted and decoding goes on.
+    """
+    candidates = drive(make_engine(), prompts).token_ids
+    references = []
+    with torch.inference_mode():
+        for ids, candidate in zip(prompts, candidates):
+            assert len(candidate) == NUM_NEW_TOKENS
+            logits = hf_model(torch.tensor([ids + candidate[:-1]])).logits[0, len(ids) - 1 :].float()
+            greedy = logits.argmax(-1).tolist()
+            diverged = next((k for k, (a, b) in enumerate(zip(greedy, candidate)) if a != b), None)
+            if diverged is None:
+                references.append(Reference(candidate, logits))
+            else:
+                references.append(Reference(candidate[:diverged] + [greedy[diverged]], logits[: diverged + 1]))
+    return references
+
+
+@pytest.fixture
+def fresh_engine(make_engine: Callable[..., LLMEngine]) -> Iterator[LLMEngine]:
+    """A default engine with an empty prefix cache, for tests that count blocks."""
+    yield make_engine()
