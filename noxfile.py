@@ -113,11 +113,17 @@ def discard_venv_in_ci() -> bool:
     return bool(os.environ.get("CI")) and not os.environ.get("SAGELLM_KEEP_VENVS")
 
 
-def named_session(name: str, doc: str, tags: list[str], python: str | None = PYTHON) -> Callable[..., object]:
+def named_session(
+    name: str, doc: str, tags: list[str], python: str | None = PYTHON, parallel: bool = True
+) -> Callable[..., object]:
     """Register ``func`` as a nox session called ``name`` (explicit names beat parametrize ids).
 
-    Every session may run beside another under ``nox -j N``: each has its own venv
-    and writes only below it (benchmarks write to the session's tmp dir).
+    Under ``nox -j N`` a session with ``parallel`` runs beside others: each has its
+    own venv and writes only below it (benchmarks write to the session's tmp dir).
+    ``parallel=False`` sessions run alone (after the parallel ones): the engines
+    tests and benchmark run whole models with torch on every core, and two such
+    processes on 2 cores oversubscribe them (engines tests: 3.7 min alone, many
+    times that beside other torch work).
     """
 
     def register(func: Callable[[nox.Session], None]) -> object:
@@ -130,7 +136,7 @@ def named_session(name: str, doc: str, tags: list[str], python: str | None = PYT
 
         run.__doc__ = doc
         run.__name__ = run.__qualname__ = name.replace("-", "_")
-        return nox.session(name=name, python=python, tags=tags, allow_parallel=True)(run)
+        return nox.session(name=name, python=python, tags=tags, allow_parallel=parallel)(run)
 
     return register
 
@@ -181,7 +187,12 @@ def make_test_session(pkg: Package) -> None:
         pkg.kind, "sagellm-core + this package"
     )
 
-    @named_session(f"test-{pkg.short}", f"pytest {pkg.rel}/tests in a venv with {others} only", ["ci", "test"])
+    @named_session(
+        f"test-{pkg.short}",
+        f"pytest {pkg.rel}/tests in a venv with {others} only",
+        ["ci", "test"],
+        parallel=pkg.kind != "engines",  # whole-model torch work: runs alone
+    )
     def run_tests(session: nox.Session) -> None:
         members = closure(pkg)
         reqs = [requirement(p, "test") if p is pkg else str(p.path) for p in members]
@@ -191,8 +202,8 @@ def make_test_session(pkg: Package) -> None:
         session.run("python", "-m", "pytest", f"{pkg.rel}/tests", "-q", *session.posargs, success_codes=PYTEST_OK)
 
 
-# Registration order is run order (also under `-j 2`): the engines tests are the
-# longest session by far, so they start first and the other worker takes the rest.
+# Registration order is run order (also under `-j 2`). The engines tests are the
+# longest session and run alone (parallel=False): they go first, right after lint.
 if ENGINES is not None:
     make_test_session(ENGINES)
 else:
@@ -255,7 +266,10 @@ def bench_arguments(posargs: list[str], default_out: Path) -> list[str]:
 
 def make_bench_session(pkg: Package) -> None:
     @named_session(
-        f"bench-{pkg.short}", f"Run {pkg.rel}/benchmarks/bench_*.py (--quick unless `-- --full`)", ["ci", "bench"]
+        f"bench-{pkg.short}",
+        f"Run {pkg.rel}/benchmarks/bench_*.py (--quick unless `-- --full`)",
+        ["ci", "bench"],
+        parallel=pkg.kind != "engines",  # whole-model torch work: runs alone
     )
     def run_benchmarks(session: nox.Session) -> None:
         members = closure(pkg)

@@ -79,8 +79,12 @@ def run_sagellm(plan: Plan) -> dict[str, Any]:
             first = first or time.perf_counter()
             count += len(out.new_token_ids)
     end = time.perf_counter()
-    results["batch1"] = {"tokens": count, "e2e_tok_s": count / (end - start),
-                         "decode_tok_s": (count - 1) / (end - first), "ttft_ms": (first - start) * 1000}
+    results["batch1"] = {
+        "tokens": count,
+        "e2e_tok_s": count / (end - start),
+        "decode_tok_s": (count - 1) / (end - first),
+        "ttft_ms": (first - start) * 1000,
+    }
     del rid
 
     for n in plan.concurrency:
@@ -89,8 +93,12 @@ def run_sagellm(plan: Plan) -> dict[str, Any]:
         outs = llm.generate(prompts, greedy)
         elapsed = time.perf_counter() - start
         tokens = sum(len(o.token_ids) for o in outs)
-        results[f"concurrent_{n}"] = {"tokens": tokens, "tok_s": tokens / elapsed, "seconds": elapsed,
-                                      "preemptions": engine.metrics.counter("preemptions_total").value}
+        results[f"concurrent_{n}"] = {
+            "tokens": tokens,
+            "tok_s": tokens / elapsed,
+            "seconds": elapsed,
+            "preemptions": engine.metrics.counter("preemptions_total").value,
+        }
 
     (prefix,) = prompt_ids(encode, 1, plan.prefix_len, offset=7)
     suffixes = prompt_ids(encode, 2, 16, offset=3)
@@ -113,8 +121,8 @@ def run_transformers(plan: Plan) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     from sagellm.engines.model.default_model import default_model_path
-    from sagellm.engines.tokenizer import Tokenizer
     from sagellm.engines.model.gguf_loader import open_reader, read_metadata
+    from sagellm.engines.tokenizer import Tokenizer
 
     torch.set_num_threads(plan.threads)
     path = default_model_path()
@@ -128,21 +136,34 @@ def run_transformers(plan: Plan) -> dict[str, Any]:
         ids = torch.tensor(prompts)
         start = time.perf_counter()
         with torch.inference_mode():
-            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, do_sample=False, pad_token_id=2)
+            model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=2,
+            )
         return time.perf_counter() - start
 
     generate(prompt_ids(encode, 1, plan.prompt_len, offset=99), 4)  # warm-up
     (prompt,) = prompt_ids(encode, 1, plan.prompt_len)
     ttft = generate([prompt], 1)
     total = generate([prompt], plan.new_tokens)
-    results["batch1"] = {"tokens": plan.new_tokens, "e2e_tok_s": plan.new_tokens / total,
-                         "decode_tok_s": (plan.new_tokens - 1) / max(1e-9, total - ttft), "ttft_ms": ttft * 1000}
+    results["batch1"] = {
+        "tokens": plan.new_tokens,
+        "e2e_tok_s": plan.new_tokens / total,
+        "decode_tok_s": (plan.new_tokens - 1) / max(1e-9, total - ttft),
+        "ttft_ms": ttft * 1000,
+    }
     for n in plan.concurrency:
         prompts = prompt_ids(encode, n, plan.prompt_len, offset=n)  # equal lengths: padding is free
         elapsed = generate(prompts, plan.new_tokens)
-        results[f"concurrent_{n}"] = {"tokens": n * plan.new_tokens, "tok_s": n * plan.new_tokens / elapsed,
-                                      "seconds": elapsed}
+        results[f"concurrent_{n}"] = {
+            "tokens": n * plan.new_tokens,
+            "tok_s": n * plan.new_tokens / elapsed,
+            "seconds": elapsed,
+        }
     (prefix,) = prompt_ids(encode, 1, plan.prefix_len, offset=7)
     suffixes = prompt_ids(encode, 2, 16, offset=3)
     results["ttft_cold_ms"] = generate([prefix + suffixes[0]], 1) * 1000
@@ -167,8 +188,10 @@ def markdown(report: dict[str, Any]) -> str:
     for label, key, field in rows:
         a, b = s.get(key, {}).get(field, 0.0), h.get(key, {}).get(field, 0.0)
         lines.append(f"| {label} | {a:.1f} | {b:.1f} | {ratio(a, b)} |")
-    for label, key in (("TTFT, 1k-token prompt, cold (ms)", "ttft_cold_ms"),
-                       ("TTFT, 1k-token shared prefix, 2nd request (ms)", "ttft_prefix_hit_ms")):
+    for label, key in (
+        ("TTFT, 1k-token prompt, cold (ms)", "ttft_cold_ms"),
+        ("TTFT, 1k-token shared prefix, 2nd request (ms)", "ttft_prefix_hit_ms"),
+    ):
         a, b = s.get(key, 0.0), h.get(key, 0.0)
         lines.append(f"| {label} | {a:.0f} | {b:.0f} | {ratio(b, a)} faster |")
     a, b = s.get("peak_rss_mb", 0.0), h.get("peak_rss_mb", 0.0)
@@ -187,8 +210,13 @@ def main() -> int:
     parser.add_argument("--plan", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](Plan(**{**json.loads(args.plan),
-                                                       "concurrency": tuple(json.loads(args.plan)["concurrency"])}))))
+        print(
+            json.dumps(
+                WORKERS[args.worker](
+                    Plan(**{**json.loads(args.plan), "concurrency": tuple(json.loads(args.plan)["concurrency"])})
+                )
+            )
+        )
         return 0
     plan = Plan.quick() if args.quick else Plan()
     sides = [args.only] if args.only else list(WORKERS)
@@ -196,8 +224,11 @@ def main() -> int:
     for side in sides:
         print(f"running {side} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, "--worker", side, "--plan", json.dumps(asdict(plan))],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", side, "--plan", json.dumps(asdict(plan))],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
@@ -215,8 +246,12 @@ def main() -> int:
 def environment() -> dict[str, Any]:
     import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 if __name__ == "__main__":

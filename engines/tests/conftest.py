@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from _harness import NUM_NEW_TOKENS, Reference, drive, prompt_token_ids
+from engines_helpers import NUM_NEW_TOKENS, Reference, drive, prompt_token_ids
 
 from sagellm.core.config import load_config
 from sagellm.engines import LLM, LLMEngine

@@ -14,7 +14,10 @@ from sagellm.engines.cli.main import EXIT_BAD_INPUT, main
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sagellm.engines.cli.main", *args],
-        capture_output=True, text=True, input=stdin, timeout=300,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=300,
     )
 
 
@@ -89,8 +92,19 @@ def test_generate_streams_real_text() -> None:
 
 
 def test_generate_json_batch_and_stdin_file() -> None:
-    done = run_cli("generate", "--json", "--chat", "--temperature", "0", "--max-tokens", "6",
-                   "Say hi", "--file", "-", stdin="Name a colour.")
+    done = run_cli(
+        "generate",
+        "--json",
+        "--chat",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "Say hi",
+        "--file",
+        "-",
+        stdin="Name a colour.",
+    )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [r["prompt"] for r in rows] == ["Say hi", "Name a colour."]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from _harness import NUM_NEW_TOKENS, Reference, drive
+from engines_helpers import NUM_NEW_TOKENS, Reference, drive
 
 from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 def test_cuda_float32_matches_transformers(

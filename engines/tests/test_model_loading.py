@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from _harness import Reference, drive, no_eos
+from engines_helpers import Reference, drive, no_eos
 
 from sagellm.core.errors import ConfigError, ModelLoadError
 from sagellm.core.types import SamplingParams
@@ -180,6 +180,7 @@ def hf_greedy(model: Any, prompt: list[int]) -> Reference:
     return Reference(out.sequences[0, len(prompt) :].tolist(), torch.cat(out.logits).float())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["llama", "qwen2"])
 def test_safetensors_directory_matches_transformers(architecture: str, tmp_path: Path) -> None:
     hf_model = save_tiny_model(architecture, tmp_path)

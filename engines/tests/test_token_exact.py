@@ -20,33 +20,21 @@ from typing import Any
 
 import pytest
 import torch
-from _harness import NUM_NEW_TOKENS, PROMPTS, SHARED_PREFIX_PAIR, Reference, RunResult, drive, no_eos
+from engines_helpers import (
+    LOGITS_ATOL,
+    NUM_NEW_TOKENS,
+    PROMPTS,
+    SHARED_PREFIX_PAIR,
+    Reference,
+    assert_logits_close,
+    assert_token_exact,
+    drive,
+    no_eos,
+)
 
 from sagellm.engines import LLMEngine
 
-LOGITS_ATOL = 1e-4
-
-
-def assert_token_exact(result: RunResult, references: list[Reference]) -> None:
-    for i, ref in enumerate(references):
-        ours = result.token_ids[i]
-        assert result.finish_reasons[i] == "length", f"prompt {i}: finish reason {result.finish_reasons[i]}"
-        assert len(ours) == NUM_NEW_TOKENS, f"prompt {i}: {len(ours)} tokens"
-        if ours != ref.token_ids:
-            first = next((k for k, (a, b) in enumerate(zip(ours, ref.token_ids)) if a != b), len(ref.token_ids) - 1)
-            pytest.fail(
-                f"prompt {i} diverges from transformers' greedy output at token {first}: "
-                f"ours {ours[first : first + 5]}, transformers {ref.token_ids[first : first + 5]}"
-            )
-
-
-def assert_logits_close(result: RunResult, references: list[Reference]) -> None:
-    probe = result.probe
-    # Every prompt's 64 sampling rows were compared (more when preemption recomputed some).
-    assert probe.rows_checked >= len(references) * NUM_NEW_TOKENS
-    assert sorted(probe.max_abs_err) == list(range(len(references)))
-    worst = max(probe.max_abs_err.values())
-    assert worst <= LOGITS_ATOL, f"max abs logits error {worst:.2e} (per prompt: {probe.max_abs_err})"
+pytestmark = pytest.mark.slow
 
 
 def test_prompt_set_has_the_shapes_the_scenarios_need(prompts: list[list[int]]) -> None:

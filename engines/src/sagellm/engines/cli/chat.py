@@ -14,8 +14,9 @@ HELP_TEXT = "commands: /reset clears the history, /exit (or Ctrl-D) quits"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("chat", help="interactive chat with history",
-                                   description=f"Chat with the model in the terminal. {HELP_TEXT}.")
+    parser = subparsers.add_parser(
+        "chat", help="interactive chat with history", description=f"Chat with the model in the terminal. {HELP_TEXT}."
+    )
     parser.add_argument("--system", help="system prompt (default: the model template's own)")
     add_sampling_options(parser, max_tokens=512)
     add_engine_options(parser)

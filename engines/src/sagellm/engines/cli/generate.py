@@ -20,8 +20,12 @@ model's chat template."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("generate", help="complete prompts (streams a single prompt)",
-                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "generate",
+        help="complete prompts (streams a single prompt)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("prompts", nargs="*", help="prompt text(s)")
     parser.add_argument("--file", "-f", help="read one prompt from this file ('-' = stdin)")
     parser.add_argument("--chat", action="store_true", help="apply the model's chat template to each prompt")

@@ -12,9 +12,12 @@ from sagellm.core import registry
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("info", help="environment, installed modules, detected device",
-                                   description="Show the environment, the installed sageLLM packages and "
-                                   "their implementations, the detected device and the default model.")
+    parser = subparsers.add_parser(
+        "info",
+        help="environment, installed modules, detected device",
+        description="Show the environment, the installed sageLLM packages and "
+        "their implementations, the detected device and the default model.",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)
 

@@ -11,11 +11,17 @@ from sagellm.core.types import SamplingParams
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and engine")
-    group.add_argument("--model", "-m", help="a .gguf file or a Hugging Face model directory "
-                       "(default: the embedded SmolLM2-135M-Instruct)")
+    group.add_argument(
+        "--model",
+        "-m",
+        help="a .gguf file or a Hugging Face model directory (default: the embedded SmolLM2-135M-Instruct)",
+    )
     group.add_argument("--config", help="YAML config file (SAGELLM__SECTION__KEY env vars override it)")
-    group.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
-                       help="compute dtype (auto: bf16 on GPU and bf16-capable CPUs, else float32)")
+    group.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="compute dtype (auto: bf16 on GPU and bf16-capable CPUs, else float32)",
+    )
     group.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     group.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     group.add_argument("--max-model-len", type=int, help="context length limit (default: the model's)")

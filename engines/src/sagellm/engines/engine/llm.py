@@ -75,9 +75,7 @@ class LLM:
                     on_output(out)
         return [results[rid] for rid in order]
 
-    def chat(
-        self, messages: Sequence[dict[str, Any]], sampling: SamplingParams | None = None
-    ) -> GenerationResult:
+    def chat(self, messages: Sequence[dict[str, Any]], sampling: SamplingParams | None = None) -> GenerationResult:
         return self.generate([self.tokenizer.encode_chat(messages)], sampling)[0]
 
 

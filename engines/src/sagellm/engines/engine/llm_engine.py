@@ -21,6 +21,7 @@ from sagellm.core.types import (
     ExecutionPlan,
     Request,
     SamplingParams,
+    ScheduledChunk,
     SchedulerState,
     SequenceState,
     SequenceStatus,
@@ -174,8 +175,8 @@ class LLMEngine:
                 works.append(work)
         return works
 
-    def _grow(self, seq: SequenceState, chunk: object) -> ChunkWork | None:
-        start, num_tokens = seq.num_computed_tokens, getattr(chunk, "num_tokens")
+    def _grow(self, seq: SequenceState, chunk: ScheduledChunk) -> ChunkWork | None:
+        start, num_tokens = seq.num_computed_tokens, chunk.num_tokens
         try:
             self.kv.allocate_for(seq, start + num_tokens)
         except OutOfBlocksError:

@@ -128,7 +128,7 @@ def hf_name(gguf_name: str) -> str | None:
 def unpermute_qk(weight: np.ndarray, num_heads: int) -> np.ndarray:
     """Undo llama.cpp's permutation of q/k rows (interleaved -> rotate-half layout)::
 
-        rows per head:  [x0 y0 x1 y1 ...]  ->  [x0 x1 ... | y0 y1 ...]
+    rows per head:  [x0 y0 x1 y1 ...]  ->  [x0 x1 ... | y0 y1 ...]
     """
     half = weight.shape[0] // num_heads // 2
     w = weight.reshape(num_heads, half, 2, *weight.shape[1:])
@@ -147,9 +147,7 @@ def dequantize_tensor(tensor: Any) -> np.ndarray:
     return np.asarray(array, dtype=np.float32).reshape(shape)
 
 
-def load_gguf(
-    path: Path, dtype: torch.dtype, progress: Callable[[int, int], None] | None = None
-) -> GGUFCheckpoint:
+def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], None] | None = None) -> GGUFCheckpoint:
     reader = open_reader(path)
     metadata = read_metadata(reader)
     config = config_from_metadata(metadata, path)

@@ -39,7 +39,9 @@ def resolve_model_path(model: str | Path | None) -> Path:
     return path
 
 
-def load_checkpoint(model: str | Path | None, dtype: torch.dtype, show_progress: bool | None = None) -> LoadedCheckpoint:
+def load_checkpoint(
+    model: str | Path | None, dtype: torch.dtype, show_progress: bool | None = None
+) -> LoadedCheckpoint:
     path = resolve_model_path(model)
     progress = _progress_bar(path.name) if _want_progress(show_progress) else None
     try:

@@ -35,8 +35,10 @@ def _byte_level() -> Any:
 def _split_then_bytes(pattern: str) -> Callable[[], Any]:
     def build() -> Any:
         return pre_tokenizers.Sequence(
-            [pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
-             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+            [
+                pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
         )
 
     return build
@@ -82,9 +84,7 @@ def hf_converted_from_gguf(path: str) -> FastTokenizer:
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        raise ModelLoadError(
-            "this GGUF uses a SentencePiece vocabulary; install transformers to convert it"
-        ) from None
+        raise ModelLoadError("this GGUF uses a SentencePiece vocabulary; install transformers to convert it") from None
     import os
 
     hf = AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))

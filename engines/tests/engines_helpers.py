@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import torch
 
 from sagellm.core.types import SamplingParams
@@ -24,6 +25,7 @@ from sagellm.engines import LLMEngine
 from sagellm.engines.runtime.input_batch import ChunkWork
 
 NUM_NEW_TOKENS = 64
+LOGITS_ATOL = 1e-4  # max abs logits error allowed against transformers at float32
 GREEDY = SamplingParams(temperature=0.0, max_tokens=NUM_NEW_TOKENS, ignore_eos=True)
 
 LIBRARIAN = (
@@ -196,3 +198,25 @@ class no_eos:
 
     def __exit__(self, *exc: object) -> None:
         self.config.eos_token_id = self.saved
+
+
+def assert_token_exact(result: RunResult, references: list[Reference]) -> None:
+    for i, ref in enumerate(references):
+        ours = result.token_ids[i]
+        assert result.finish_reasons[i] == "length", f"prompt {i}: finish reason {result.finish_reasons[i]}"
+        assert len(ours) == NUM_NEW_TOKENS, f"prompt {i}: {len(ours)} tokens"
+        if ours != ref.token_ids:
+            first = next((k for k, (a, b) in enumerate(zip(ours, ref.token_ids)) if a != b), len(ref.token_ids) - 1)
+            pytest.fail(
+                f"prompt {i} diverges from transformers' greedy output at token {first}: "
+                f"ours {ours[first : first + 5]}, transformers {ref.token_ids[first : first + 5]}"
+            )
+
+
+def assert_logits_close(result: RunResult, references: list[Reference]) -> None:
+    probe = result.probe
+    # Every prompt's 64 sampling rows were compared (more when preemption recomputed some).
+    assert probe.rows_checked >= len(references) * NUM_NEW_TOKENS
+    assert sorted(probe.max_abs_err) == list(range(len(references)))
+    worst = max(probe.max_abs_err.values())
+    assert worst <= LOGITS_ATOL, f"max abs logits error {worst:.2e} (per prompt: {probe.max_abs_err})"
