@@ -62,6 +62,7 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
         ir_builder=registry.create_ir_builder(config),
         max_model_len=max_model_len,
         max_waiting=config.scheduler_ir.max_waiting,
+        max_num_seqs=config.scheduler_ir.max_num_seqs,
         metrics=MetricsRegistry(),
         model_name=model_config.name,
     )

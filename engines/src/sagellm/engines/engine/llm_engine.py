@@ -55,6 +55,7 @@ class LLMEngine:
         ir_builder: IRBuilder,
         max_model_len: int,
         max_waiting: int = 1024,
+        max_num_seqs: int = 64,
         metrics: MetricsRegistry | None = None,
         model_name: str = "",
     ) -> None:
@@ -72,7 +73,7 @@ class LLMEngine:
         self._running: list[SequenceState] = []
         self._waiting: list[SequenceState] = []  # kept in arrival order
         self._ids = itertools.count()
-        self._max_seqs_hint = getattr(ir_builder, "max_num_seqs", 256)
+        self.max_num_seqs = max_num_seqs  # bounds how many waiting requests each snapshot peeks at
 
     # ------------------------------------------------------------------ requests
     def add_request(
@@ -139,7 +140,7 @@ class LLMEngine:
         return outputs
 
     def _snapshot(self) -> SchedulerState:
-        room = max(0, self._max_seqs_hint - len(self._running))
+        room = max(0, self.max_num_seqs - len(self._running))
         return SchedulerState(
             running=tuple(self._view(seq, 0) for seq in self._running),
             waiting=tuple(self._view(seq, self.kv.peek_cached_tokens(seq)) for seq in self._waiting[:room]),
