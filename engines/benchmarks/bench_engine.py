@@ -1,8 +1,11 @@
 """Engine benchmark: sageLLM vs Hugging Face transformers, side by side.
 
 Each side runs in its own subprocess (clean peak-memory numbers, no shared
-thread pools), on the same GGUF model dequantized to fp32, with the same
-token ids. Scenarios (the issue's list):
+thread pools), on the same GGUF model, with the same token ids. sageLLM
+runs at its default dtype (``auto``: bf16 on CPUs with native bf16 dot
+products, else fp32); transformers runs at fp32 and, where the CPU has
+native bf16, at bf16 too, so each ratio is against a peer at the same
+precision as well as against the fp32 reference. Scenarios (the issue's list):
 
 * batch-1 decode tokens/s (128-token prompt, 128 new tokens);
 * aggregate tokens/s with 16 and 64 concurrent requests (sageLLM: all
@@ -14,7 +17,7 @@ Usage::
 
     python engines/benchmarks/bench_engine.py            # full run, ~15-25 min on 2 cores
     python engines/benchmarks/bench_engine.py --quick    # CI smoke, ~2 min
-    python engines/benchmarks/bench_engine.py --only sagellm
+    python engines/benchmarks/bench_engine.py --only sagellm --only transformers-fp32
 
 Writes ``results/engine_bench.json`` and ``results/engine_bench.md`` (or ``--out DIR``).
 """
@@ -64,7 +67,7 @@ def run_sagellm(plan: Plan) -> dict[str, Any]:
     from sagellm.engines import LLM
 
     torch.set_num_threads(plan.threads)
-    llm = LLM(model={"dtype": "float32"}, show_progress=False)
+    llm = LLM(show_progress=False)
     engine = llm.engine
     encode = llm.tokenizer.encode
     greedy = SamplingParams(max_tokens=plan.new_tokens, temperature=0.0, ignore_eos=True)
@@ -106,6 +109,7 @@ def run_sagellm(plan: Plan) -> dict[str, Any]:
     results["ttft_cold_ms"] = _ttft(llm, prefix + suffixes[0], one)
     results["ttft_prefix_hit_ms"] = _ttft(llm, prefix + suffixes[1], one)
     results["prefix_hit_rate"] = engine.kv.hit_rate()
+    results["dtype"] = str(llm.engine.runner.model.dtype).replace("torch.", "")
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results
 
@@ -116,7 +120,19 @@ def _ttft(llm: Any, prompt: list[int], params: Any) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def run_transformers(plan: Plan) -> dict[str, Any]:
+def run_transformers_fp32(plan: Plan) -> dict[str, Any]:
+    import torch
+
+    return run_transformers(plan, torch.float32)
+
+
+def run_transformers_bf16(plan: Plan) -> dict[str, Any]:
+    import torch
+
+    return run_transformers(plan, torch.bfloat16)
+
+
+def run_transformers(plan: Plan, dtype: Any) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -127,7 +143,7 @@ def run_transformers(plan: Plan) -> dict[str, Any]:
     torch.set_num_threads(plan.threads)
     path = default_model_path()
     tokenizer = Tokenizer.from_gguf_metadata(read_metadata(open_reader(path)), path)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
     model.eval()
     encode = tokenizer.encode
     results: dict[str, Any] = {}
@@ -169,10 +185,22 @@ def run_transformers(plan: Plan) -> dict[str, Any]:
     results["ttft_cold_ms"] = generate([prefix + suffixes[0]], 1) * 1000
     results["ttft_prefix_hit_ms"] = generate([prefix + suffixes[1]], 1) * 1000  # no prefix cache across calls
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["dtype"] = str(dtype).replace("torch.", "")
     return results
 
 
-WORKERS = {"sagellm": run_sagellm, "transformers": run_transformers}
+WORKERS = {
+    "sagellm": run_sagellm,
+    "transformers-fp32": run_transformers_fp32,
+    "transformers-bf16": run_transformers_bf16,
+}
+
+
+def default_sides() -> list[str]:
+    """Every side, less transformers at bf16 on CPUs that only emulate bf16 (a strawman there)."""
+    from sagellm.engines.engine.device import cpu_has_fast_bf16
+
+    return [side for side in WORKERS if side != "transformers-bf16" or cpu_has_fast_bf16()]
 
 
 # --------------------------------------------------------------------------- reporting
@@ -180,31 +208,51 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+PEERS = (("transformers-fp32", "transformers fp32"), ("transformers-bf16", "transformers bf16"))
+
+
 def markdown(report: dict[str, Any]) -> str:
-    s, h = report["results"].get("sagellm", {}), report["results"].get("transformers", {})
+    results = report["results"]
+    ours = results.get("sagellm", {})
+    peers = [(key, label) for key, label in PEERS if key in results]
+    header = f"| metric | sageLLM ({ours.get('dtype', '?')}) |" + "".join(f" {label} | ratio |" for _, label in peers)
+    lines = [header, "|---|---:|" + "---:|---:|" * len(peers)]
     rows = [("batch-1 decode tok/s", "batch1", "decode_tok_s"), ("batch-1 end-to-end tok/s", "batch1", "e2e_tok_s")]
     rows += [(f"{n} concurrent, aggregate tok/s", f"concurrent_{n}", "tok_s") for n in report["plan"]["concurrency"]]
-    lines = ["| metric | sageLLM | transformers | ratio |", "|---|---:|---:|---:|"]
     for label, key, field in rows:
-        a, b = s.get(key, {}).get(field, 0.0), h.get(key, {}).get(field, 0.0)
-        lines.append(f"| {label} | {a:.1f} | {b:.1f} | {ratio(a, b)} |")
+        a = ours.get(key, {}).get(field, 0.0)
+        cells = [(results[p].get(key, {}).get(field, 0.0), a) for p, _ in peers]
+        lines.append(f"| {label} | {a:.1f} |" + "".join(f" {b:.1f} | {ratio(x, b)} |" for b, x in cells))
     for label, key in (
         ("TTFT, 1k-token prompt, cold (ms)", "ttft_cold_ms"),
         ("TTFT, 1k-token shared prefix, 2nd request (ms)", "ttft_prefix_hit_ms"),
     ):
-        a, b = s.get(key, 0.0), h.get(key, 0.0)
-        lines.append(f"| {label} | {a:.0f} | {b:.0f} | {ratio(b, a)} faster |")
-    a, b = s.get("peak_rss_mb", 0.0), h.get("peak_rss_mb", 0.0)
-    lines.append(f"| peak RSS (MB) | {a:.0f} | {b:.0f} | {ratio(a, b)} |")
-    if s:
-        lines.append(f"\nPrefix hit cuts sageLLM's TTFT {ratio(s['ttft_cold_ms'], s['ttft_prefix_hit_ms'])}.")
+        a = ours.get(key, 0.0)
+        lines.append(
+            f"| {label} | {a:.0f} |"
+            + "".join(
+                f" {results[p].get(key, 0.0):.0f} | {ratio(results[p].get(key, 0.0), a)} faster |" for p, _ in peers
+            )
+        )
+    a = ours.get("peak_rss_mb", 0.0)
+    lines.append(
+        f"| peak RSS (MB) | {a:.0f} |"
+        + "".join(
+            f" {results[p].get('peak_rss_mb', 0.0):.0f} | {ratio(a, results[p].get('peak_rss_mb', 0.0))} |"
+            for p, _ in peers
+        )
+    )
+    if ours:
+        lines.append(f"\nPrefix hit cuts sageLLM's TTFT {ratio(ours['ttft_cold_ms'], ours['ttft_prefix_hit_ms'])}.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes for a CI smoke run")
-    parser.add_argument("--only", choices=sorted(WORKERS), help="run one side only")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(WORKERS), help="run only this side (repeatable); default: all"
+    )
     parser.add_argument("--out", default=str(HERE / "results"), help="output directory")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--plan", help=argparse.SUPPRESS)
@@ -219,7 +267,7 @@ def main() -> int:
         )
         return 0
     plan = Plan.quick() if args.quick else Plan()
-    sides = [args.only] if args.only else list(WORKERS)
+    sides = args.only or default_sides()
     report: dict[str, Any] = {"plan": asdict(plan), "results": {}, "environment": environment()}
     for side in sides:
         print(f"running {side} ...", file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
+from sagellm.engines.runtime.allocator import keep_freed_memory
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
 from sagellm.engines.tokenizer import Tokenizer
@@ -31,6 +32,8 @@ def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LL
     if config.model.num_threads:
         torch.set_num_threads(config.model.num_threads)
     device = resolve_device(config.model.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # per-layer KV gathers would otherwise page-fault on every step
     dtype = resolve_dtype(config.model.dtype, device)
     checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
     tokenizer = build_tokenizer(checkpoint)

@@ -7,9 +7,20 @@ block table is ``[b0, b1, ...]`` writes its KV into slot::
 
     slot = block_table[p // block_size] * block_size + p % block_size
 
-Single-token sequences (decodes) are attended together as one padded batch;
-multi-token chunks (prefills) are attended one by one with a causal mask
-that is offset by the tokens already cached.
+Attention reads a sequence's context back **block by block**: one
+``index_select`` of whole blocks (``block_size * heads * head_dim``
+contiguous values each) per layer, not one gather per token slot — the
+copy is the same size but runs as a few large memcpys instead of
+thousands of small ones::
+
+    block table  [7, 2, 9]          (3 blocks, block_size 4, 10 tokens)
+    gathered     |b7 0..3|b2 4..7|b9 8..11|   -> keys of positions 0..11
+    mask bias    [0 0 0 0 0 0 0 0 0 0 -inf -inf]   (positions 10, 11 unused)
+
+Single-token sequences (decodes) are attended together as one padded batch
+(block tables padded with block 0, hidden by the mask bias); multi-token
+chunks (prefills) are attended one by one with a causal mask that is offset
+by the tokens already cached.
 """
 
 from __future__ import annotations
@@ -22,15 +33,16 @@ import torch
 @dataclass(slots=True)
 class DecodeGroup:
     token_idx: torch.Tensor  # [B] rows of the flat batch holding one query each
-    slot_idx: torch.Tensor  # [B, L] KV slots of each sequence's context, padded
-    mask: torch.Tensor | None  # [B, 1, 1, L] True = attend; None when no padding
+    block_table: torch.Tensor  # [B, num_blocks] each sequence's blocks, padded with block 0
+    mask_bias: torch.Tensor | None  # [B, 1, 1, num_blocks * block_size] float32, -inf past a context; None: no padding
 
 
 @dataclass(slots=True)
 class PrefillChunk:
     begin: int  # rows [begin, end) of the flat batch
     end: int
-    slot_idx: torch.Tensor | None  # [context_len] when earlier tokens are cached, else None
+    block_table: torch.Tensor | None  # [num_blocks] when earlier tokens are cached, else None
+    context_len: int  # tokens of context the chunk attends to (cached + its own)
     mask: torch.Tensor | None  # [n, context_len] causal mask offset by the cached tokens
 
 

@@ -81,32 +81,37 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
 def _prefill_chunk(work: ChunkWork, begin: int, block_size: int, device: torch.device) -> PrefillChunk:
     end = begin + work.num_tokens
     if work.start == 0:
-        return PrefillChunk(begin, end, slot_idx=None, mask=None)
-    context = context_slots([work], block_size, device)[0]
+        return PrefillChunk(begin, end, block_table=None, context_len=work.end, mask=None)
+    table = block_tables([work], block_size, device)[0]
     query_pos = torch.arange(work.start, work.end, device=device).unsqueeze(1)
     key_pos = torch.arange(work.end, device=device).unsqueeze(0)
-    return PrefillChunk(begin, end, slot_idx=context, mask=key_pos <= query_pos)
+    return PrefillChunk(begin, end, block_table=table, context_len=work.end, mask=key_pos <= query_pos)
 
 
-def context_slots(works: Sequence[ChunkWork], block_size: int, device: torch.device) -> torch.Tensor:
-    """[B, longest context] KV slots of each chunk's whole context, from padded block tables.
+def block_tables(works: Sequence[ChunkWork], block_size: int, device: torch.device) -> torch.Tensor:
+    """[B, blocks of the longest context] block ids of each chunk's whole context.
 
-    Vectorised: Python touches one entry per block, not per token. Padding
-    points at block 0, a valid slot that the attention mask hides.
+    Python touches one entry per block, not per token. Padding is block 0, a
+    valid block whose contents the attention mask hides.
     """
-    longest = max(w.end for w in works)
-    num_blocks = -(-longest // block_size)
-    tables = [w.seq.block_ids[:num_blocks] + [0] * (num_blocks - len(w.seq.block_ids[:num_blocks])) for w in works]
-    table = torch.tensor(tables, dtype=torch.long, device=device)
-    offsets = torch.arange(block_size, dtype=torch.long, device=device)
-    return (table.unsqueeze(-1) * block_size + offsets).view(len(works), -1)[:, :longest]
+    num_blocks = -(-max(w.end for w in works) // block_size)
+    tables = [_padded(w.seq.block_ids[:num_blocks], num_blocks) for w in works]
+    return torch.tensor(tables, dtype=torch.long, device=device)
+
+
+def _padded(block_ids: list[int], length: int) -> list[int]:
+    return block_ids + [0] * (length - len(block_ids))
 
 
 def _decode_group(rows: list[int], works: list[ChunkWork], block_size: int, device: torch.device) -> DecodeGroup:
-    slots = context_slots(works, block_size, device)
-    longest = slots.shape[1]
-    mask = None
-    if any(w.end != longest for w in works):
+    table = block_tables(works, block_size, device)
+    width = table.shape[1] * block_size
+    mask_bias = None
+    if any(w.end != width for w in works):
         lengths = torch.tensor([w.end for w in works], device=device)
-        mask = (torch.arange(longest, device=device).unsqueeze(0) < lengths.unsqueeze(1)).view(len(rows), 1, 1, longest)
-    return DecodeGroup(token_idx=torch.tensor(rows, dtype=torch.long, device=device), slot_idx=slots, mask=mask)
+        beyond = torch.arange(width, device=device).unsqueeze(0) >= lengths.unsqueeze(1)
+        mask_bias = torch.zeros(beyond.shape, dtype=torch.float32, device=device).masked_fill_(beyond, float("-inf"))
+        mask_bias = mask_bias.view(len(rows), 1, 1, width)
+    return DecodeGroup(
+        token_idx=torch.tensor(rows, dtype=torch.long, device=device), block_table=table, mask_bias=mask_bias
+    )

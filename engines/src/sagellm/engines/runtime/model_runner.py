@@ -17,13 +17,8 @@ class ModelRunner:
         self.model = model
         self.device = device
         self.block_size = pool.layout.block_size
-        self.kv_caches = [self._flat(pool, layer) for layer in range(pool.layout.num_layers)]
-
-    @staticmethod
-    def _flat(pool: KVPool, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views [num_slots, kv_heads, head_dim] over the pool's block storage (no copy)."""
-        key, value = pool.kv_tensors(layer)
-        return key.view(-1, *key.shape[2:]), value.view(-1, *value.shape[2:])
+        # Block views [num_blocks, block_size, kv_heads, head_dim] over the pool's storage (no copy).
+        self.kv_caches = [pool.kv_tensors(layer) for layer in range(pool.layout.num_layers)]
 
     def execute(self, works: Sequence[ChunkWork]) -> tuple[torch.Tensor, list[SequenceState]]:
         """Logits (float32, [S, vocab]) for the chunks that reach their sequence's end."""
