@@ -43,6 +43,8 @@ class ModelSection(Section):
     device: str = "auto"  # "auto" picks cuda when available, else cpu
     max_model_len: int | None = Field(default=None, ge=16)
     num_threads: int | None = Field(default=None, ge=1)
+    # Run a GGUF's own 4-bit (Q4_0/Q4_1) weights through 4-bit kernels for small batches (CPU, bf16/fp16).
+    low_bit_matmul: bool = True
 
 
 class KVPoolSection(Section):

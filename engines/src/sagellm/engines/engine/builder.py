@@ -38,7 +38,8 @@ def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LL
     checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
     tokenizer = build_tokenizer(checkpoint)
     _max_model_len(config, checkpoint.config)  # fail on a bad max_model_len before building the model
-    model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device)
+    q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
+    model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
     return assemble_engine(config, model, tokenizer)
 
 

@@ -18,6 +18,7 @@ import torch
 
 from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.q4_weights import Q4Weight, q4_from_gguf
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "mistral")
 # Architectures whose q/k weights llama.cpp's converter permuted.
@@ -49,6 +50,7 @@ class GGUFCheckpoint:
     config: ModelConfig
     metadata: dict[str, Any]  # scalar and string fields, plus tokenizer lists
     weights: dict[str, torch.Tensor]
+    q4_weights: dict[str, Q4Weight]  # the Q4_0/Q4_1 tensors again, as codes (see q4_weights.py)
 
 
 def open_reader(path: Path) -> Any:
@@ -152,24 +154,33 @@ def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], Non
     metadata = read_metadata(reader)
     config = config_from_metadata(metadata, path)
     weights: dict[str, torch.Tensor] = {}
+    q4_weights: dict[str, Q4Weight] = {}
     total = len(reader.tensors)
     for i, tensor in enumerate(reader.tensors):
         name = hf_name(tensor.name)
         if name is None:
             continue  # e.g. rope_freqs: recomputed from metadata
-        array = dequantize_tensor(tensor)
-        if config.architecture in PERMUTED_QK_ARCHITECTURES:
-            if name.endswith("q_proj.weight"):
-                array = unpermute_qk(array, config.num_heads)
-            elif name.endswith("k_proj.weight"):
-                array = unpermute_qk(array, config.num_kv_heads)
+        fix_rows = _row_fix(name, config)
         # copy: F32 tensors come back as read-only views of the memory-mapped file
-        weights[name] = torch.from_numpy(np.array(array, dtype=np.float32)).to(dtype)
+        weights[name] = torch.from_numpy(np.array(fix_rows(dequantize_tensor(tensor)), dtype=np.float32)).to(dtype)
+        q4 = q4_from_gguf(tensor)
+        if q4 is not None:
+            q4_weights[name] = q4.map_rows(fix_rows)
         if progress is not None:
             progress(i + 1, total)
     tied = "lm_head.weight" not in weights
     config = _with_tied(config, tied)
-    return GGUFCheckpoint(config=config, metadata=metadata, weights=weights)
+    return GGUFCheckpoint(config=config, metadata=metadata, weights=weights, q4_weights=q4_weights)
+
+
+def _row_fix(name: str, config: ModelConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The row permutation a tensor needs (llama.cpp's q/k order undone), or the identity."""
+    if config.architecture in PERMUTED_QK_ARCHITECTURES:
+        if name.endswith("q_proj.weight"):
+            return lambda rows: unpermute_qk(rows, config.num_heads)
+        if name.endswith("k_proj.weight"):
+            return lambda rows: unpermute_qk(rows, config.num_kv_heads)
+    return lambda rows: rows
 
 
 def _with_tied(config: ModelConfig, tied: bool) -> ModelConfig:

@@ -7,6 +7,8 @@ overhead of small matmuls is a large share of decode time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,8 @@ from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.attention import paged_attention
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.linear import Linear
+from sagellm.engines.model.q4_weights import Q4Weight, concat_rows
 from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
 
 
@@ -26,23 +30,19 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], prefix: str) -> None:
+    def __init__(
+        self, config: ModelConfig, weights: dict[str, torch.Tensor], prefix: str, q4: dict[str, Q4Weight]
+    ) -> None:
         super().__init__()
         self.config = config
         take = _taker(weights, prefix)
         self.input_norm = nn.Parameter(take("input_layernorm.weight"), requires_grad=False)
         self.post_norm = nn.Parameter(take("post_attention_layernorm.weight"), requires_grad=False)
-        qkv = [take(f"self_attn.{p}_proj.weight") for p in "qkv"]
-        self.qkv = nn.Parameter(torch.cat(qkv, dim=0), requires_grad=False)
-        self.qkv_bias = (
-            nn.Parameter(torch.cat([take(f"self_attn.{p}_proj.bias") for p in "qkv"]), requires_grad=False)
-            if config.attention_bias
-            else None
-        )
-        self.o_proj = nn.Parameter(take("self_attn.o_proj.weight"), requires_grad=False)
-        gate_up = [take("mlp.gate_proj.weight"), take("mlp.up_proj.weight")]
-        self.gate_up = nn.Parameter(torch.cat(gate_up, dim=0), requires_grad=False)
-        self.down = nn.Parameter(take("mlp.down_proj.weight"), requires_grad=False)
+        qkv_bias = torch.cat([take(f"self_attn.{p}_proj.bias") for p in "qkv"]) if config.attention_bias else None
+        self.qkv = _fused_linear(take, q4, prefix, [f"self_attn.{p}_proj.weight" for p in "qkv"], qkv_bias)
+        self.o_proj = _fused_linear(take, q4, prefix, ["self_attn.o_proj.weight"])
+        self.gate_up = _fused_linear(take, q4, prefix, ["mlp.gate_proj.weight", "mlp.up_proj.weight"])
+        self.down = _fused_linear(take, q4, prefix, ["mlp.down_proj.weight"])
 
     def forward(
         self,
@@ -54,28 +54,35 @@ class DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         cfg = self.config
         x = rms_norm(hidden, self.input_norm, cfg.rms_norm_eps)
-        qkv = F.linear(x, self.qkv, self.qkv_bias)
+        qkv = self.qkv(x)
         q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
         q = apply_rotary(q.view(-1, cfg.num_heads, cfg.head_dim), cos, sin)
         k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         v = v.view(-1, cfg.num_kv_heads, cfg.head_dim)
         attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta)
-        hidden = hidden + F.linear(attended.reshape(-1, cfg.q_size), self.o_proj)
+        hidden = hidden + self.o_proj(attended.reshape(-1, cfg.q_size))
         x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps)
-        gate, up = F.linear(x, self.gate_up).chunk(2, dim=-1)
-        return hidden + F.linear(F.silu(gate) * up, self.down)
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return hidden + self.down(F.silu(gate) * up)
 
 
 class LlamaForCausalLM(nn.Module):
     """Token ids + positions + attention metadata in, logits of chosen rows out."""
 
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        weights: dict[str, torch.Tensor],
+        device: torch.device,
+        q4_weights: dict[str, Q4Weight] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         take = _taker(weights, "")
         self.embed = nn.Parameter(take("model.embed_tokens.weight"), requires_grad=False)
+        q4 = q4_weights or {}
         self.layers = nn.ModuleList(
-            DecoderLayer(config, weights, f"model.layers.{i}.") for i in range(config.num_layers)
+            DecoderLayer(config, weights, f"model.layers.{i}.", q4) for i in range(config.num_layers)
         )
         self.norm = nn.Parameter(take("model.norm.weight"), requires_grad=False)
         lm_head = weights.pop("lm_head.weight", None)
@@ -84,6 +91,8 @@ class LlamaForCausalLM(nn.Module):
         else:
             self.lm_head = nn.Parameter(lm_head, requires_grad=False)
         self.to(device)
+        # 4-bit kernels for small batches where the checkpoint's weights are 4-bit (see linear.py).
+        self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
         self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
 
     @property
@@ -107,7 +116,20 @@ class LlamaForCausalLM(nn.Module):
         return F.linear(hidden, self.lm_head).float()
 
 
-def _taker(weights: dict[str, torch.Tensor], prefix: str):  # type: ignore[no-untyped-def]
+def _fused_linear(
+    take: Callable[[str], torch.Tensor],
+    q4: dict[str, Q4Weight],
+    prefix: str,
+    names: list[str],
+    bias: torch.Tensor | None = None,
+) -> Linear:
+    """One Linear over weights stacked along N; 4-bit codes kept only when every part has them."""
+    parts = [q4[prefix + name] for name in names if prefix + name in q4]
+    codes = concat_rows(parts) if len(parts) == len(names) else None
+    return Linear(torch.cat([take(name) for name in names], dim=0), bias, codes)
+
+
+def _taker(weights: dict[str, torch.Tensor], prefix: str) -> Callable[[str], torch.Tensor]:
     """Pop named tensors, failing with the checkpoint's missing name."""
 
     def take(name: str) -> torch.Tensor:

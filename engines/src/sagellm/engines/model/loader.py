@@ -13,6 +13,7 @@ import torch
 from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.default_model import default_model_path
+from sagellm.engines.model.q4_weights import Q4Weight
 
 
 @dataclass(slots=True)
@@ -22,6 +23,7 @@ class LoadedCheckpoint:
     config: ModelConfig
     weights: dict[str, torch.Tensor]
     gguf_metadata: dict[str, Any] = field(default_factory=dict)
+    q4_weights: dict[str, Q4Weight] = field(default_factory=dict)  # GGUF Q4_0/Q4_1 tensors as codes
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
@@ -49,7 +51,7 @@ def load_checkpoint(
             from sagellm.engines.model.gguf_loader import load_gguf
 
             ckpt = load_gguf(path, dtype, progress)
-            return LoadedCheckpoint(path, "gguf", ckpt.config, ckpt.weights, ckpt.metadata)
+            return LoadedCheckpoint(path, "gguf", ckpt.config, ckpt.weights, ckpt.metadata, ckpt.q4_weights)
         from sagellm.engines.model.safetensors_loader import load_safetensors_dir
 
         config, weights = load_safetensors_dir(path, dtype, progress)
