@@ -3,8 +3,8 @@
 Half-precision decode queries are attended with explicit batched matmuls
 rather than ``scaled_dot_product_attention``: for one bf16 query token per
 sequence the CPU SDPA kernels (flash, grouped-query) cost 3-15x more than
-two small ``matmul`` calls plus a float32 softmax (measured on 64 sequences
-x 200 tokens). In float32 SDPA is as fast and is what transformers runs,
+two batched matmuls plus a float32 softmax (measured on 64 sequences x 200
+tokens; see ``_decode_block_diagonal`` for the layout trick). In float32 SDPA is as fast and is what transformers runs,
 which keeps logits within 1e-4 of it, so fp32 decode stays on SDPA. Prefill
 chunks have many queries and go to SDPA, whose flash kernel wins there
 when its inputs are contiguous.
@@ -54,35 +54,71 @@ def write_kv(
 
 
 def gather_context(blocks: torch.Tensor, block_table: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, Hkv, num_blocks * block_size, D] context of each row of ``block_table`` ([B, num_blocks])."""
+    """[B, num_blocks * block_size, Hkv, D] context of each row of ``block_table`` ([B, num_blocks])."""
     batch, num_blocks = block_table.shape
     gathered = blocks.index_select(0, block_table.reshape(-1)).to(dtype)
-    return gathered.view(batch, num_blocks * blocks.shape[1], *blocks.shape[2:]).transpose(1, 2)
+    return gathered.view(batch, num_blocks * blocks.shape[1], *blocks.shape[2:])
 
 
 def decode_attention(
     query: torch.Tensor, key_blocks: torch.Tensor, value_blocks: torch.Tensor, group: DecodeGroup
 ) -> torch.Tensor:
-    """One query per sequence: [B, Hq, D] -> [B, Hq, D].
-
-    Query heads ``h * G .. h * G + G - 1`` share KV head ``h`` (transformers'
-    ``repeat_kv`` order), so viewing the queries as [B, Hkv, G, D] turns
-    grouped-query attention into plain batched matmuls with no KV copy.
-    """
-    batch, num_q_heads, head_dim = query.shape
-    keys = gather_context(key_blocks, group.block_table, query.dtype)  # [B, Hkv, L, D]
+    """One query per sequence: [B, Hq, D] -> [B, Hq, D]."""
+    keys = gather_context(key_blocks, group.block_table, query.dtype)  # [B, L, Hkv, D]
     values = gather_context(value_blocks, group.block_table, query.dtype)
     if query.dtype == torch.float32:
-        attended = F.scaled_dot_product_attention(
-            query.unsqueeze(2), keys.contiguous(), values.contiguous(), attn_mask=group.mask_bias, enable_gqa=True
-        )
-        return attended.view(batch, num_q_heads, head_dim)
-    grouped = query.view(batch, keys.shape[1], -1, head_dim)  # [B, Hkv, G, D]
-    scores = torch.matmul(grouped, keys.transpose(-1, -2)).float() * head_dim**-0.5  # [B, Hkv, G, L]
-    if group.mask_bias is not None:
-        scores += group.mask_bias
+        return _decode_sdpa(query, keys, values, group.mask_bias)
+    return _decode_block_diagonal(query, keys, values, group.mask_bias)
+
+
+def _decode_sdpa(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask_bias: torch.Tensor | None
+) -> torch.Tensor:
+    batch, num_q_heads, head_dim = query.shape
+    attended = F.scaled_dot_product_attention(
+        query.unsqueeze(2),
+        keys.transpose(1, 2).contiguous(),
+        values.transpose(1, 2).contiguous(),
+        attn_mask=mask_bias,
+        enable_gqa=True,
+    )
+    return attended.view(batch, num_q_heads, head_dim)
+
+
+def _decode_block_diagonal(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask_bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Grouped-query decode as two batched matmuls over the gathered KV as it lies.
+
+    Query heads ``h * G .. h * G + G - 1`` share KV head ``h`` (transformers'
+    ``repeat_kv`` order). Rather than transposing K and V to head-major (a
+    copy of the whole context per layer), each query is spread over a
+    block-diagonal [Hq, Hkv * D] matrix, zero outside its own KV head::
+
+        q  (head h, group g)  ->  row h*G+g:  [0 .. 0 | q | 0 .. 0]
+                                                  ^ columns h*D .. h*D+D-1
+        scores = Q_bd @ K^T        K: [L, Hkv*D], the gathered rows as they are
+        out    = diag_h(P @ V)     V: [L, Hkv*D]; keep each row's own head block
+
+    The matmuls do Hkv times the multiply-adds, which are cheap here, and
+    read K and V once in place: 2.2x faster than transposing at 64 sequences
+    x 256 tokens in bf16 (1.7x at 1,008), with bit-identical results (the
+    extra terms are exact zeros).
+    """
+    batch, num_q_heads, head_dim = query.shape
+    context, num_kv_heads = keys.shape[1], keys.shape[2]
+    group_size = num_q_heads // num_kv_heads
+    own_head = torch.eye(num_kv_heads, dtype=query.dtype, device=query.device).view(1, num_kv_heads, 1, num_kv_heads, 1)
+    spread = (query.view(batch, num_kv_heads, group_size, 1, head_dim) * own_head).view(batch, num_q_heads, -1)
+    flat_keys = keys.view(batch, context, -1)  # [B, L, Hkv * D]
+    scores = torch.bmm(spread, flat_keys.transpose(1, 2)).float() * head_dim**-0.5  # [B, Hq, L]
+    if mask_bias is not None:
+        scores += mask_bias.view(batch, 1, context)
     probs = torch.softmax(scores, dim=-1).to(values.dtype)
-    return torch.matmul(probs, values).view(batch, num_q_heads, head_dim)
+    full = torch.bmm(probs, values.view(batch, context, -1))  # [B, Hq, Hkv * D]
+    per_head = full.view(batch, num_kv_heads, group_size, num_kv_heads, head_dim)
+    own = torch.diagonal(per_head, dim1=1, dim2=3)  # [B, G, D, Hkv]
+    return own.permute(0, 3, 1, 2).reshape(batch, num_q_heads, head_dim)
 
 
 def prefill_attention(
@@ -106,7 +142,7 @@ def prefill_attention(
         attended = F.scaled_dot_product_attention(query, keys, values, is_causal=True, enable_gqa=True)
     else:
         table = chunk.block_table.unsqueeze(0)
-        keys = gather_context(key_blocks, table, q.dtype)[0, :, : chunk.context_len].contiguous()
-        values = gather_context(value_blocks, table, q.dtype)[0, :, : chunk.context_len].contiguous()
+        keys = gather_context(key_blocks, table, q.dtype)[0, : chunk.context_len].transpose(0, 1).contiguous()
+        values = gather_context(value_blocks, table, q.dtype)[0, : chunk.context_len].transpose(0, 1).contiguous()
         attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=chunk.mask, enable_gqa=True)
     return attended.transpose(0, 1)
