@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ ENGINE_MODEL = {"dtype": "float32", "device": "cpu"}
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
-    return default_model_path()
+    """The embedded model, or ``SAGELLM_TEST_MODEL`` (a GGUF of the same family, e.g. on a GPU box
+    where the 98 MB default cannot be shipped: a layer-truncated copy keeps the real weights)."""
+    override = os.environ.get("SAGELLM_TEST_MODEL")
+    return Path(override) if override else default_model_path()
 
 
 @pytest.fixture(scope="session")
