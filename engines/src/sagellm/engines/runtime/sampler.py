@@ -33,6 +33,9 @@ class Sampler:
 
     def sample(self, logits: torch.Tensor, seqs: Sequence[SequenceState]) -> list[SampledToken]:
         """``logits`` is float32 [S, vocab], one row per sequence."""
+        if all(_plain_greedy(seq.request.sampling) for seq in seqs):
+            # One argmax over the batch: per-row calls cost ~3 ms a step at 64 sequences.
+            return [SampledToken(token_id) for token_id in logits.argmax(dim=-1).tolist()]
         tokens: list[SampledToken] = []
         for row, seq in zip(logits, seqs):
             params = seq.request.sampling
@@ -71,6 +74,17 @@ class Sampler:
             generator.manual_seed(seed)
             self._generators[request_id] = generator
         return generator
+
+
+def _plain_greedy(params: SamplingParams) -> bool:
+    """Greedy with nothing that needs the row on its own (penalties, logprobs)."""
+    return (
+        params.is_greedy
+        and params.repetition_penalty == 1.0
+        and not params.presence_penalty
+        and not params.frequency_penalty
+        and params.logprobs is None
+    )
 
 
 def _filtered_probs(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
