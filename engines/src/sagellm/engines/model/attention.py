@@ -131,18 +131,24 @@ def prefill_attention(
 ) -> torch.Tensor:
     """Causal attention of one chunk's queries, [n, Hq, D] -> [n, Hq, D].
 
-    Inputs are made contiguous: on CPU, SDPA falls back from its flash
-    kernel to the unfused math path (3x slower on a 1k-token prompt) for
-    transposed views.
+    Inputs go in as contiguous 4-D [1, H, n, D]: on CPU, SDPA's flash kernel
+    takes only that shape, and 3-D or transposed inputs fall back to the
+    unfused math path (10x slower on a 1,016-token bf16 prompt: 208 ms
+    against 20 ms per layer).
     """
-    query = q[chunk.begin : chunk.end].transpose(0, 1).contiguous()  # [Hq, n, D]
+    query = _heads_first(q[chunk.begin : chunk.end])
     if chunk.block_table is None:  # the chunk is its whole context
-        keys = k[chunk.begin : chunk.end].transpose(0, 1).contiguous()
-        values = v[chunk.begin : chunk.end].transpose(0, 1).contiguous()
+        keys = _heads_first(k[chunk.begin : chunk.end])
+        values = _heads_first(v[chunk.begin : chunk.end])
         attended = F.scaled_dot_product_attention(query, keys, values, is_causal=True, enable_gqa=True)
     else:
         table = chunk.block_table.unsqueeze(0)
-        keys = gather_context(key_blocks, table, q.dtype)[0, : chunk.context_len].transpose(0, 1).contiguous()
-        values = gather_context(value_blocks, table, q.dtype)[0, : chunk.context_len].transpose(0, 1).contiguous()
+        keys = _heads_first(gather_context(key_blocks, table, q.dtype)[0, : chunk.context_len])
+        values = _heads_first(gather_context(value_blocks, table, q.dtype)[0, : chunk.context_len])
         attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=chunk.mask, enable_gqa=True)
-    return attended.transpose(0, 1)
+    return attended[0].transpose(0, 1)
+
+
+def _heads_first(x: torch.Tensor) -> torch.Tensor:
+    """[n, H, D] -> contiguous [1, H, n, D], the layout SDPA's CPU flash kernel accepts."""
+    return x.transpose(0, 1).unsqueeze(0).contiguous()
