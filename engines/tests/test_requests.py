@@ -7,11 +7,12 @@ gives fixed tokens to stop on.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import pytest
 
-from sagellm.core.errors import ContextLengthExceededError, InvalidRequestError, SageLLMError
+from sagellm.core.errors import ContextLengthExceededError, InvalidRequestError, SageLLMError, ServerOverloadedError
 from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM, LLMEngine
 
@@ -241,3 +242,21 @@ def test_bad_sampling_params_are_typed_errors() -> None:
 def test_generate_rejects_mismatched_sampling_list(llm: LLM) -> None:
     with pytest.raises(ValueError, match="sampling params"):
         llm.generate(["a", "b"], [greedy(max_tokens=1)])
+
+
+def test_full_waiting_queue_rejects_new_requests(make_engine: Callable[..., LLMEngine]) -> None:
+    engine = make_engine(scheduler_ir={"max_waiting": 2})
+    engine.add_request([1, 2, 3], SamplingParams(max_tokens=2))
+    engine.add_request([1, 2, 4], SamplingParams(max_tokens=2))
+    with pytest.raises(ServerOverloadedError):
+        engine.add_request([1, 2, 5], SamplingParams(max_tokens=2))
+
+
+def test_generate_feeds_more_prompts_than_the_waiting_queue_holds(
+    llm: LLM, make_engine: Callable[..., LLMEngine]
+) -> None:
+    bounded = copy.copy(llm)
+    bounded.engine = make_engine(scheduler_ir={"max_waiting": 2, "max_num_seqs": 2})
+    results = bounded.generate([[1, 2, 3 + i] for i in range(7)], SamplingParams(max_tokens=2, ignore_eos=True))
+    assert [r.prompt_token_ids[-1] for r in results] == [3 + i for i in range(7)]
+    assert all(len(r.token_ids) == 2 for r in results)

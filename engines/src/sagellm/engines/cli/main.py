@@ -12,7 +12,7 @@ import os
 import sys
 
 from sagellm.core.errors import SageLLMError
-from sagellm.engines.cli import chat, generate, info
+from sagellm.engines.cli import chat, generate, info, serve
 from sagellm.engines.version import __version__
 
 EXIT_BAD_INPUT = 2
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="<command>")
     generate.add_parser(subparsers)
     chat.add_parser(subparsers)
+    serve.add_parser(subparsers)
     info.add_parser(subparsers)
     return parser
 

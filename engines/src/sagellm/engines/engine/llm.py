@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,17 +55,22 @@ class LLM:
         sampling: SamplingParams | Sequence[SamplingParams] | None = None,
         on_output: Callable[[StepOutput], None] | None = None,
     ) -> list[GenerationResult]:
-        """All prompts go in at once and run continuously batched; results keep prompt order."""
+        """All prompts run continuously batched; results keep prompt order.
+
+        Prompts enter the engine as its bounded waiting queue has room
+        (``scheduler_ir.max_waiting``), so any number of them can be given.
+        """
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
-        params = _broadcast(sampling, len(prompt_list))
+        pending = deque(zip(prompt_list, _broadcast(sampling, len(prompt_list))))
         results: dict[str, GenerationResult] = {}
         order: list[str] = []
-        for prompt, p in zip(prompt_list, params):
-            rid = self.engine.add_request(prompt, p)
-            ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-            results[rid] = GenerationResult(rid, ids)
-            order.append(rid)
-        while self.engine.has_unfinished():
+        while pending or self.engine.has_unfinished():
+            while pending and self.engine.num_waiting < self.engine.max_waiting:
+                prompt, params = pending.popleft()
+                rid = self.engine.add_request(prompt, params)
+                ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+                results[rid] = GenerationResult(rid, ids)
+                order.append(rid)
             for out in self.engine.step():
                 result = results[out.request_id]
                 result.token_ids.extend(out.new_token_ids)

@@ -14,7 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sagellm.core.errors import ContextLengthExceededError, InvalidRequestError, OutOfBlocksError
+from sagellm.core.errors import (
+    ContextLengthExceededError,
+    InvalidRequestError,
+    OutOfBlocksError,
+    ServerOverloadedError,
+)
 from sagellm.core.metrics import MetricsRegistry
 from sagellm.core.protocols import IRBuilder
 from sagellm.core.types import (
@@ -83,7 +88,14 @@ class LLMEngine:
         request_id: str | None = None,
         priority: int = 0,
     ) -> str:
-        """Queue a prompt (text or token ids); returns its request id."""
+        """Queue a prompt (text or token ids); returns its request id.
+
+        The waiting queue is bounded (``max_waiting``) so an overloaded server
+        sheds load with ServerOverloadedError (HTTP 429) instead of queueing
+        without limit; requests already running do not count against it.
+        """
+        if len(self._waiting) >= self.max_waiting:
+            raise ServerOverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry later")
         sampling = sampling or SamplingParams()
         token_ids = self._tokenize(prompt)
         request_id = request_id or f"req-{next(self._ids)}"

@@ -1,0 +1,109 @@
+"""``sagellm serve``: the OpenAI- and Anthropic-compatible HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from sagellm.core.config import SageLLMConfig
+from sagellm.core.errors import ConfigError
+from sagellm.core.ports import is_port_free
+from sagellm.engines.cli.options import add_engine_options, config_from_args
+
+DESCRIPTION = """Serve the model over HTTP: OpenAI's /v1/completions, /v1/chat/completions
+and /v1/models, Anthropic's /v1/messages (all with streaming), plus /health
+and Prometheus /metrics. Concurrent clients share one continuously batched
+engine. When the waiting queue is full, requests get 429 with Retry-After.
+On SIGTERM the server stops accepting, lets in-flight requests finish for
+--shutdown-grace seconds, aborts the rest and exits 0.
+
+  sagellm serve --port 8000
+  curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 32}'"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "serve",
+        help="OpenAI/Anthropic-compatible HTTP server",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", help="address to bind (default 127.0.0.1, or server.host in the config)")
+    group.add_argument("--port", type=_port, help="TCP port (default 8000, or server.port in the config)")
+    group.add_argument(
+        "--served-model-name",
+        help="model name /v1/models reports and requests use (default: the model's own name, also always accepted)",
+    )
+    group.add_argument(
+        "--max-waiting",
+        type=_positive_int,
+        help="requests that may wait for a batch slot before new ones get 429 (default 1024)",
+    )
+    group.add_argument(
+        "--shutdown-grace",
+        type=_non_negative_float,
+        default=20.0,
+        help="seconds in-flight requests may run on after SIGTERM before they are aborted (default 20)",
+    )
+    group.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="uvicorn log level (default info)",
+    )
+    add_engine_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sagellm.engines.engine.builder import build_engine
+    from sagellm.engines.server import ServerOptions, create_app, serve
+
+    config = _config(args)
+    host, port = args.host or config.server.host, args.port if args.port is not None else config.server.port
+    if port and not is_port_free(port, host):  # fail before spending seconds loading the model
+        raise ConfigError(f"cannot listen on {host}:{port}: the port is in use (try --port)")
+    engine = build_engine(config)
+    options = ServerOptions(served_model_name=args.served_model_name, shutdown_grace_s=args.shutdown_grace)
+    serve(create_app(engine, options), host, port, args.log_level)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> SageLLMConfig:
+    config = config_from_args(args)
+    if args.max_waiting is not None:
+        config.scheduler_ir.max_waiting = args.max_waiting  # validated by argparse, and by the config on assignment
+    return config
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None

@@ -1,0 +1,15 @@
+"""ServerOptions: the knobs of the HTTP layer (the engine's own live in SageLLMConfig)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    #: Name /v1/models reports and requests may use; None: the model's own name.
+    served_model_name: str | None = None
+    #: After SIGTERM, in-flight requests get this long to finish before they are aborted.
+    shutdown_grace_s: float = 20.0
+    #: Seconds a 429 (waiting queue full) tells the client to wait, in its Retry-After header.
+    retry_after_s: int = 1

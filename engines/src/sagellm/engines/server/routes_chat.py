@@ -1,0 +1,107 @@
+"""``POST /v1/chat/completions``: a conversation through the model's chat template; n replies.
+
+A stream sends, per choice, a first chunk with the assistant role, then the
+content deltas, then a chunk with the finish reason; with
+``stream_options.include_usage`` a last chunk with no choices carries the
+usage; ``data: [DONE]`` ends it, as OpenAI's API does.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from sagellm.engines.server.choices import ChoiceResult, ResponseMeta, collect
+from sagellm.engines.server.disconnect import cancel_on_disconnect
+from sagellm.engines.server.error_handlers import openai_error_frame
+from sagellm.engines.server.logprobs import chat_logprobs
+from sagellm.engines.server.prompts import encode_openai_chat
+from sagellm.engines.server.protocol_openai import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatDelta,
+    ChatResponseMessage,
+    Usage,
+)
+from sagellm.engines.server.request_handle import RequestHandle
+from sagellm.engines.server.sampling import chat_sampling, seeded_copies
+from sagellm.engines.server.sse import DONE, EventStreamResponse, data_frame
+from sagellm.engines.server.state import ServerState, get_state
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+    state = get_state(request)
+    state.metrics.count_api_request("chat")
+    meta = ResponseMeta(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), state.resolve_model(body.model))
+    prompt = encode_openai_chat(state.tokenizer, body.messages)
+    sampling = seeded_copies(chat_sampling(body, len(prompt), state.max_model_len), body.n)
+    request_ids = [f"{meta.id}-{i}" for i in range(body.n)]
+    handle = await state.engine.submit([prompt] * body.n, sampling, request_ids)
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return EventStreamResponse(handle, _stream(state, handle, meta, body.logprobs, include_usage))
+    try:
+        results = await cancel_on_disconnect(request, collect(handle))
+    finally:
+        handle.abort()
+    choices = [
+        ChatChoice(
+            index=index,
+            message=ChatResponseMessage(content=result.text),
+            logprobs=chat_logprobs(state.tokenizer, result.token_ids, result.logprobs) if body.logprobs else None,
+            finish_reason=result.finish_reason,
+        )
+        for index, result in enumerate(results)
+    ]
+    response = ChatCompletionResponse(
+        id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=_usage(handle, results)
+    )
+    return JSONResponse(response.model_dump())
+
+
+def _usage(handle: RequestHandle, results: list[ChoiceResult]) -> Usage:
+    prompt = handle.num_prompt_tokens[0]  # all n choices share the one prompt
+    completion = sum(r.num_output_tokens for r in results)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+async def _stream(
+    state: ServerState, handle: RequestHandle, meta: ResponseMeta, want_logprobs: bool, include_usage: bool
+) -> AsyncIterator[str]:
+    results = [ChoiceResult() for _ in range(handle.num_choices)]
+
+    def chunk(choices: list[ChatChunkChoice], usage: Usage | None = None) -> str:
+        return data_frame(
+            ChatCompletionChunk(id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=usage)
+        )
+
+    try:
+        for index in range(handle.num_choices):
+            role = ChatDelta(role="assistant", content="")
+            yield chunk([ChatChunkChoice(index=index, delta=role, logprobs=None, finish_reason=None)])
+        async for index, output in handle.outputs():
+            results[index].add(output)
+            logprobs = None
+            if want_logprobs and output.logprobs:
+                logprobs = chat_logprobs(state.tokenizer, output.new_token_ids, output.logprobs)
+            if output.new_text or logprobs is not None:
+                delta = ChatDelta(content=output.new_text)
+                yield chunk([ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=None)])
+            if output.finished:
+                end = ChatChunkChoice(index=index, delta=ChatDelta(), logprobs=None, finish_reason=output.finish_reason)
+                yield chunk([end])
+        if include_usage:
+            yield chunk([], _usage(handle, results))
+    except Exception as exc:  # the status line is gone: report in-band
+        yield openai_error_frame(exc)
+    yield DONE

@@ -1,0 +1,103 @@
+"""Map API request fields to the engine's SamplingParams, refusing what the engine cannot do.
+
+The defaults are the APIs' own: completions stop at 16 tokens (OpenAI's
+default), chat may use the rest of the context (as vLLM does), Anthropic
+always names ``max_tokens``. Parameters that would change the answer but
+have no engine support (``logit_bias``, ``top_logprobs > 0``, tools) get a
+400 naming the field; ignoring them would return a plausible wrong answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sagellm.core.types import SamplingParams
+from sagellm.engines.server.errors import BadParameterError
+from sagellm.engines.server.protocol_anthropic import MessagesRequest
+from sagellm.engines.server.protocol_openai import (
+    SEED_MAX,
+    SEED_MIN,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingFields,
+)
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+
+def completion_sampling(request: CompletionRequest) -> SamplingParams:
+    _refuse_unsupported(request)
+    if request.suffix:
+        raise BadParameterError("suffix (fill-in-the-middle) is not supported", "suffix")
+    if request.best_of is not None and request.best_of != request.n:
+        raise BadParameterError("best_of other than n is not supported", "best_of")
+    if request.logprobs:
+        raise BadParameterError(
+            "logprobs > 0 (top alternatives) is not supported; logprobs=0 returns each sampled token's logprob",
+            "logprobs",
+        )
+    if request.echo and request.logprobs is not None:
+        raise BadParameterError("echo with logprobs needs prompt logprobs, which are not supported", "echo")
+    max_tokens = request.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
+    return _openai_params(request, max_tokens, logprobs=0 if request.logprobs is not None else None)
+
+
+def chat_sampling(request: ChatCompletionRequest, num_prompt_tokens: int, max_model_len: int) -> SamplingParams:
+    _refuse_unsupported(request)
+    if request.tools:
+        raise BadParameterError("tools (function calling) are not supported", "tools")
+    if request.response_format is not None and request.response_format.type != "text":
+        raise BadParameterError("only response_format type 'text' is supported", "response_format")
+    if request.top_logprobs:
+        raise BadParameterError(
+            "top_logprobs > 0 is not supported; logprobs=true returns each sampled token's logprob", "top_logprobs"
+        )
+    # Either name; the default leaves room for the prompt (at least 1, so a too-long prompt still gets a 400).
+    max_tokens = request.max_completion_tokens or request.max_tokens or max(1, max_model_len - num_prompt_tokens)
+    return _openai_params(request, max_tokens, logprobs=0 if request.logprobs else None)
+
+
+def anthropic_sampling(request: MessagesRequest) -> SamplingParams:
+    if request.tools:
+        raise BadParameterError("tools are not supported", "tools")
+    return SamplingParams(
+        max_tokens=request.max_tokens,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=request.top_k or 0,
+        stop=tuple(request.stop_sequences or ()),
+    )
+
+
+def seeded_copies(params: SamplingParams, n: int) -> list[SamplingParams]:
+    """n independent samples: with a seed, choice i uses seed + i, else every choice would be identical."""
+    if params.seed is None:
+        return [params] * n
+    span = SEED_MAX - SEED_MIN + 1
+    return [replace(params, seed=(params.seed + i - SEED_MIN) % span + SEED_MIN) for i in range(n)]
+
+
+def _refuse_unsupported(request: SamplingFields) -> None:
+    if request.logit_bias:
+        raise BadParameterError("logit_bias is not supported", "logit_bias")
+
+
+def _openai_params(request: SamplingFields, max_tokens: int, logprobs: int | None) -> SamplingParams:
+    stop = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+    if any(not s for s in stop):
+        raise BadParameterError("stop strings must not be empty", "stop")
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=max(0, request.top_k or 0),
+        min_p=request.min_p or 0.0,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        repetition_penalty=request.repetition_penalty or 1.0,
+        seed=request.seed,
+        stop=tuple(stop),
+        stop_token_ids=tuple(request.stop_token_ids or ()),
+        ignore_eos=request.ignore_eos,
+        logprobs=logprobs,
+    )
