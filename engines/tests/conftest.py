@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 from engines_helpers import NUM_NEW_TOKENS, Reference, drive, prompt_token_ids
+from server_helpers import RunningServer, start_server
 
 from sagellm.core.config import load_config
 from sagellm.engines import LLM, LLMEngine
@@ -115,3 +116,17 @@ def hf_reference(hf_model: Any, make_engine: Callable[..., LLMEngine], prompts: 
 def fresh_engine(make_engine: Callable[..., LLMEngine]) -> Iterator[LLMEngine]:
     """A default engine with an empty prefix cache, for tests that count blocks."""
     yield make_engine()
+
+
+@pytest.fixture(scope="module")
+def server(make_engine: Callable[..., LLMEngine]) -> Iterator[RunningServer]:
+    """A live HTTP server on 127.0.0.1 around a fresh default engine, one per test module."""
+    running = start_server(make_engine())
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def model(server: RunningServer) -> str:
+    """The name the server answers to."""
+    return server.engine.model_name

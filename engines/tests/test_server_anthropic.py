@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import anthropic
 import httpx
 import pytest
-from server_helpers import RunningServer, start_server
+from server_helpers import RunningServer
 
 from sagellm.core.types import SamplingParams
-from sagellm.engines import LLM, LLMEngine
+from sagellm.engines import LLM
 
 QUESTION = "What is the capital of France?"
 # This SDK version no longer takes temperature/top_p/top_k as arguments; the API (and this server) still do.
@@ -19,20 +17,8 @@ EVENT_ORDER = ["message_start", "content_block_start", "ping", "content_block_st
 
 
 @pytest.fixture(scope="module")
-def server(make_engine: Callable[..., LLMEngine]) -> Iterator[RunningServer]:
-    running = start_server(make_engine())
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def client(server: RunningServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def model(server: RunningServer) -> str:
-    return server.engine.model_name
 
 
 def test_message_equals_llm_chat(client: anthropic.Anthropic, model: str, llm: LLM) -> None:

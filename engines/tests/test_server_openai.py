@@ -7,16 +7,15 @@ Generation stays short (max_tokens <= 16) so the module runs in seconds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-from server_helpers import RunningServer, start_server, wait_until
+from server_helpers import RunningServer, wait_until
 
 from sagellm.core.types import SamplingParams
-from sagellm.engines import LLM, LLMEngine
+from sagellm.engines import LLM
 
 PROMPT = "The capital of France is"
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -24,20 +23,8 @@ GREEDY_8 = SamplingParams(max_tokens=8, temperature=0.0)
 
 
 @pytest.fixture(scope="module")
-def server(make_engine: Callable[..., LLMEngine]) -> Iterator[RunningServer]:
-    running = start_server(make_engine())
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.openai_base_url, api_key="unused", max_retries=0, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def model(server: RunningServer) -> str:
-    return server.engine.model_name
 
 
 def test_models_and_health(server: RunningServer, client: openai.OpenAI, model: str) -> None:
