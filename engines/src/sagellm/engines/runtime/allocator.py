@@ -17,8 +17,11 @@ import functools
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 1 << 30  # serve everything below 1 GiB from the heap
-_TRIM_THRESHOLD_BYTES = 1 << 30  # and keep up to 1 GiB of freed heap for reuse
+# Below 64 MiB from the heap: per-layer gathers (25 MB for 64 sequences x 1k tokens in bf16) reuse it.
+# Above, mmap as before, so a KV pool or a model's big tensors go back to the OS when an engine is dropped
+# (a 1 GiB threshold kept ~1 GiB per engine built in one process: tests and benchmarks build many).
+_MMAP_THRESHOLD_BYTES = 64 << 20
+_TRIM_THRESHOLD_BYTES = 128 << 20  # keep up to 128 MiB of freed heap top for reuse
 
 
 @functools.cache

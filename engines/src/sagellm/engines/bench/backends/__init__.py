@@ -1,0 +1,1 @@
+"""Benchmark targets: the in-process engine and OpenAI-compatible HTTP servers."""

@@ -1,0 +1,132 @@
+"""Compare a current bench report with a baseline, metric by metric, run by run.
+
+Every run present in both reports (plus the ``all`` summary) is checked
+against every threshold whose metric both sides report; a metric that is
+null on either side (no SLO given, not visible over HTTP) is shown as
+``n/a`` and never fails. Reports that cannot be compared -- another schema
+version, another model, or a run whose workload shape changed -- raise
+:class:`ReportMismatch` rather than produce a misleading verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sagellm.engines.bench.thresholds import Threshold
+
+SUMMARY_RUN = "all"
+
+
+class ReportMismatch(ValueError):
+    """The two reports do not describe the same benchmark."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    run: str
+    threshold: Threshold
+    baseline: float | None
+    current: float | None
+
+    @property
+    def status(self) -> str:
+        if self.baseline is None or self.current is None:
+            return "n/a"
+        return "ok" if self.threshold.passes(self.baseline, self.current) else "REGRESSED"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "REGRESSED"
+
+    @property
+    def change_pct(self) -> float | None:
+        if self.baseline is None or self.current is None:
+            return None
+        if self.baseline == 0:
+            return 0.0 if self.current == 0 else math.copysign(math.inf, self.current)
+        return (self.current - self.baseline) / abs(self.baseline) * 100
+
+
+def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: Sequence[Threshold]) -> list[Check]:
+    check_compatible(baseline, current)
+    base_runs, cur_runs = _runs(baseline), _runs(current)
+    checks = []
+    for name in [n for n in cur_runs if n in base_runs]:
+        for threshold in thresholds:
+            b, c = base_runs[name].get(threshold.metric), cur_runs[name].get(threshold.metric)
+            checks.append(Check(name, threshold, _number(b), _number(c)))
+    return checks
+
+
+def check_compatible(baseline: dict[str, Any], current: dict[str, Any]) -> None:
+    if baseline.get("schema_version") != current.get("schema_version"):
+        raise ReportMismatch(
+            f"schema versions differ (baseline {baseline.get('schema_version')}, "
+            f"current {current.get('schema_version')}); re-create the baseline"
+        )
+    if baseline.get("model") != current.get("model"):
+        raise ReportMismatch(f"models differ (baseline {baseline.get('model')!r}, current {current.get('model')!r})")
+    base_shapes = {r.get("name"): r.get("shape") for r in baseline["runs"]}
+    common = [r for r in current["runs"] if r.get("name") in base_shapes]
+    if not common:
+        raise ReportMismatch("the reports share no run name; were they made with the same preset or workload?")
+    for run in common:
+        if run.get("shape") != base_shapes[run["name"]]:
+            raise ReportMismatch(
+                f"run {run['name']} has another workload shape (baseline {base_shapes[run['name']]}, "
+                f"current {run.get('shape')})"
+            )
+
+
+def environment_notes(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Differences that do not block a comparison but explain a surprising one."""
+    notes = []
+    for key in ("backend", "device", "dtype", "threads"):
+        b, c = baseline.get("target", {}).get(key), current.get("target", {}).get(key)
+        if b != c:
+            notes.append(f"{key} differs: baseline {b}, current {c}")
+    b_cpu = baseline.get("environment", {}).get("cpu", {}).get("model")
+    c_cpu = current.get("environment", {}).get("cpu", {}).get("model")
+    if b_cpu != c_cpu:
+        notes.append(f"CPU differs: baseline {b_cpu}, current {c_cpu}")
+    return notes
+
+
+def checks_table(checks: Sequence[Check]) -> str:
+    lines = [
+        "| run | metric | baseline | current | change | threshold | status |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for c in checks:
+        status = f"**{c.status}**" if c.failed else c.status
+        lines.append(
+            f"| {c.run} | {c.threshold.metric} | {_fmt(c.baseline)} | {_fmt(c.current)} | "
+            f"{_pct(c.change_pct)} | {c.threshold.describe()} | {status} |"
+        )
+    return "\n".join(lines)
+
+
+def _runs(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    runs = {str(r.get("name")): r.get("metrics") or {} for r in report["runs"]}
+    if isinstance(report.get("summary"), dict) and SUMMARY_RUN not in runs:
+        runs[SUMMARY_RUN] = report["summary"]
+    return runs
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1f}%" if math.isfinite(value) else ("+inf" if value > 0 else "-inf")

@@ -1,0 +1,142 @@
+"""``sagellm ci-gate``: direction-aware comparisons, thresholds files and exit codes on hand-made reports."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sagellm.engines.bench.gate import Check, ReportMismatch, compare
+from sagellm.engines.bench.thresholds import DEFAULT_THRESHOLDS, Threshold, load_thresholds
+from sagellm.engines.cli import ci_gate
+
+BASELINES = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines"
+
+
+def report(**overrides: float | None) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "avg_ttft_ms": 100.0,
+        "p99_ttft_ms": 200.0,
+        "avg_tpot_ms": 20.0,
+        "output_throughput_tps": 50.0,
+        "avg_prefix_hit_rate": 0.5,
+        "error_rate": 0.0,
+        "goodput_rps": None,
+    }
+    metrics.update(overrides)
+    return {
+        "schema_version": 1,
+        "model": "tiny",
+        "target": {"backend": "engine", "device": "cpu", "dtype": "float32"},
+        "runs": [{"name": "Q1", "shape": {"input_len": 32, "output_len": 16}, "metrics": metrics}],
+        "summary": dict(metrics),
+    }
+
+
+def by_metric(checks: list[Check], run: str = "Q1") -> dict[str, Check]:
+    return {c.threshold.metric: c for c in checks if c.run == run}
+
+
+def test_directions_and_allowances() -> None:
+    checks = by_metric(
+        compare(
+            report(),
+            report(avg_ttft_ms=150.0, avg_tpot_ms=40.0, output_throughput_tps=25.0, avg_prefix_hit_rate=0.42),
+            DEFAULT_THRESHOLDS,
+        )
+    )
+    assert checks["avg_ttft_ms"].status == "ok"  # +50 % <= 80 %
+    assert checks["avg_tpot_ms"].status == "REGRESSED"  # +100 %
+    assert checks["output_throughput_tps"].status == "ok"  # -50 % <= 60 %
+    assert checks["avg_prefix_hit_rate"].status == "REGRESSED"  # -0.08 absolute > 0.05
+    assert checks["goodput_rps"].status == "n/a"  # null on both sides never fails
+    assert checks["avg_tpot_ms"].change_pct == pytest.approx(100.0)
+
+
+def test_improvements_never_fail() -> None:
+    better = report(avg_ttft_ms=10.0, avg_tpot_ms=1.0, output_throughput_tps=500.0, avg_prefix_hit_rate=0.9)
+    assert not any(c.failed for c in compare(report(), better, DEFAULT_THRESHOLDS))
+
+
+def test_threshold_edge_cases() -> None:
+    errors = Threshold("error_rate", higher_is_better=False, allowance=0.0, relative=False)
+    assert errors.passes(0.0, 0.0) and not errors.passes(0.0, 0.01)
+    relative = Threshold("x", higher_is_better=False, allowance=0.5, relative=True)
+    assert relative.passes(0.0, 0.0) and not relative.passes(0.0, 1.0)  # from zero: any rise is infinite
+
+
+def test_mismatched_reports_are_refused() -> None:
+    other_shape = report()
+    other_shape["runs"][0]["shape"] = {"input_len": 64, "output_len": 16}
+    for current, reason in [
+        ({**report(), "schema_version": 2}, "schema"),
+        ({**report(), "model": "big"}, "models differ"),
+        ({**report(), "runs": [{"name": "Q9", "shape": {}, "metrics": {}}]}, "no run name"),
+        (other_shape, "workload shape"),
+    ]:
+        with pytest.raises(ReportMismatch, match=reason):
+            compare(report(), current, DEFAULT_THRESHOLDS)
+
+
+def test_checked_in_thresholds_match_the_defaults() -> None:
+    assert load_thresholds(BASELINES / "thresholds.yaml") == list(DEFAULT_THRESHOLDS)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("metrics: [1, 2]", "metrics"),
+        ("metrics:\n  avg_ttft_ms: {better: sideways, relative: 0.5}", "better"),
+        ("metrics:\n  avg_ttft_ms: {better: lower}", "exactly one"),
+        ("metrics:\n  avg_ttft_ms: {better: lower, relative: -1}", ">= 0"),
+        ("metrics: {a: [", "YAML"),
+    ],
+)
+def test_bad_thresholds_files(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=reason):
+        load_thresholds(path)
+
+
+def write(tmp_path: Path, name: str, data: Any) -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(tmp_path, "base.json", report())
+    same = write(tmp_path, "same.json", report(avg_ttft_ms=120.0))
+    worse = write(tmp_path, "worse.json", report(avg_ttft_ms=400.0))
+    thresholds = BASELINES / "thresholds.yaml"
+
+    assert ci_gate.main(["--baseline", str(base), "--current", str(same), "--thresholds", str(thresholds)]) == 0
+    out = capsys.readouterr().out
+    assert "| run | metric | baseline | current | change | threshold | status |" in out
+    assert "| Q1 | avg_ttft_ms | 100 | 120 | +20.0% | +80% | ok |" in out
+    assert "ci-gate: pass" in out
+
+    assert ci_gate.main(["--baseline", str(base), "--current", str(worse)]) == 1
+    out = capsys.readouterr().out
+    assert "**REGRESSED**" in out and "Q1/avg_ttft_ms" in out and "all/avg_ttft_ms" in out
+
+    missing = tmp_path / "missing.json"
+    assert ci_gate.main(["--baseline", str(base), "--current", str(missing)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    garbage = write(tmp_path, "garbage.json", "{not json")
+    assert ci_gate.main(["--baseline", str(garbage), "--current", str(base)]) == 2
+    assert "not JSON" in capsys.readouterr().err
+    other = copy.deepcopy(report())
+    other["model"] = "other"
+    assert ci_gate.main(["--baseline", str(base), "--current", str(write(tmp_path, "o.json", other))]) == 2
+    assert "models differ" in capsys.readouterr().err
+
+
+def test_checked_in_baseline_passes_against_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = BASELINES / "ci.json"
+    assert ci_gate.main(["--baseline", str(baseline), "--current", str(baseline)]) == 0
+    assert "ci-gate: pass" in capsys.readouterr().out
