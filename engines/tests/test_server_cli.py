@@ -24,7 +24,7 @@ from server_helpers import wait_until
 from sagellm.core.ports import ephemeral_port
 from sagellm.engines.cli.main import main
 
-GRACE_S = 3.0
+GRACE_S = 8.0  # generous: the short request must finish inside it even on a loaded CI machine
 
 
 def test_help_explains_the_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,7 +91,7 @@ def test_sigterm_drains_then_aborts_and_exits_0() -> None:
         long: dict[str, Any] = {}
         events = [threading.Event(), threading.Event()]
         threads = [
-            threading.Thread(target=_stream, args=(client, 24, events[0], short)),
+            threading.Thread(target=_stream, args=(client, 8, events[0], short)),
             threading.Thread(target=_stream, args=(client, 2000, events[1], long)),
         ]
         for thread in threads:

@@ -24,6 +24,7 @@ from sagellm.engines.bench.load_pattern import LoadPattern
 from sagellm.engines.bench.metrics import SLO, MetricContext
 from sagellm.engines.bench.sweep import SweepPlan
 from sagellm.engines.bench.workloads import PRESETS, WORKLOADS, RunSpec, WorkloadOptions, build_suite
+from sagellm.engines.cli import arg_types
 from sagellm.engines.cli.options import add_engine_options, config_from_args
 
 DESCRIPTION = """Benchmark the in-process engine (default) or any OpenAI-compatible server.
@@ -78,20 +79,28 @@ def _add_workload_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tasks", help="comma-separated suite tasks to run, e.g. Q1,Q5 (default: all)")
     group.add_argument(
         "--num-requests",
-        type=_positive_int,
+        type=arg_types.positive_int,
         default=10,
         help="--workload: requests (mt-bench: conversations; traces: first N rows) (default 10)",
     )
-    group.add_argument("--input-len", type=_positive_int, default=128, help="synthetic: prompt tokens (default 128)")
     group.add_argument(
-        "--output-len", type=_positive_int, default=64, help="synthetic, mt-bench, gsm8k: max new tokens (default 64)"
+        "--input-len", type=arg_types.positive_int, default=128, help="synthetic: prompt tokens (default 128)"
+    )
+    group.add_argument(
+        "--output-len",
+        type=arg_types.positive_int,
+        default=64,
+        help="synthetic, mt-bench, gsm8k: max new tokens (default 64)",
     )
     group.add_argument("--data", type=Path, help="read this file instead of the bundled subset (same format)")
     group.add_argument(
-        "--length-scale", type=_positive_float, default=1.0, help="traces: multiply every length (default 1.0)"
+        "--length-scale", type=arg_types.positive_float, default=1.0, help="traces: multiply every length (default 1.0)"
     )
     group.add_argument(
-        "--time-scale", type=_positive_float, default=1.0, help="traces: multiply inter-arrival gaps (default 1.0)"
+        "--time-scale",
+        type=arg_types.positive_float,
+        default=1.0,
+        help="traces: multiply inter-arrival gaps (default 1.0)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed for synthetic tokens and Poisson arrivals (default 0)")
 
@@ -100,7 +109,7 @@ def _add_load_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("load")
     mode = group.add_mutually_exclusive_group()
     mode.add_argument(
-        "--concurrency", type=_positive_int, help="closed loop: this many users, each waiting for its answer"
+        "--concurrency", type=arg_types.positive_int, help="closed loop: this many users, each waiting for its answer"
     )
     mode.add_argument(
         "--request-rate", type=_rate, help="open loop: Poisson arrivals at this many req/s ('inf': all at once)"
@@ -108,11 +117,19 @@ def _add_load_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--sweep", action="store_true", help="raise the rate until the SLO is missed; report the max rate meeting it"
     )
-    group.add_argument("--sweep-start", type=_positive_float, default=0.5, help="first sweep rate, req/s (default 0.5)")
+    group.add_argument(
+        "--sweep-start", type=arg_types.positive_float, default=0.5, help="first sweep rate, req/s (default 0.5)"
+    )
     group.add_argument("--sweep-factor", type=float, default=2.0, help="rate multiplier per sweep step (default 2)")
-    group.add_argument("--sweep-points", type=_positive_int, default=6, help="rising rates tried at most (default 6)")
-    group.add_argument("--slo-ttft-ms", type=_positive_float, help="TTFT limit for goodput and --sweep (default none)")
-    group.add_argument("--slo-tpot-ms", type=_positive_float, help="TPOT limit for goodput and --sweep (default none)")
+    group.add_argument(
+        "--sweep-points", type=arg_types.positive_int, default=6, help="rising rates tried at most (default 6)"
+    )
+    group.add_argument(
+        "--slo-ttft-ms", type=arg_types.positive_float, help="TTFT limit for goodput and --sweep (default none)"
+    )
+    group.add_argument(
+        "--slo-tpot-ms", type=arg_types.positive_float, help="TPOT limit for goodput and --sweep (default none)"
+    )
     group.add_argument(
         "--slo-attainment",
         type=float,
@@ -140,7 +157,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         help="openai: send prompts as token ids, not text (same tokenizer needed)",
     )
     group.add_argument(
-        "--timeout", type=_positive_float, default=600.0, help="openai: seconds per request (default 600)"
+        "--timeout", type=arg_types.positive_float, default=600.0, help="openai: seconds per request (default 600)"
     )
     group.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     group.add_argument(
@@ -160,7 +177,9 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="device price per hour for cost per 1M output tokens (default 0: no cost)",
     )
-    group.add_argument("--peak-tflops", type=_positive_float, help="device peak for MFU (default: the built-in table)")
+    group.add_argument(
+        "--peak-tflops", type=arg_types.positive_float, help="device peak for MFU (default: the built-in table)"
+    )
     group.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -334,28 +353,10 @@ def _emit(args: argparse.Namespace, session: BenchSession, report: dict[str, Any
 
 
 # ----------------------------------------------------------------- argument types
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _rate(text: str) -> float:
-    return math.inf if text.strip().lower() in ("inf", "infinity") else _positive_float(text)
+    return math.inf if text.strip().lower() in ("inf", "infinity") else arg_types.positive_float(text)
 
 
 # ----------------------------------------------------------------- standalone

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.core.ports import is_port_free
+from sagellm.engines.cli import arg_types
 from sagellm.engines.cli.options import add_engine_options, config_from_args
 
 DESCRIPTION = """Serve the model over HTTP: OpenAI's /v1/completions, /v1/chat/completions
@@ -31,19 +31,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     group = parser.add_argument_group("server")
     group.add_argument("--host", help="address to bind (default 127.0.0.1, or server.host in the config)")
-    group.add_argument("--port", type=_port, help="TCP port (default 8000, or server.port in the config)")
+    group.add_argument("--port", type=arg_types.port, help="TCP port (default 8000, or server.port in the config)")
     group.add_argument(
         "--served-model-name",
         help="model name /v1/models reports and requests use (default: the model's own name, also always accepted)",
     )
     group.add_argument(
         "--max-waiting",
-        type=_positive_int,
+        type=arg_types.positive_int,
         help="requests that may wait for a batch slot before new ones get 429 (default 1024)",
     )
     group.add_argument(
         "--shutdown-grace",
-        type=_non_negative_float,
+        type=arg_types.non_negative_float,
         default=20.0,
         help="seconds in-flight requests may run on after SIGTERM before they are aborted (default 20)",
     )
@@ -76,34 +76,3 @@ def _config(args: argparse.Namespace) -> SageLLMConfig:
     if args.max_waiting is not None:
         config.scheduler_ir.max_waiting = args.max_waiting  # validated by argparse, and by the config on assignment
     return config
-
-
-def _port(text: str) -> int:
-    value = _int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
