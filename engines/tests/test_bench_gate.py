@@ -11,7 +11,7 @@ import pytest
 
 from sagellm.engines.bench.gate import Check, ReportMismatch, compare
 from sagellm.engines.bench.thresholds import DEFAULT_THRESHOLDS, Threshold, load_thresholds
-from sagellm.engines.cli import ci_gate
+from sagellm.engines.cli.main import main as sagellm
 
 BASELINES = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines"
 
@@ -114,29 +114,29 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     worse = write(tmp_path, "worse.json", report(avg_ttft_ms=400.0))
     thresholds = BASELINES / "thresholds.yaml"
 
-    assert ci_gate.main(["--baseline", str(base), "--current", str(same), "--thresholds", str(thresholds)]) == 0
+    assert sagellm(["ci-gate", "--baseline", str(base), "--current", str(same), "--thresholds", str(thresholds)]) == 0
     out = capsys.readouterr().out
     assert "| run | metric | baseline | current | change | threshold | status |" in out
     assert "| Q1 | avg_ttft_ms | 100 | 120 | +20.0% | +80% | ok |" in out
     assert "ci-gate: pass" in out
 
-    assert ci_gate.main(["--baseline", str(base), "--current", str(worse)]) == 1
+    assert sagellm(["ci-gate", "--baseline", str(base), "--current", str(worse)]) == 1
     out = capsys.readouterr().out
     assert "**REGRESSED**" in out and "Q1/avg_ttft_ms" in out and "all/avg_ttft_ms" in out
 
     missing = tmp_path / "missing.json"
-    assert ci_gate.main(["--baseline", str(base), "--current", str(missing)]) == 2
+    assert sagellm(["ci-gate", "--baseline", str(base), "--current", str(missing)]) == 2
     assert "cannot read" in capsys.readouterr().err
     garbage = write(tmp_path, "garbage.json", "{not json")
-    assert ci_gate.main(["--baseline", str(garbage), "--current", str(base)]) == 2
+    assert sagellm(["ci-gate", "--baseline", str(garbage), "--current", str(base)]) == 2
     assert "not JSON" in capsys.readouterr().err
     other = copy.deepcopy(report())
     other["model"] = "other"
-    assert ci_gate.main(["--baseline", str(base), "--current", str(write(tmp_path, "o.json", other))]) == 2
+    assert sagellm(["ci-gate", "--baseline", str(base), "--current", str(write(tmp_path, "o.json", other))]) == 2
     assert "models differ" in capsys.readouterr().err
 
 
 def test_checked_in_baseline_passes_against_itself(capsys: pytest.CaptureFixture[str]) -> None:
     baseline = BASELINES / "ci.json"
-    assert ci_gate.main(["--baseline", str(baseline), "--current", str(baseline)]) == 0
+    assert sagellm(["ci-gate", "--baseline", str(baseline), "--current", str(baseline)]) == 0
     assert "ci-gate: pass" in capsys.readouterr().out

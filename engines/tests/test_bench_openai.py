@@ -22,7 +22,7 @@ from sagellm.core.errors import InvalidRequestError
 from sagellm.engines.bench.backends.openai import OpenAIBackend
 from sagellm.engines.bench.metrics import MetricContext, compute_metrics
 from sagellm.engines.bench.request import BenchRequest
-from sagellm.engines.cli import bench
+from sagellm.engines.cli.main import main as sagellm
 
 TOKEN_GAP_S = 0.005
 CACHED_TOKENS = 2
@@ -157,7 +157,7 @@ def test_unreachable_server_is_a_clear_error() -> None:
 def test_cli_against_the_fake_server(base_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--backend", "openai", "--base-url", base_url, "--workload", "synthetic", "--num-requests", "3"]
     argv += ["--input-len", "8", "--output-len", "3", "--concurrency", "2", "--out", str(tmp_path), "--no-progress"]
-    assert bench.main(argv) == 0
+    assert sagellm(["bench", *argv]) == 0
     assert "| synthetic | 8->3 | 2 conc. | 3 | 0 |" in capsys.readouterr().out
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["target"]["backend"] == "openai" and report["model"] == "fake-model"

@@ -19,7 +19,7 @@ from sagellm.engines.bench.report import SCHEMA_VERSION, read_report, write_json
 from sagellm.engines.bench.request import BenchRequest
 from sagellm.engines.bench.sweep import SweepPlan
 from sagellm.engines.bench.workloads.base import RunSpec
-from sagellm.engines.cli import bench
+from sagellm.engines.cli.main import main as sagellm
 
 DESIGN_FIELDS = (  # the names sageLLM users know (DESIGN.md section 5)
     "avg_ttft_ms",
@@ -128,7 +128,7 @@ def test_sweep_finds_the_highest_rate_meeting_the_slo() -> None:
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        bench.main(argv)
+        sagellm(["bench", *argv])
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
 
@@ -146,14 +146,14 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
 def test_inconsistent_arguments_exit_2_before_loading_anything(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert bench.main(argv) == 2
+    assert sagellm(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        bench.main(["--help"])
+        sagellm(["bench", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--preset", "--workload", "--concurrency", "--request-rate", "--sweep", "--backend", "--base-url"):
         assert option in text
@@ -173,7 +173,7 @@ def test_plot_needs_matplotlib(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    assert bench.main(["--plot", "--out", str(tmp_path)]) == 2
+    assert sagellm(["bench", "--plot", "--out", str(tmp_path)]) == 2
     assert "pip install 'sagellm-engines[plot]'" in capsys.readouterr().err
 
 

@@ -13,11 +13,10 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sagellm.core.errors import InvalidRequestError, SageLLMError
+from sagellm.core.errors import InvalidRequestError
 from sagellm.engines.bench.backends.base import Backend, GenerationOptions
 from sagellm.engines.bench.bench_session import BenchSession
 from sagellm.engines.bench.load_pattern import LoadPattern
@@ -357,22 +356,3 @@ def _emit(args: argparse.Namespace, session: BenchSession, report: dict[str, Any
 
 def _rate(text: str) -> float:
     return math.inf if text.strip().lower() in ("inf", "infinity") else arg_types.positive_float(text)
-
-
-# ----------------------------------------------------------------- standalone
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sagellm.engines.cli.bench ...``: the subcommand without the ``sagellm`` front end."""
-    parser = argparse.ArgumentParser(prog="sagellm")
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.handler(args))
-    except SageLLMError as exc:
-        print(f"sagellm: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -72,14 +72,3 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REGRESSED
     print(f"\nci-gate: pass: {compared} checks within their thresholds")
     return EXIT_PASS
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sagellm.engines.cli.ci_gate ...``: the subcommand without the ``sagellm`` front end."""
-    parser = argparse.ArgumentParser(prog="sagellm")
-    add_parser(parser.add_subparsers())
-    return int(run(parser.parse_args(["ci-gate", *(sys.argv[1:] if argv is None else argv)])))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
