@@ -134,8 +134,8 @@ def run_transformers_bf16(plan: Plan) -> dict[str, Any]:
 
 def run_transformers(plan: Plan, dtype: Any) -> dict[str, Any]:
     import torch
-    from transformers import AutoModelForCausalLM
 
+    from sagellm.engines.bench.backends.hf_transformers import load_hf_model
     from sagellm.engines.model.default_model import default_model_path
     from sagellm.engines.model.gguf_loader import open_reader, read_metadata
     from sagellm.engines.tokenizer import Tokenizer
@@ -143,8 +143,7 @@ def run_transformers(plan: Plan, dtype: Any) -> dict[str, Any]:
     torch.set_num_threads(plan.threads)
     path = default_model_path()
     tokenizer = Tokenizer.from_gguf_metadata(read_metadata(open_reader(path)), path)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
-    model.eval()
+    model = load_hf_model(path, dtype)
     encode = tokenizer.encode
     results: dict[str, Any] = {}
 

@@ -49,7 +49,7 @@ def runs_table(runs: Sequence[dict[str, Any]], summary: dict[str, Any] | None = 
     rows = [_row(run["name"], _shape(run.get("shape", {})), _load(run.get("load", {})), run["metrics"]) for run in runs]
     if summary is not None and len(runs) > 1:
         rows.append(_row("**all**", "", "", summary))
-    return _table(header, rows, first_left=3)
+    return markdown_table(header, rows, first_left=3)
 
 
 def sweep_table(sweep: dict[str, Any]) -> str:
@@ -58,11 +58,11 @@ def sweep_table(sweep: dict[str, Any]) -> str:
         [
             f"{p['request_rate']:g}",
             "yes" if p["met"] else "no",
-            _fmt(p.get("slo_attainment"), 2),
-            _fmt(p.get("goodput_rps"), 2),
-            _fmt(p.get("output_throughput_tps"), 1),
-            _fmt(p.get("p90_ttft_ms"), 1),
-            _fmt(p.get("avg_tpot_ms"), 1),
+            format_value(p.get("slo_attainment"), 2),
+            format_value(p.get("goodput_rps"), 2),
+            format_value(p.get("output_throughput_tps"), 1),
+            format_value(p.get("p90_ttft_ms"), 1),
+            format_value(p.get("avg_tpot_ms"), 1),
         ]
         for p in sweep.get("points", [])
     ]
@@ -73,14 +73,16 @@ def sweep_table(sweep: dict[str, Any]) -> str:
         verdict = f"every rate met the SLO: the max is above {best:g} req/s (raise --sweep-points)"
     else:
         verdict = f"max rate meeting the SLO: {best:g} req/s (missed at {missed:g})"
-    return _table(header, rows, first_left=1) + f"\n\n{verdict} (attainment >= {sweep.get('attainment_target')})"
+    return (
+        markdown_table(header, rows, first_left=1) + f"\n\n{verdict} (attainment >= {sweep.get('attainment_target')})"
+    )
 
 
 def _row(name: str, shape: str, load: str, metrics: dict[str, Any]) -> list[str]:
     cells = [name, shape, load]
     for _, key, digits in COLUMNS:
         value = metrics.get(key)
-        cells.append(_fmt(value * 100 if key == "mfu" and value is not None else value, digits))
+        cells.append(format_value(value * 100 if key == "mfu" and value is not None else value, digits))
     return cells
 
 
@@ -97,7 +99,7 @@ def _load(load: dict[str, Any]) -> str:
     return "trace" if rate is None else ("burst" if rate == "inf" else f"{rate:g}/s")
 
 
-def _fmt(value: Any, digits: int) -> str:
+def format_value(value: Any, digits: int) -> str:
     if value is None:
         return "-"
     if isinstance(value, float | int) and not isinstance(value, bool):
@@ -105,7 +107,7 @@ def _fmt(value: Any, digits: int) -> str:
     return str(value)
 
 
-def _table(header: list[str], rows: list[list[str]], first_left: int) -> str:
+def markdown_table(header: list[str], rows: list[list[str]], first_left: int) -> str:
     align = ["---"] * first_left + ["---:"] * (len(header) - first_left)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -19,8 +19,10 @@ from typing import Any
 from sagellm.core.errors import InvalidRequestError
 from sagellm.engines.bench.backends.base import Backend, GenerationOptions
 from sagellm.engines.bench.bench_session import BenchSession
+from sagellm.engines.bench.comparison import build_comparison
 from sagellm.engines.bench.load_pattern import LoadPattern
 from sagellm.engines.bench.metrics import SLO, MetricContext
+from sagellm.engines.bench.peers import AUTO, PEERS, PeerRequest, build_peer, parse_peers
 from sagellm.engines.bench.sweep import SweepPlan
 from sagellm.engines.bench.workloads import PRESETS, WORKLOADS, RunSpec, WorkloadOptions, build_suite
 from sagellm.engines.cli import arg_types
@@ -44,7 +46,9 @@ EPILOG = """examples:
   sagellm bench --workload synthetic --input-len 256 --output-len 64 --num-requests 32 --concurrency 8
   sagellm bench --workload mooncake --num-requests 100 --length-scale 0.05 --time-scale 0.5
   sagellm bench --workload synthetic --sweep --slo-ttft-ms 2000 --slo-tpot-ms 200
-  sagellm bench --backend openai --base-url http://127.0.0.1:8000/v1 --preset ci"""
+  sagellm bench --backend openai --base-url http://127.0.0.1:8000/v1 --preset ci
+  sagellm bench --compare                              # + transformers (and llama.cpp if installed), with ratios
+  sagellm bench --workload mt-bench --concurrency 16 --compare transformers,llama.cpp"""
 
 PRESET_HELP = "; ".join(
     f"{name}: " + ", ".join(f"{e.name} {e.input_len}->{e.output_len} x{e.count}" for e in entries)
@@ -63,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     _add_workload_options(parser)
     _add_load_options(parser)
     _add_target_options(parser)
+    _add_compare_options(parser)
     _add_output_options(parser)
     add_engine_options(parser)
     parser.set_defaults(handler=run)
@@ -165,6 +170,26 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up request")
 
 
+def _add_compare_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("peers side by side")
+    group.add_argument(
+        "--compare",
+        nargs="?",
+        const=AUTO,
+        metavar="PEERS",
+        help="after sageLLM, run the same workload on peers in this process and report ratios: "
+        f"comma-separated from {', '.join(PEERS)}; bare --compare: transformers, plus llama.cpp when "
+        "llama-cpp-python is installed",
+    )
+    group.add_argument(
+        "--compare-max-batch",
+        type=arg_types.positive_int,
+        default=64,
+        help="transformers: largest static cohort when requests arrive open-loop (default 64; "
+        "closed loop: --concurrency)",
+    )
+
+
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--out", type=Path, help="write bench.json and bench.md (and --plot PNGs) into this directory")
@@ -184,6 +209,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _validate(args)
+    peers, peer_notes = parse_peers(args.compare) if args.compare else ([], [])
     started = time.perf_counter()
     backend = _backend(args)
     specs = _specs(args, backend)
@@ -196,8 +222,36 @@ def run(args: argparse.Namespace) -> int:
     else:
         session.run(specs, _load_override(args))
     report = session.report(_config_summary(args), elapsed_s=time.perf_counter() - started)
+    if peers:
+        peer_reports = [_run_peer(args, name, specs, context) for name in peers]
+        report["compare"] = build_comparison(report, peer_reports) | {"left_out": peer_notes}
+        report["peer_reports"] = peer_reports
     _emit(args, session, report)
     return 0 if session.any_completed else 1
+
+
+def _run_peer(args: argparse.Namespace, name: str, specs: list[RunSpec], context: MetricContext) -> dict[str, Any]:
+    """The same runs on one peer, in this process, after sageLLM (see bench/comparison.py)."""
+    from sagellm.engines.bench.tokenizer_source import load_tokenizer
+    from sagellm.engines.model.loader import resolve_model_path
+
+    print(f"comparing: {name}", file=sys.stderr)
+    started = time.perf_counter()
+    tokenizer, model_config = load_tokenizer(args.model)
+    request = PeerRequest(
+        resolve_model_path(args.model),
+        tokenizer,
+        model_config,
+        _generation(args),
+        args.compare_max_batch,
+        not args.no_progress,
+    )
+    peer = build_peer(name, request)
+    if not args.no_warmup:
+        peer.warmup()
+    session = BenchSession(peer, context, seed=args.seed)
+    session.run(specs, _load_override(args))
+    return session.report(_config_summary(args), elapsed_s=time.perf_counter() - started)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -205,6 +259,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise InvalidRequestError("--sweep needs --workload (a sweep runs one workload at rising rates)")
     if args.sweep and args.slo_ttft_ms is None and args.slo_tpot_ms is None:
         raise InvalidRequestError("--sweep needs --slo-ttft-ms and/or --slo-tpot-ms")
+    if args.sweep and args.compare:
+        raise InvalidRequestError("--compare runs fixed loads; it does not combine with --sweep")
     if args.sweep and (args.concurrency or args.request_rate):
         raise InvalidRequestError("--sweep sets the request rate itself; drop --concurrency/--request-rate")
     if args.tasks and args.workload:
@@ -234,8 +290,12 @@ def _tasks(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(t.strip().upper() for t in args.tasks.split(",") if t.strip()) if args.tasks else ()
 
 
+def _generation(args: argparse.Namespace) -> GenerationOptions:
+    return GenerationOptions(temperature=args.temperature, ignore_eos=not args.stop_at_eos)
+
+
 def _backend(args: argparse.Namespace) -> Backend:
-    generation = GenerationOptions(temperature=args.temperature, ignore_eos=not args.stop_at_eos)
+    generation = _generation(args)
     show = not args.no_progress
     if args.backend == "openai":
         from sagellm.engines.bench.backends.openai import OpenAIBackend
@@ -336,10 +396,14 @@ def _config_summary(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _emit(args: argparse.Namespace, session: BenchSession, report: dict[str, Any]) -> None:
+    from sagellm.engines.bench.comparison import comparison_markdown
     from sagellm.engines.bench.markdown import report_markdown
     from sagellm.engines.bench.report import JSON_NAME, MARKDOWN_NAME, write_json
 
     table = report_markdown(report)
+    if "compare" in report:
+        table += "\n" + comparison_markdown(report["compare"])
+        table += "".join(f"{note}\n" for note in report["compare"]["left_out"])
     print(json.dumps(report, indent=2) if args.json else table, end="" if not args.json else "\n")
     if args.out is None:
         return
