@@ -88,7 +88,7 @@ def test_unknown_model_is_404(server: RunningServer, client: openai.OpenAI) -> N
         ("/v1/completions", {"prompt": 42}, None),
         ("/v1/completions", {"prompt": ""}, "prompt"),
         ("/v1/completions", {"prompt": [999999999]}, None),
-        ("/v1/completions", {"prompt": "Hi", "logprobs": 2}, "logprobs"),
+        ("/v1/completions", {"prompt": "Hi", "logprobs": 6}, "logprobs"),
         ("/v1/completions", {"max_tokens": 2}, "prompt"),
         ("/v1/chat/completions", {"messages": []}, "messages"),
         ("/v1/chat/completions", {"messages": "Hi"}, "messages"),

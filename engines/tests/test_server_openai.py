@@ -121,6 +121,45 @@ def test_chat_streaming_with_usage_and_logprobs(client: openai.OpenAI, model: st
     assert chunks[-1].usage.completion_tokens == len(expected.token_ids)
 
 
+def test_completion_top_logprobs_rank_the_sampled_token_first(client: openai.OpenAI, model: str, llm: LLM) -> None:
+    expected = llm.generate([PROMPT], GREEDY_8)[0]
+    response = client.completions.create(model=model, prompt=PROMPT, max_tokens=8, temperature=0, logprobs=3)
+    logprobs = response.choices[0].logprobs
+    assert logprobs is not None and logprobs.top_logprobs is not None
+    assert len(logprobs.top_logprobs) == len(expected.token_ids)
+    for token, sampled, top in zip(logprobs.tokens or [], logprobs.token_logprobs or [], logprobs.top_logprobs):
+        assert 1 <= len(top) <= 3  # two ids may decode to the same text
+        best_text, best = max(top.items(), key=lambda item: item[1])
+        assert best_text == token and best == pytest.approx(sampled)  # greedy: the sampled token is the top one
+        assert all(lp <= best for lp in top.values())
+
+
+def test_chat_top_logprobs_streamed_and_not(client: openai.OpenAI, model: str, llm: LLM) -> None:
+    expected = llm.chat(CHAT, GREEDY_8)
+    common = {"model": model, "messages": CHAT, "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 2}
+    whole = client.chat.completions.create(**common)  # type: ignore[call-overload]
+    content = whole.choices[0].logprobs.content
+    chunks = list(client.chat.completions.create(stream=True, **common))  # type: ignore[call-overload]
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
+    assert len(content) == len(streamed) == len(expected.token_ids)
+    for a, b in zip(content, streamed):
+        assert len(a.top_logprobs) == 2 and a.top_logprobs[0].token == a.token
+        assert a.top_logprobs[0].logprob == pytest.approx(a.logprob)
+        assert a.top_logprobs[0].logprob >= a.top_logprobs[1].logprob
+        assert [t.token for t in a.top_logprobs] == [t.token for t in b.top_logprobs]
+
+
+def test_usage_reports_prefix_cache_hits(client: openai.OpenAI, model: str) -> None:
+    long_prompt = "Once upon a time, in a village by the sea, there lived an old fisherman. " * 8
+    first = client.completions.create(model=model, prompt=long_prompt + "One", max_tokens=1, temperature=0)
+    second = client.completions.create(model=model, prompt=long_prompt + "Two", max_tokens=1, temperature=0)
+    assert first.usage is not None and second.usage is not None
+    assert first.usage.prompt_tokens_details is not None and second.usage.prompt_tokens_details is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens or 0
+    assert 16 <= cached < second.usage.prompt_tokens  # at least one whole block, never the whole prompt
+    assert cached % 16 == 0  # block-aligned
+
+
 def test_concurrent_clients_share_the_engine(client: openai.OpenAI, model: str, llm: LLM) -> None:
     prompts = [
         f"{PROMPT} not {city}; it is" for city in ("Lyon", "Nice", "Lille", "Nantes", "Metz", "Dijon", "Brest", "Caen")

@@ -38,7 +38,7 @@ from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.runtime.input_batch import ChunkWork
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
-from sagellm.engines.runtime.sampler import Sampler
+from sagellm.engines.runtime.sampler import SampledToken, Sampler
 from sagellm.engines.tokenizer import IncrementalDetokenizer, Tokenizer
 
 
@@ -147,7 +147,7 @@ class LLMEngine:
             work.seq.num_computed_tokens = work.end
             self.kv.register_computed(work.seq)  # before finishing: a finished prompt's KV is still reusable
         sampled = self.sampler.sample(logits, sampled_seqs)
-        outputs = [self._process(seq, token.token_id, token.logprob) for seq, token in zip(sampled_seqs, sampled)]
+        outputs = [self._process(seq, token) for seq, token in zip(sampled_seqs, sampled)]
         self._record_step(plan)
         return outputs
 
@@ -222,7 +222,8 @@ class LLMEngine:
         self._waiting.insert(bisect.bisect_right(keys, seq.request.arrival_time), seq)
         self.metrics.counter("preemptions_total", "sequences preempted (recompute)").inc()
 
-    def _process(self, seq: SequenceState, token_id: int, logprob: float | None) -> StepOutput:
+    def _process(self, seq: SequenceState, token: SampledToken) -> StepOutput:
+        token_id = token.token_id
         tracked = self._tracked[seq.request_id]
         now = time.monotonic()
         if tracked.first_token_time is None:
@@ -245,7 +246,8 @@ class LLMEngine:
             num_prompt_tokens=seq.num_prompt_tokens,
             num_output_tokens=seq.num_output_tokens,
             num_cached_tokens=seq.num_cached_tokens,
-            logprobs=None if logprob is None else (logprob,),
+            logprobs=None if token.logprob is None else (token.logprob,),
+            top_logprobs=(token.top_logprobs,) if token.top_logprobs else None,
         )
 
     def _finish(self, seq: SequenceState, reason: str) -> None:

@@ -94,10 +94,15 @@ class Response(BaseModel):
     """Base of response bodies: every field is sent, nulls included, as OpenAI does."""
 
 
+class PromptTokensDetails(Response):
+    cached_tokens: int = 0
+
+
 class Usage(Response):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = _omit_none()
 
 
 class CompletionLogprobs(Response):

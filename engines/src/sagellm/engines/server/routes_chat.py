@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from sagellm.engines.server.choices import ChoiceResult, ResponseMeta, collect
+from sagellm.engines.server.choices import ChoiceResult, ResponseMeta, collect, usage_of
 from sagellm.engines.server.disconnect import cancel_on_disconnect
 from sagellm.engines.server.error_handlers import openai_error_frame
 from sagellm.engines.server.logprobs import chat_logprobs
@@ -58,21 +58,21 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         ChatChoice(
             index=index,
             message=ChatResponseMessage(content=result.text),
-            logprobs=chat_logprobs(state.tokenizer, result.token_ids, result.logprobs) if body.logprobs else None,
+            logprobs=chat_logprobs(state.tokenizer, result.token_ids, result.logprobs, result.top_logprobs)
+            if body.logprobs
+            else None,
             finish_reason=result.finish_reason,
         )
         for index, result in enumerate(results)
     ]
     response = ChatCompletionResponse(
-        id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=_usage(handle, results)
+        id=meta.id,
+        created=meta.created,
+        model=meta.model,
+        choices=choices,
+        usage=usage_of(handle, len(results), results),
     )
     return JSONResponse(response.model_dump())
-
-
-def _usage(handle: RequestHandle, results: list[ChoiceResult]) -> Usage:
-    prompt = handle.num_prompt_tokens[0]  # all n choices share the one prompt
-    completion = sum(r.num_output_tokens for r in results)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 async def _stream(
@@ -93,7 +93,9 @@ async def _stream(
             results[index].add(output)
             logprobs = None
             if want_logprobs and output.logprobs:
-                logprobs = chat_logprobs(state.tokenizer, output.new_token_ids, output.logprobs)
+                logprobs = chat_logprobs(
+                    state.tokenizer, output.new_token_ids, output.logprobs, output.top_logprobs or ()
+                )
             if output.new_text or logprobs is not None:
                 delta = ChatDelta(content=output.new_text)
                 yield chunk([ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=None)])
@@ -101,7 +103,7 @@ async def _stream(
                 end = ChatChunkChoice(index=index, delta=ChatDelta(), logprobs=None, finish_reason=output.finish_reason)
                 yield chunk([end])
         if include_usage:
-            yield chunk([], _usage(handle, results))
+            yield chunk([], usage_of(handle, len(results), results))
     except Exception as exc:  # the status line is gone: report in-band
         yield openai_error_frame(exc)
     yield DONE

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from sagellm.engines.server.choices import ChoiceResult, ResponseMeta, collect, prompt_tokens
+from sagellm.engines.server.choices import ChoiceResult, ResponseMeta, collect, usage_of
 from sagellm.engines.server.disconnect import cancel_on_disconnect
 from sagellm.engines.server.error_handlers import openai_error_frame
 from sagellm.engines.server.logprobs import completion_logprobs
@@ -64,21 +64,15 @@ def _response(
         echo = echoes[index] if echoes else ""
         logprobs = None
         if result.logprobs:
-            logprobs = completion_logprobs(state.tokenizer, result.token_ids, result.logprobs)
+            logprobs = completion_logprobs(state.tokenizer, result.token_ids, result.logprobs, result.top_logprobs)
         choices.append(
             CompletionChoice(
                 index=index, text=echo + result.text, logprobs=logprobs, finish_reason=result.finish_reason
             )
         )
     return CompletionResponse(
-        id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=_usage(handle, n, results)
+        id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=usage_of(handle, n, results)
     )
-
-
-def _usage(handle: RequestHandle, n: int, results: list[ChoiceResult]) -> Usage:
-    prompt = prompt_tokens(handle, n)
-    completion = sum(r.num_output_tokens for r in results)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 async def _stream(
@@ -107,14 +101,16 @@ async def _stream(
                 continue  # text held back (a stop string may be starting): nothing to send yet
             logprobs = None
             if want_logprobs and output.logprobs:
-                logprobs = completion_logprobs(state.tokenizer, output.new_token_ids, output.logprobs, offsets[index])
+                logprobs = completion_logprobs(
+                    state.tokenizer, output.new_token_ids, output.logprobs, output.top_logprobs or (), offsets[index]
+                )
             offsets[index] += len(output.new_text)
             choice = CompletionChoice(
                 index=index, text=output.new_text, logprobs=logprobs, finish_reason=output.finish_reason
             )
             yield chunk([choice])
         if include_usage:
-            yield chunk([], _usage(handle, n, results))
+            yield chunk([], usage_of(handle, n, results))
     except Exception as exc:  # the status line is gone: report in-band
         yield openai_error_frame(exc)
     yield DONE

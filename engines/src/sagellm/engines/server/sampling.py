@@ -3,7 +3,7 @@
 The defaults are the APIs' own: completions stop at 16 tokens (OpenAI's
 default), chat may use the rest of the context (as vLLM does), Anthropic
 always names ``max_tokens``. Parameters that would change the answer but
-have no engine support (``logit_bias``, ``top_logprobs > 0``, tools) get a
+have no engine support (``logit_bias``, tools, prompt logprobs) get a
 400 naming the field; ignoring them would return a plausible wrong answer.
 """
 
@@ -31,15 +31,10 @@ def completion_sampling(request: CompletionRequest) -> SamplingParams:
         raise BadParameterError("suffix (fill-in-the-middle) is not supported", "suffix")
     if request.best_of is not None and request.best_of != request.n:
         raise BadParameterError("best_of other than n is not supported", "best_of")
-    if request.logprobs:
-        raise BadParameterError(
-            "logprobs > 0 (top alternatives) is not supported; logprobs=0 returns each sampled token's logprob",
-            "logprobs",
-        )
     if request.echo and request.logprobs is not None:
         raise BadParameterError("echo with logprobs needs prompt logprobs, which are not supported", "echo")
     max_tokens = request.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
-    return _openai_params(request, max_tokens, logprobs=0 if request.logprobs is not None else None)
+    return _openai_params(request, max_tokens, logprobs=request.logprobs)
 
 
 def chat_sampling(request: ChatCompletionRequest, num_prompt_tokens: int, max_model_len: int) -> SamplingParams:
@@ -48,13 +43,11 @@ def chat_sampling(request: ChatCompletionRequest, num_prompt_tokens: int, max_mo
         raise BadParameterError("tools (function calling) are not supported", "tools")
     if request.response_format is not None and request.response_format.type != "text":
         raise BadParameterError("only response_format type 'text' is supported", "response_format")
-    if request.top_logprobs:
-        raise BadParameterError(
-            "top_logprobs > 0 is not supported; logprobs=true returns each sampled token's logprob", "top_logprobs"
-        )
+    if request.top_logprobs and not request.logprobs:
+        raise BadParameterError("top_logprobs needs logprobs=true", "top_logprobs")
     # Either name; the default leaves room for the prompt (at least 1, so a too-long prompt still gets a 400).
     max_tokens = request.max_completion_tokens or request.max_tokens or max(1, max_model_len - num_prompt_tokens)
-    return _openai_params(request, max_tokens, logprobs=0 if request.logprobs else None)
+    return _openai_params(request, max_tokens, logprobs=(request.top_logprobs or 0) if request.logprobs else None)
 
 
 def anthropic_sampling(request: MessagesRequest) -> SamplingParams:

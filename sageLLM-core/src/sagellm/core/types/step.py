@@ -21,6 +21,8 @@ class StepOutput:
     num_output_tokens: int = 0
     num_cached_tokens: int = 0
     logprobs: tuple[float, ...] | None = None
+    # Per new token, the most likely alternatives as (token id, logprob), when SamplingParams.logprobs > 0.
+    top_logprobs: tuple[tuple[tuple[int, float], ...], ...] | None = None
 
     @property
     def finished(self) -> bool:
