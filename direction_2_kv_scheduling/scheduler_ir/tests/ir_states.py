@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sagellm.core.types import SchedulerState, SequenceView
 
@@ -66,3 +66,27 @@ def random_case(seed: int, block_size: int = 4) -> Case:
     waiting = tuple(random_waiting(rng, f"w{i}", block_size) for i in range(rng.randint(0, 12)))
     state = SchedulerState(running, waiting, num_free_blocks=rng.randint(0, 40), block_size=block_size)
     return Case(state, max_num_seqs=rng.randint(1, 12), budget=rng.randint(1, 96), chunked=rng.random() < 0.7)
+
+
+def with_policy_fields(case: Case, seed: int) -> Case:
+    """The same case with priorities, a clock and decode timestamps (a second rng: FIFO's cases stay as they were).
+
+    Arrivals span 0..12 s and ``now`` lies 12..17 s, so SLO slack spans all
+    three tiers for targets of a few seconds.
+    """
+    rng = random.Random(1_000_003 * seed + 7)
+    now = 12.0 + rng.uniform(0.0, 5.0)
+
+    def decorate(view: SequenceView) -> SequenceView:
+        has_output = view.num_tokens > view.num_prompt_tokens
+        last = now - rng.uniform(0.0, 0.4) if has_output and rng.random() < 0.7 else None
+        return replace(view, priority=rng.randint(0, 3), last_token_time=last)
+
+    state = case.state
+    state = replace(
+        state,
+        running=tuple(decorate(v) for v in state.running),
+        waiting=tuple(decorate(v) for v in state.waiting),
+        now=now,
+    )
+    return replace(case, state=state)

@@ -25,3 +25,10 @@ def test_describe_empty_plan_is_one_line() -> None:
     assert (
         describe_plan(ExecutionPlan()) == "step 0: 0 chunks, 0 tokens (0 decode + 0 prefill), 0 admitted, 0 preempted"
     )
+
+
+def test_describe_names_the_policy_and_swapped_victims() -> None:
+    plan = ExecutionPlan(preempted=("r3", "r4"), swapped_out=("r4",), step_id=2, policy="adaptive:slo")
+    lines = describe_plan(plan).splitlines()
+    assert lines[0].endswith("2 preempted [adaptive:slo]")
+    assert lines[1] == "  preempted: r3, r4 (swap)"

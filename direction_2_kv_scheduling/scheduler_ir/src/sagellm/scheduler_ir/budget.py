@@ -75,6 +75,10 @@ class StepBudget:
         """Lower the slot allowance (e.g. to what the running set leaves for admission)."""
         self.seqs_left = max(0, min(self.seqs_left, max_seqs))
 
+    def cap_tokens(self, max_tokens: int) -> None:
+        """Lower the token allowance (e.g. so a step finishes within a latency target)."""
+        self.tokens_left = max(0, min(self.tokens_left, max_tokens))
+
     def fits_blocks(self, num_blocks: int) -> bool:
         return num_blocks <= self.free_blocks
 

@@ -10,18 +10,22 @@ def describe_plan(plan: ExecutionPlan) -> str:
 
     ::
 
-        step 7: 3 chunks, 66 tokens (2 decode + 64 prefill), 1 admitted, 1 preempted
+        step 7: 3 chunks, 66 tokens (2 decode + 64 prefill), 1 admitted, 1 preempted [slo]
           decode   r0  [12, 13)           1 tok
           decode   r1  [9, 10)            1 tok
           prefill  w4  [8, 72)           64 tok  admitted
-          preempted: r3
+          preempted: r3 (swap)
+
+    The policy tag is left out when the plan names none; a preempted id is
+    marked ``(swap)`` when its KV goes to host memory (recompute otherwise).
     """
     admitted = set(plan.admitted)
     width = max((len(c.request_id) for c in plan.chunks), default=0)
     lines = [_header(plan)]
     lines.extend(_chunk_line(c, width, c.request_id in admitted) for c in plan.chunks)
     if plan.preempted:
-        lines.append("  preempted: " + ", ".join(plan.preempted))
+        swapped = set(plan.swapped_out)
+        lines.append("  preempted: " + ", ".join(r + " (swap)" if r in swapped else r for r in plan.preempted))
     if len(plan.migrations):
         lines.append(f"  migrations: {len(plan.migrations)} block moves")
     return "\n".join(lines)
@@ -30,10 +34,11 @@ def describe_plan(plan: ExecutionPlan) -> str:
 def _header(plan: ExecutionPlan) -> str:
     decode = sum(c.num_tokens for c in plan.chunks if c.is_decode)
     prefill = plan.num_batched_tokens - decode
-    return (
+    header = (
         f"step {plan.step_id}: {len(plan.chunks)} chunks, {plan.num_batched_tokens} tokens "
         f"({decode} decode + {prefill} prefill), {len(plan.admitted)} admitted, {len(plan.preempted)} preempted"
     )
+    return f"{header} [{plan.policy}]" if plan.policy else header
 
 
 def _chunk_line(chunk: ScheduledChunk, width: int, is_admitted: bool) -> str:

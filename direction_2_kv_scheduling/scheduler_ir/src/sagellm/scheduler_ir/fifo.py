@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections import deque
 from operator import attrgetter
 
-from sagellm.core.types import ExecutionPlan, SchedulerState
-from sagellm.scheduler_ir.base import BaseIRBuilder
-from sagellm.scheduler_ir.ledger import PlanLedger
-from sagellm.scheduler_ir.phases import admit_in_order, schedule_running
+from sagellm.core.types import SchedulerState
+from sagellm.scheduler_ir.base import BaseIRBuilder, StepOrder
 
 by_arrival = attrgetter("arrival_time")
 
@@ -35,7 +32,9 @@ class FIFOIRBuilder(BaseIRBuilder):
     start in arrival order. Skipping would let a steady stream of short
     prompts take every block and token that frees up, so a long prompt at
     the head could wait forever. Policies that trade that fairness for
-    utilisation (priority, SLO-aware) build on :func:`try_admit` instead.
+    utilisation would build on :func:`try_admit`; the package's other
+    policies keep the same rule, in their own order. (``prefix_window``
+    relaxes it on purpose, by at most ``window - 1`` places.)
 
     Why no admission after a preemption: a preemption means the pool is
     short of blocks; admitting new work would take the blocks the victim
@@ -51,12 +50,5 @@ class FIFOIRBuilder(BaseIRBuilder):
     def name(self) -> str:
         return "fifo"
 
-    def build(self, state: SchedulerState) -> ExecutionPlan:
-        chunked = self.limits.enable_chunked_prefill
-        budget = self.limits.new_budget(state)
-        ledger = PlanLedger()
-        schedule_running(deque(sorted(state.running, key=by_arrival)), budget, ledger, chunked)
-        if not ledger.preempted:
-            budget.cap_seqs(self.limits.max_num_seqs - len(state.running))
-            admit_in_order(sorted(state.waiting, key=by_arrival), budget, ledger, chunked)
-        return ledger.to_plan(self.next_step_id())
+    def order(self, state: SchedulerState) -> StepOrder:
+        return StepOrder(sorted(state.running, key=by_arrival), sorted(state.waiting, key=by_arrival))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sagellm.core.types import ExecutionPlan, ScheduledChunk, SequenceView
+from sagellm.core.types.plan import PreemptionMode
+from sagellm.scheduler_ir.preemption import ModeChooser
 
 
 def is_decode_chunk(view: SequenceView, is_running: bool) -> bool:
@@ -24,11 +26,16 @@ def is_decode_chunk(view: SequenceView, is_running: bool) -> bool:
 
 @dataclass(slots=True)
 class PlanLedger:
-    """Chunks, admissions and preemptions decided so far in this step."""
+    """Chunks, admissions and preemptions decided so far in this step.
 
+    ``choose_mode`` picks recompute or swap per victim; None recomputes all.
+    """
+
+    choose_mode: ModeChooser | None = None
     chunks: list[ScheduledChunk] = field(default_factory=list)
     admitted: list[str] = field(default_factory=list)
     preempted: list[str] = field(default_factory=list)
+    swapped_out: list[str] = field(default_factory=list)
 
     def run(self, view: SequenceView, num_tokens: int) -> None:
         """Schedule the next ``num_tokens`` of a running sequence."""
@@ -43,11 +50,15 @@ class PlanLedger:
 
     def preempt(self, view: SequenceView) -> None:
         self.preempted.append(view.request_id)
+        if self.choose_mode is not None and self.choose_mode(view) is PreemptionMode.SWAP:
+            self.swapped_out.append(view.request_id)
 
-    def to_plan(self, step_id: int) -> ExecutionPlan:
+    def to_plan(self, step_id: int, policy: str = "") -> ExecutionPlan:
         return ExecutionPlan(
             chunks=tuple(self.chunks),
             admitted=tuple(self.admitted),
             preempted=tuple(self.preempted),
             step_id=step_id,
+            swapped_out=tuple(self.swapped_out),
+            policy=policy,
         )

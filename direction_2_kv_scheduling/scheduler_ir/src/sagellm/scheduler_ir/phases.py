@@ -39,7 +39,7 @@ def tokens_to_run(remaining: int, budget: StepBudget, chunked: bool) -> int | No
 
 
 def preempt(view: SequenceView, budget: StepBudget, ledger: PlanLedger) -> None:
-    """Recompute preemption: the sequence goes back to waiting and all its blocks are freed."""
+    """The sequence goes back to waiting and its device blocks are freed (recompute or swap alike)."""
     ledger.preempt(view)
     budget.refund_blocks(view.num_blocks_held)
 

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from sagellm.core.config import SchedulerSection
 from sagellm.core.errors import RegistryError
+from sagellm.scheduler_ir.adaptive import AdaptiveIRBuilder
 from sagellm.scheduler_ir.base import BaseIRBuilder
 from sagellm.scheduler_ir.fifo import FIFOIRBuilder
+from sagellm.scheduler_ir.priority import PriorityIRBuilder
+from sagellm.scheduler_ir.slo import SLOIRBuilder
 
 BUILDERS: dict[str, type[BaseIRBuilder]] = {
     "fifo": FIFOIRBuilder,
+    "priority": PriorityIRBuilder,
+    "slo": SLOIRBuilder,
+    "adaptive": AdaptiveIRBuilder,
 }
 
 
