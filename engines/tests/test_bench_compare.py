@@ -175,3 +175,27 @@ def test_cli_compare_prints_the_side_by_side_table(
     assert ratios["output_throughput_tps"] > 0
     (peer,) = report["peer_reports"]
     assert peer["target"]["backend"] == "transformers" and peer["summary"]["num_completed"] > 0
+
+
+def test_a_peer_that_cannot_start_fails_with_its_reason(tmp_path: Any) -> None:
+    from sagellm.engines.bench.metrics import MetricContext
+    from sagellm.engines.bench.peer_process import PeerFailedError, PeerJob, run_peer
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf file")
+    job = PeerJob(
+        name="transformers",
+        model=str(broken),
+        generation=GenerationOptions(),
+        max_batch=2,
+        show_progress=False,
+        threads=1,
+        specs=[],
+        load=None,
+        context=MetricContext(),
+        seed=0,
+        warmup=False,
+        config={},
+    )
+    with pytest.raises(PeerFailedError, match="peer transformers: .*broken.gguf"):
+        run_peer(job)

@@ -22,7 +22,7 @@ from sagellm.engines.bench.bench_session import BenchSession
 from sagellm.engines.bench.comparison import build_comparison
 from sagellm.engines.bench.load_pattern import LoadPattern
 from sagellm.engines.bench.metrics import SLO, MetricContext
-from sagellm.engines.bench.peers import AUTO, PEERS, PeerRequest, build_peer, parse_peers
+from sagellm.engines.bench.peers import AUTO, PEERS, parse_peers
 from sagellm.engines.bench.sweep import SweepPlan
 from sagellm.engines.bench.workloads import PRESETS, WORKLOADS, RunSpec, WorkloadOptions, build_suite
 from sagellm.engines.cli import arg_types
@@ -231,27 +231,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_peer(args: argparse.Namespace, name: str, specs: list[RunSpec], context: MetricContext) -> dict[str, Any]:
-    """The same runs on one peer, in this process, after sageLLM (see bench/comparison.py)."""
-    from sagellm.engines.bench.tokenizer_source import load_tokenizer
-    from sagellm.engines.model.loader import resolve_model_path
+    """The same runs on one peer, in a process of its own (see bench/peer_process.py)."""
+    import torch
+
+    from sagellm.engines.bench.peer_process import PeerJob, run_peer
 
     print(f"comparing: {name}", file=sys.stderr)
-    started = time.perf_counter()
-    tokenizer, model_config = load_tokenizer(args.model)
-    request = PeerRequest(
-        resolve_model_path(args.model),
-        tokenizer,
-        model_config,
-        _generation(args),
-        args.compare_max_batch,
-        not args.no_progress,
+    job = PeerJob(
+        name=name,
+        model=None if args.model is None else str(args.model),
+        generation=_generation(args),
+        max_batch=args.compare_max_batch,
+        show_progress=not args.no_progress,
+        threads=torch.get_num_threads(),
+        specs=specs,
+        load=_load_override(args),
+        context=context,
+        seed=args.seed,
+        warmup=not args.no_warmup,
+        config=_config_summary(args),
     )
-    peer = build_peer(name, request)
-    if not args.no_warmup:
-        peer.warmup()
-    session = BenchSession(peer, context, seed=args.seed)
-    session.run(specs, _load_override(args))
-    return session.report(_config_summary(args), elapsed_s=time.perf_counter() - started)
+    return run_peer(job)
 
 
 def _validate(args: argparse.Namespace) -> None:
