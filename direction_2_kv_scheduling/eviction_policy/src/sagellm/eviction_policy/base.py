@@ -26,9 +26,13 @@ class BaseEvictionPolicy(ABC):
     """
 
     @classmethod
-    def from_config(cls: type[P], section: Section) -> P:
-        """Build from the ``eviction_policy`` section: its ``options`` are constructor arguments."""
-        options: dict[str, Any] = dict(section.options)
+    def from_config(cls: type[P], section: Section, **deps: Any) -> P:
+        """Build from the ``eviction_policy`` section: ``options`` and ``deps`` are constructor arguments.
+
+        ``deps`` are live objects an engine hands over through core's registry
+        (``create_eviction_policy(config, predictor=...)``), which YAML cannot hold.
+        """
+        options: dict[str, Any] = {**section.options, **deps}
         try:
             return cls(**options)
         except TypeError as exc:

@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 from sagellm.core.types import BlockId, EvictionContext
 from sagellm.eviction_policy.base import BaseEvictionPolicy
+from sagellm.eviction_policy.instant_order import InstantBatch
 
 
 class LRUEvictionPolicy(BaseEvictionPolicy):
@@ -29,11 +30,17 @@ class LRUEvictionPolicy(BaseEvictionPolicy):
     eviction only when its last user frees it. Without the move, long-held
     blocks gather at the LRU end and every decision re-scans them, so a
     decision costs O(in-use blocks) instead of O(victims).
+
+    ``tail_first=True`` ranks the blocks touched at one ``now`` in reverse
+    call order (:mod:`~sagellm.eviction_policy.instant_order`); off by
+    default, so ``lru`` stays the plain call-order baseline the other
+    policies are measured against.
     """
 
-    def __init__(self, promote_in_use: bool = True) -> None:
+    def __init__(self, promote_in_use: bool = True, tail_first: bool = False) -> None:
         self._order: OrderedDict[BlockId, None] = OrderedDict()
         self._promote_in_use = promote_in_use
+        self._batch = InstantBatch() if tail_first else None
 
     @property
     def name(self) -> str:
@@ -46,13 +53,17 @@ class LRUEvictionPolicy(BaseEvictionPolicy):
             self._order.move_to_end(block_id)
         else:
             self._order[block_id] = None
+        if self._batch is not None:
+            self._batch.touched(self._order, block_id, now)
 
     def on_access(self, block_id: BlockId, now: float = 0.0) -> None:
         """Refresh a tracked block; an untracked id is ignored (the cache never announced it)."""
-        try:  # noqa: SIM105 - try is free in 3.11 when nothing is raised; contextlib.suppress is not
+        try:
             self._order.move_to_end(block_id)
         except KeyError:
-            pass
+            return
+        if self._batch is not None:
+            self._batch.touched(self._order, block_id, now)
 
     def on_remove(self, block_id: BlockId) -> None:
         self._order.pop(block_id, None)
@@ -61,6 +72,8 @@ class LRUEvictionPolicy(BaseEvictionPolicy):
         wanted = context.num_blocks
         if wanted <= 0:
             return []
+        if self._batch is not None:
+            self._batch.flush()
         is_evictable = context.is_evictable
         victims: list[BlockId] = []
         in_use: list[BlockId] = []

@@ -10,11 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from sagellm.core.errors import RegistryError
+from sagellm.eviction_policy.arc import ARCEvictionPolicy
 from sagellm.eviction_policy.base import BaseEvictionPolicy
+from sagellm.eviction_policy.gdsf import GDSFEvictionPolicy
+from sagellm.eviction_policy.learned import LearnedEvictionPolicy
+from sagellm.eviction_policy.lfu import LFUEvictionPolicy
 from sagellm.eviction_policy.lru import LRUEvictionPolicy
+from sagellm.eviction_policy.s3fifo import S3FIFOEvictionPolicy
 
 POLICIES: dict[str, type[BaseEvictionPolicy]] = {
     "lru": LRUEvictionPolicy,
+    "lfu": LFUEvictionPolicy,
+    "arc": ARCEvictionPolicy,
+    "s3fifo": S3FIFOEvictionPolicy,
+    "gdsf": GDSFEvictionPolicy,
+    "learned": LearnedEvictionPolicy,
 }
 
 
