@@ -1,14 +1,16 @@
-"""Decision time and hook cost of the eviction policies at 100K tracked blocks.
+"""Decision time and hook cost of every eviction policy at 100K tracked blocks.
 
 Steady state of a full pool: a fraction of the tracked blocks is in use
 (``is_evictable`` rejects them; a random set that slowly churns), every
 decision is followed, untimed, by what the cache does next: it removes the
 victims (``on_remove``), reuses those block ids for new cached blocks
-(``on_insert``) and records a few prefix hits (``on_access``).
+(``on_insert``) and records a few prefix hits (``on_access``). A simulated
+clock advances 1 ms per decision (hooks between two decisions share an
+instant); ``block_meta`` gives every block a prefix depth (GDSF reads it).
 
 * decision: one ``select_victims`` call, timed alone (µs, p50 / p99 / mean),
-* hooks: ``on_access``, and ``on_insert`` + ``on_remove`` of a block,
-  timed in batches and divided (µs per call),
+* on_access: single calls timed alone on a steady-state policy (p50 / p99),
+  and ``on_insert`` + ``on_remove`` of a block timed in batches (µs per pair),
 * peer: the naive policy that sorts all evictable candidates by last access
   time on every decision, measured in the same run.
 
@@ -27,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sagellm.core.protocols import EvictionPolicy
-from sagellm.core.types import BlockId, EvictionContext
+from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta
+from sagellm.eviction_policy import POLICIES as PACKAGE_POLICIES
 from sagellm.eviction_policy import LRUEvictionPolicy
 
 HITS_PER_DECISION = 8
@@ -67,10 +70,17 @@ class NaiveSortPolicy:
 
 
 POLICIES: dict[str, Callable[[], EvictionPolicy]] = {
-    "lru": LRUEvictionPolicy,
+    **PACKAGE_POLICIES,
     "lru (no promotion)": lambda: LRUEvictionPolicy(promote_in_use=False),
     "naive sort": NaiveSortPolicy,
 }
+TICK_S = 0.001  # simulated time between two decisions
+META = [KVBlockMeta(block_id=0, prefix_depth=depth) for depth in range(64)]
+
+
+def block_meta(block_id: BlockId) -> KVBlockMeta:
+    """Metadata as a pool would give it: here only the depth matters (block ``b`` sits at depth ``b % 64``)."""
+    return META[block_id % 64]
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -83,25 +93,31 @@ def decisions(
 ) -> list[float]:
     """µs per ``select_victims`` in the steady state described in the module docstring."""
     rng = random.Random(0)
-    for block in range(num_tracked):
-        policy.on_insert(block)
+    fill(policy, num_tracked)
     pinned = InUse(rng.sample(range(num_tracked), int(in_use_share * num_tracked)))
     held = pinned.blocks  # mutated in place by churn(); the callback is one set probe, as cheap as a real one gets
-    context = EvictionContext(num_blocks=num_victims, is_evictable=lambda b: b not in held)
     samples = []
     gc.collect()
-    for _ in range(num_decisions):
+    for step in range(num_decisions):
+        now = 1.0 + step * TICK_S
+        context = EvictionContext(num_victims, now, lambda b: b not in held, block_meta)
         start = time.perf_counter_ns()
         victims = policy.select_victims(context)
         samples.append((time.perf_counter_ns() - start) / 1000)
         for block in victims:
             policy.on_remove(block)
-            policy.on_insert(block)
+            policy.on_insert(block, now)
         for block in rng.sample(range(num_tracked), HITS_PER_DECISION):
-            policy.on_access(block)
+            policy.on_access(block, now)
         for block in pinned.churn(rng, num_tracked):
-            policy.on_access(block)  # a block becomes in use through a prefix hit
+            policy.on_access(block, now)  # a block becomes in use through a prefix hit
     return samples
+
+
+def fill(policy: EvictionPolicy, num_tracked: int) -> None:
+    """Insert every block, 16 per instant (a prompt's worth), as a cache filling up would."""
+    for block in range(num_tracked):
+        policy.on_insert(block, 0.5 + (block // 16) * 1e-6)
 
 
 class InUse:
@@ -127,30 +143,39 @@ class InUse:
 
 
 def hook_cost(make: Callable[[], EvictionPolicy], num_tracked: int, repeats: int = 3) -> dict[str, float]:
-    """µs per ``on_access`` and per ``on_insert`` + ``on_remove`` pair, fastest of ``repeats`` batches."""
+    """``on_access`` µs per call (p50 / p99 of single timed calls) and per ``on_insert`` + ``on_remove`` pair.
+
+    The pair cost is the fastest of ``repeats`` batches over every block, divided.
+    """
     order = list(range(num_tracked))
     random.Random(1).shuffle(order)
-    access, churn = float("inf"), float("inf")
-    for _ in range(repeats):
+    single: list[float] = []
+    churn = float("inf")
+    for repeat in range(repeats):
         policy = make()
-        for block in range(num_tracked):
-            policy.on_insert(block)
+        fill(policy, num_tracked)
         gc.collect()
+        now = 2.0 + repeat
+        for i, block in enumerate(order):
+            start = time.perf_counter_ns()
+            policy.on_access(block, now + i * 1e-6)
+            single.append((time.perf_counter_ns() - start) / 1000)
         start = time.perf_counter_ns()
-        for block in order:
-            policy.on_access(block)
-        access = min(access, (time.perf_counter_ns() - start) / 1000 / num_tracked)
-        start = time.perf_counter_ns()
-        for block in order:
+        for i, block in enumerate(order):
             policy.on_remove(block)
-            policy.on_insert(block)
+            policy.on_insert(block, now + 0.5 + i * 1e-6)
         churn = min(churn, (time.perf_counter_ns() - start) / 1000 / num_tracked)
-    return {"on_access_us": access, "insert_remove_us": churn}
+    return {
+        "on_access_p50_us": percentile(single, 50),
+        "on_access_p99_us": percentile(single, 99),
+        "insert_remove_us": churn,
+    }
 
 
-def run(num_tracked: int, shares: list[float], num_decisions: int) -> list[dict[str, object]]:
+def run(num_tracked: int, shares: list[float], num_decisions: int, names: list[str]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    for name, make in POLICIES.items():
+    for name in [*names, "naive sort"] if "naive sort" not in names else names:
+        make = POLICIES[name]
         hooks = hook_cost(make, num_tracked)
         naive = name == "naive sort"
         budget = max(5, num_decisions // 100) if naive else num_decisions  # a naive decision costs ~100x more
@@ -185,13 +210,13 @@ def _add_ratios(rows: list[dict[str, object]]) -> None:
 
 def markdown(rows: list[dict[str, object]]) -> str:
     head = (
-        "| policy | tracked | in use | victims | decision p50 / p99 / mean µs | naive ÷ this | on_access µs "
-        "| insert+remove µs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| policy | tracked | in use | victims | decision p50 / p99 / mean µs | naive ÷ this "
+        "| on_access p50 / p99 µs | insert+remove µs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {r['policy']} | {r['tracked_blocks']:,} | {r['in_use_share']:.0%} | {r['num_victims']} "
         f"| {r['p50_us']:.1f} / {r['p99_us']:.1f} / {r['mean_us']:.1f} | {r['naive_over_this']:,.0f}× "
-        f"| {r['on_access_us']:.2f} | {r['insert_remove_us']:.2f} |"
+        f"| {r['on_access_p50_us']:.2f} / {r['on_access_p99_us']:.2f} | {r['insert_remove_us']:.2f} |"
         for r in rows
     ]
     return head + "\n".join(lines) + "\n"
@@ -201,9 +226,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10K blocks, few decisions (CI smoke)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--policies", default=",".join(POLICIES), help="comma list (the naive peer always runs)")
     args = parser.parse_args()
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown:
+        parser.error(f"unknown policy {unknown[0]!r}; available: {', '.join(POLICIES)}")
     num_tracked, num_decisions = (10_000, 200) if args.quick else (100_000, 5_000)
-    rows = run(num_tracked, [0.0, 0.1, 0.5], num_decisions)
+    rows = run(num_tracked, [0.0, 0.1, 0.5], num_decisions, names)
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "quick": args.quick}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from sagellm.core.errors import ConfigError
 from sagellm.core.types import BlockId, EvictionContext
 from sagellm.eviction_policy.base import BaseEvictionPolicy
 from sagellm.eviction_policy.instant_order import InstantBatch
@@ -29,7 +30,8 @@ class ARCEvictionPolicy(BaseEvictionPolicy):
     cache has filled. Ghosts are keyed by block id: they help when ids name
     content (a content-addressed store, the simulator's hash ids); with a
     slot-indexed pool a ghost hit is only a guess. In-use blocks a decision
-    meets move to the MRU end of their list (as in :class:`LRUEvictionPolicy`),
+    meets count as hit — they move to the MRU end of T2 — so they are not
+    re-scanned by every decision (as in :class:`LRUEvictionPolicy`),
     and blocks touched in one instant enter their list tail first
     (``tail_first``, :mod:`~sagellm.eviction_policy.instant_order`).
     Every hook is O(1); a decision is O(victims + in-use blocks met).
@@ -37,7 +39,7 @@ class ARCEvictionPolicy(BaseEvictionPolicy):
 
     def __init__(self, capacity: int | None = None, tail_first: bool = True) -> None:
         if capacity is not None and capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
+            raise ConfigError(f"capacity must be >= 1, got {capacity}")
         self._t1: OrderedDict[BlockId, None] = OrderedDict()
         self._t2: OrderedDict[BlockId, None] = OrderedDict()
         self._b1: OrderedDict[BlockId, None] = OrderedDict()
@@ -122,9 +124,11 @@ class ARCEvictionPolicy(BaseEvictionPolicy):
                 size_t1 -= side == 0
             else:
                 in_use[side].append(block_id)
-        for side, blocks in zip((self._t1, self._t2), in_use):
-            for block_id in blocks:  # after the walk: an OrderedDict cannot change while iterated
-                side.move_to_end(block_id)
+        for block_id in in_use[0]:  # after the walk: an OrderedDict cannot change while iterated
+            del self._t1[block_id]
+            self._t2[block_id] = None
+        for block_id in in_use[1]:
+            self._t2.move_to_end(block_id)
         return victims
 
     def _c(self) -> int:

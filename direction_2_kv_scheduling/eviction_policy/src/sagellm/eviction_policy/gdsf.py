@@ -2,39 +2,66 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+
+from sagellm.core.errors import ConfigError
 from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta
-from sagellm.eviction_policy.lazy_heap import Entry
 from sagellm.eviction_policy.lfu import LFUEvictionPolicy
+
+MetaLookup = Callable[[BlockId], KVBlockMeta | None]
 
 
 class GDSFEvictionPolicy(LFUEvictionPolicy):
     """Evict the smallest ``clock + hits × cost / size`` (Cherkasova, 1998), cost from prefix depth.
 
     Recomputing a lost block means a prefill of its tokens against the whole
-    prefix before it, so its cost grows with its depth in the token chain:
-    ``cost = 1 + depth_cost × prefix_depth``. ``depth_cost`` is the attention
-    share a block adds per block of context: about ``block_tokens /
-    (6 × d_model)`` for a standard transformer (attention ≈ 4·L·d FLOPs per
-    token against ≈ 24·d² for the projections and MLP). ``size`` is the block's
-    bytes relative to the first size seen (1 when the pool has one block size).
+    prefix before it, so the cost of block ``d`` of a prompt grows with ``d``:
+    ``cost(d) = 1 + depth_cost × d``. ``depth_cost`` is the attention share a
+    block adds per block of context, about ``block_tokens / (6 × d_model)``
+    (attention ≈ 4·L·d_model FLOPs per token against ≈ 24·d_model² for the
+    projections and MLP): 0.02 for 512-token blocks at d_model 4096.
+    ``size`` is a block's bytes relative to the first size seen (1 when the
+    pool has one block size). The aging clock is LFU-DA's
+    (:class:`LFUEvictionPolicy`).
 
-    Hooks carry no metadata, only ``EvictionContext.block_meta`` does, so a
-    block enters the heap with the cost of depth 0, a lower bound. When a
-    decision pops a block whose cost is still provisional it asks
-    ``block_meta`` once, stores the true cost and pushes the block back at
-    its true key; a popped block with a known cost is therefore a true
-    minimum (with one block size, every provisional key is a lower bound).
-    Without ``block_meta`` (or when it returns ``None``) every cost stays 1:
-    GDSF degrades to LFU with dynamic aging. The aging clock works as in
-    :class:`LFUEvictionPolicy`.
+    A prefix cache can only hit block ``d`` while blocks ``0..d-1`` are
+    cached, so a deep block kept after its prefix went is dead weight. The
+    cost is therefore taken per *chain segment*: the blocks touched in one
+    instant (a prompt's blocks, root to tail, one ``now``) share the cost of
+    the deepest of them, and ties inside the segment go tail first
+    (:mod:`~sagellm.eviction_policy.instant_order`). A long prompt's prefix
+    is kept or dropped from the tail, never hollowed out from the root::
+
+        t=1: blocks a0..a9 (depths 0..9)  -> all worth cost(9) = 1.18
+        t=2: blocks b0..b1 (depths 0..1)  -> all worth cost(1) = 1.02
+        victims at equal hits: b1, b0, then a9, a8, ...
+
+    A segment is ranked when its instant ends (the next hook with another
+    ``now``, or a decision): one heap push per touched block, O(log n).
+    Depths come from ``block_meta`` — the constructor argument, else the
+    lookup of the latest ``EvictionContext`` (a cache passes the same one
+    every time); without either, or for blocks it does not know, a block's
+    depth is its position in the segment. Without timestamps (``now == 0``)
+    every hook is its own segment.
     """
 
-    def __init__(self, depth_cost: float = 0.02, aging: bool = True, tail_first: bool = True) -> None:
+    def __init__(
+        self,
+        depth_cost: float = 0.02,
+        aging: bool = True,
+        tail_first: bool = True,
+        block_meta: MetaLookup | None = None,
+    ) -> None:
         super().__init__(aging=aging, tail_first=tail_first)
         if depth_cost < 0:
-            raise ValueError(f"depth_cost must be >= 0, got {depth_cost}")
+            raise ConfigError(f"depth_cost must be >= 0, got {depth_cost}")
         self._depth_cost = depth_cost
-        self._worth_of: dict[BlockId, float] = {}  # settled cost / size; absent: provisional 1.0
+        self._meta_lookup = block_meta
+        self._fixed_lookup = block_meta is not None
+        self._segment: OrderedDict[BlockId, None] = OrderedDict()  # blocks touched in the open instant
+        self._segment_now = 0.0
+        self._worth_of: dict[BlockId, float] = {}  # worth of each ranked block's segment
         self._reference_bytes = 0
 
     @property
@@ -42,30 +69,52 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         return "gdsf"
 
     def worth(self, block_id: BlockId) -> float:
-        """Cost / size of one hit of ``block_id`` as known now (1.0 until its metadata was read)."""
-        return self._worth(block_id)
+        """Cost / size of one hit of a ranked block (1.0 while its segment is still open)."""
+        self._close_segment()
+        return self._worth_of.get(block_id, 1.0)
 
     def on_remove(self, block_id: BlockId) -> None:
         super().on_remove(block_id)
+        self._segment.pop(block_id, None)
         self._worth_of.pop(block_id, None)
+
+    def select_victims(self, context: EvictionContext) -> list[BlockId]:
+        if context.block_meta is not None and not self._fixed_lookup:
+            self._meta_lookup = context.block_meta
+        self._close_segment()
+        return super().select_victims(context)
+
+    def _rank(self, block_id: BlockId, now: float, new: bool) -> None:
+        if now != self._segment_now or now == 0.0:
+            self._close_segment()
+            self._segment_now = now
+        self._heap.discard(block_id)  # re-ranked when the segment closes
+        self._segment[block_id] = None
+        self._segment.move_to_end(block_id)
+        if now == 0.0:
+            self._close_segment()
+
+    def _close_segment(self) -> None:
+        """Rank the open segment's blocks at the cost of its deepest block, tail first."""
+        if not self._segment:
+            return
+        blocks = list(self._segment)
+        self._segment.clear()
+        worth = self._segment_worth(blocks)
+        for block_id in blocks:
+            self._worth_of[block_id] = worth
+            self._push(block_id, self._clock + self._hits[block_id] * worth, self._segment_now)
+
+    def _segment_worth(self, blocks: list[BlockId]) -> float:
+        lookup = self._meta_lookup
+        metas = [lookup(b) for b in blocks] if lookup is not None else []
+        known = [meta for meta in metas if meta is not None]
+        depth = max([len(blocks) - 1, *(meta.prefix_depth for meta in known)])
+        size = self._size(known[0]) if known else 1.0
+        return (1.0 + self._depth_cost * max(0, depth)) / size
 
     def _worth(self, block_id: BlockId) -> float:
         return self._worth_of.get(block_id, 1.0)
-
-    def _settle(self, entry: Entry, context: EvictionContext) -> float | None:
-        block_id = entry[2]
-        if context.block_meta is None or block_id in self._worth_of:
-            return None
-        meta = context.block_meta(block_id)
-        if meta is None:
-            return None
-        worth = self._worth_of[block_id] = self._cost(meta) / self._size(meta)
-        if worth == 1.0:
-            return None
-        return entry[0] + self._hits[block_id] * (worth - 1.0)  # the key's clock part is kept
-
-    def _cost(self, meta: KVBlockMeta) -> float:
-        return 1.0 + self._depth_cost * max(0, meta.prefix_depth)
 
     def _size(self, meta: KVBlockMeta) -> float:
         if meta.size_bytes <= 0:

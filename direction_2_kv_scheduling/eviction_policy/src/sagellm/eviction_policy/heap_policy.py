@@ -29,8 +29,12 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
         self._touch = TouchOrder(tail_first)
 
     def _push(self, block_id: BlockId, key: float, now: float) -> None:
-        """(Re-)rank a block touched at ``now``; ties go to the older touch."""
+        """(Re-)rank a block touched at ``now`` to any key: O(log n)."""
         self._heap.push(block_id, key, self._touch.next(now))
+
+    def _raise(self, block_id: BlockId, key: float, now: float) -> None:
+        """Re-rank a tracked block touched at ``now`` to a key no smaller than its current one: O(1)."""
+        self._heap.raise_key(block_id, key, self._touch.next(now))
 
     def select_victims(self, context: EvictionContext) -> list[BlockId]:
         wanted = context.num_blocks
@@ -43,10 +47,7 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
             entry = heap.pop()
             if entry is None:
                 break
-            settled = self._settle(entry, context)
-            if settled is not None:  # the key was a bound: put the block where it belongs and look again
-                heap.push(entry[2], settled, entry[1])  # same touch, so the same tie-break
-            elif is_evictable(entry[2]):
+            if is_evictable(entry[2]):
                 chosen.append(entry)
             else:
                 in_use.append(entry[2])
@@ -54,12 +55,9 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
             heap.restore(entry)
         for block_id in in_use:
             self._push(block_id, self._in_use_key(block_id, context), context.now)
-        self._on_selected(chosen)
+        if chosen:
+            self._on_selected(chosen)
         return [entry[2] for entry in chosen]
-
-    def _settle(self, entry: Entry, context: EvictionContext) -> float | None:
-        """A corrected key when ``entry``'s key was only provisional, else ``None`` (default: keys are final)."""
-        return None
 
     @abstractmethod
     def _in_use_key(self, block_id: BlockId, context: EvictionContext) -> float:

@@ -43,6 +43,11 @@ class TouchOrder:
         self._now = 0.0
         self._tail_first = tail_first
 
+    @property
+    def instant(self) -> int:
+        """Number of the instant the latest :meth:`next` fell in."""
+        return self._instant
+
     def next(self, now: float) -> int:
         if now != self._now or now == 0.0 or not self._tail_first:
             self._now = now

@@ -1,18 +1,24 @@
-"""A binary min-heap of blocks whose keys can change in O(log n): lazy deletion.
+"""A binary min-heap of blocks whose keys change cheaply: lazy deletion and lazy key raises.
 
-Re-keying a block pushes a new entry and leaves the old one in place; each
-entry carries a sequence number and an entry counts only while it is the
-block's latest (``_live[block] == seq``). Stale entries are skipped when they
-surface and the heap is rebuilt from the live ones once stale entries
-outnumber them, so every operation costs O(log n) amortised and memory stays
-within a constant factor of the tracked blocks::
+Each tracked block has one *entry* in the heap, ``(key, order, block)``,
+and a *current* ``(key, order)`` in a dict. Two ways to change a key:
 
-    heap: (3.0, #7, blk 5)  (4.0, #2, blk 9)  (5.0, #9, blk 5) ...
-          stale: blk 5 was re-keyed as #9     live
+* :meth:`push` replaces the entry (O(log n)); the old one goes stale and
+  is skipped when it surfaces — any key change, up or down;
+* :meth:`raise_key` only updates the dict (O(1)); the entry, now a lower
+  bound, is fixed when it reaches the top: :meth:`pop` sees that the
+  entry is behind the current key, re-inserts the block at its current key
+  and looks again. Hot blocks, hit many times between decisions, cost one
+  re-insert instead of one per hit::
 
-The sequence number also breaks ties between equal keys: the block whose key
-was set first comes out first, so equal priorities degrade to LRU, not to
-block-id order (a policy may pass its own unique order instead).
+      heap top: (3.0, #7, blk 5)   current[5] = (9.0, #31)  -> behind: re-insert at 9.0
+                (4.0, #2, blk 9)   current[9] = (4.0, #2)   -> up to date: pop it
+
+``order`` breaks ties between equal keys (smaller first); policies pass
+unique touch numbers (:class:`~sagellm.eviction_policy.instant_order.TouchOrder`),
+so equal priorities go oldest touch first, not block-id first. Stale
+entries are dropped by a rebuild once they outnumber the live ones: every
+operation is O(log n) amortised and memory stays linear in tracked blocks.
 """
 
 from __future__ import annotations
@@ -24,78 +30,77 @@ from itertools import count
 from sagellm.core.types import BlockId
 
 Entry = tuple[float, int, BlockId]
-"""(key, sequence number, block): the order of the heap."""
+"""(key, order, block): the order of the heap."""
 
 _COMPACT_SLACK = 1024  # never rebuild a tiny heap: stale entries are cheap until they dominate
 
 
 class LazyHeap:
-    """Blocks ordered by a float key, smallest first; ``push`` both adds and re-keys."""
+    """Blocks ordered by ``(key, order)``, smallest first."""
 
-    __slots__ = ("_heap", "_live", "_seq")
+    __slots__ = ("_current", "_entry", "_heap", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[Entry] = []
-        self._live: dict[BlockId, tuple[float, int]] = {}
+        self._entry: dict[BlockId, int] = {}  # order of the block's entry in the heap
+        self._current: dict[BlockId, tuple[float, int]] = {}  # its true (key, order), never below the entry
         self._seq = count()
 
     def push(self, block_id: BlockId, key: float, order: int | None = None) -> None:
-        """Set (or replace) the key of ``block_id``.
-
-        ``order`` replaces the sequence number as tie-breaker (see
-        :class:`~sagellm.eviction_policy.instant_order.TouchOrder`); it must be
-        unique, and a heap must use either explicit orders or none.
-        """
-        seq = next(self._seq) if order is None else order
-        self._live[block_id] = (key, seq)
-        heapq.heappush(self._heap, (key, seq, block_id))
-        if len(self._heap) > 2 * len(self._live) + _COMPACT_SLACK:
+        """Set ``block_id``'s key to anything (adds the block if new); ``order`` must be unique if given."""
+        order = next(self._seq) if order is None else order
+        self._entry[block_id] = order
+        self._current[block_id] = (key, order)
+        heapq.heappush(self._heap, (key, order, block_id))
+        if len(self._heap) > 2 * len(self._entry) + _COMPACT_SLACK:
             self._compact()
 
+    def raise_key(self, block_id: BlockId, key: float, order: int) -> None:
+        """Set a tracked block's key to ``(key, order)``, which must not sort before its current one: O(1)."""
+        self._current[block_id] = (key, order)
+
     def discard(self, block_id: BlockId) -> None:
-        """Forget ``block_id``; its heap entries go stale."""
-        self._live.pop(block_id, None)
+        """Forget ``block_id``; its entry goes stale."""
+        if self._entry.pop(block_id, None) is not None:
+            del self._current[block_id]
 
     def pop(self) -> Entry | None:
-        """Remove and return the live entry ``(key, seq, block)`` with the smallest key; ``None`` when empty."""
-        heap, live = self._heap, self._live
+        """Remove and return the smallest up-to-date entry; ``None`` when empty."""
+        heap, entries, current = self._heap, self._entry, self._current
         while heap:
             entry = heapq.heappop(heap)
-            current = live.get(entry[2])
-            if current is not None and current[1] == entry[1]:
-                del live[entry[2]]
+            block_id = entry[2]
+            if entries.get(block_id) != entry[1]:
+                continue  # stale: the block was removed or pushed again
+            key, order = current[block_id]
+            if key == entry[0] and order == entry[1]:
+                del entries[block_id], current[block_id]
                 return entry
+            entries[block_id] = order  # behind its current key: put it where it belongs
+            heapq.heappush(heap, (key, order, block_id))
         return None
 
     def restore(self, entry: Entry) -> None:
-        """Put back an entry :meth:`pop` returned, keeping its place among equal keys."""
-        self._live[entry[2]] = (entry[0], entry[1])
+        """Put back an entry :meth:`pop` returned, unchanged."""
+        self._entry[entry[2]] = entry[1]
+        self._current[entry[2]] = (entry[0], entry[1])
         heapq.heappush(self._heap, entry)
 
-    def peek_key(self) -> float | None:
-        """Smallest live key without removing it (drops stale entries on the way)."""
-        heap, live = self._heap, self._live
-        while heap:
-            key, seq, block_id = heap[0]
-            entry = live.get(block_id)
-            if entry is not None and entry[1] == seq:
-                return key
-            heapq.heappop(heap)
-        return None
-
     def key(self, block_id: BlockId) -> float | None:
-        entry = self._live.get(block_id)
-        return None if entry is None else entry[0]
+        """Current key of a tracked block, ``None`` if untracked."""
+        current = self._current.get(block_id)
+        return None if current is None else current[0]
 
     def _compact(self) -> None:
-        self._heap = [(key, seq, block_id) for block_id, (key, seq) in self._live.items()]
+        self._heap = [(key, order, block_id) for block_id, (key, order) in self._current.items()]
+        self._entry = {block_id: order for block_id, (_, order) in self._current.items()}
         heapq.heapify(self._heap)
 
     def __contains__(self, block_id: object) -> bool:
-        return block_id in self._live
+        return block_id in self._entry
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._entry)
 
     def __iter__(self) -> Iterator[BlockId]:
-        return iter(self._live)
+        return iter(self._entry)

@@ -1,55 +1,74 @@
-"""Evict the block a lifetime predictor expects to be reused last: Belady with a learned future."""
+"""Evict the block a lifetime predictor expects to wait longest for its next reuse."""
 
 from __future__ import annotations
 
-import math
+from collections import OrderedDict
+from collections.abc import Iterator
 
+from sagellm.core.errors import ConfigError
 from sagellm.core.protocols import LifetimePredictor
 from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta
 from sagellm.eviction_policy.base import BaseEvictionPolicy
-from sagellm.eviction_policy.lazy_heap import Entry, LazyHeap
+from sagellm.eviction_policy.instant_order import InstantBatch
 from sagellm.eviction_policy.reuse_predictor import ReuseIntervalPredictor
 
 
 class LearnedEvictionPolicy(BaseEvictionPolicy):
-    """Ranks blocks by ``last touch + predictor.predict(meta)``: the predicted instant of next reuse.
+    """Belady with a predicted future: ask a :class:`LifetimePredictor` how long each candidate will wait.
 
-    Belady's optimum evicts the block reused farthest in the future; this
-    policy asks a :class:`sagellm.core.protocols.LifetimePredictor` for that
-    future. A prediction is made when a block is touched (insert, hit) and
-    turned into an absolute instant, so it stays comparable as time passes
-    and nothing is re-predicted per decision. The predictor also learns
-    online: each hit reports ``observe(meta, reused_after=gap)``, each
-    removal ``observe(meta, None)`` (evicted unused since its last touch).
+    Belady's optimum evicts the block reused farthest in the future. This
+    policy asks ``predictor.predict(meta, now)`` for that wait and evicts
+    the longest — but only among a few candidates, never all blocks::
 
-    Predictions can be wrong the other way too: a block expected back in
-    1 s and still unused 10 s later would otherwise sit at the safe end
-    forever. So a decision first takes *overdue* blocks — unused for
-    ``overdue_factor`` × their predicted time past the predicted instant —
-    oldest deadline first, then the farthest predicted reuse::
+        class 0 (not reused yet):  LRU [ a  b  c ...]   predict(a) = 410 s  <- evict
+        class 1 (reused before):   LRU [ d  e ...]      predict(d) =  35 s
 
-        far heap  (max predicted reuse):   inf  inf  130.0  95.5 ...
-        deadlines (min, before now=40):    12.0 -> overdue: evicted first
+    Blocks are kept in one LRU queue per reuse count, ``num_classes`` of
+    them (default 2: never reused / reused; the last class takes every
+    count from ``num_classes - 1`` on). Within a
+    class the least recently used block has idled longest, which for any
+    predictor whose wait grows with idle time makes it the class's best
+    victim; a decision compares the heads of the classes, re-predicting them
+    at the decision's ``now`` — so a prediction is never stale, and a
+    decision costs one prediction per class plus one per victim.
 
-    Two :class:`LazyHeap` s keep both orders: O(log n) per hook and victim.
-    ``predictor`` is any object with the core protocol (engines pass one
-    through ``create_eviction_policy(config, predictor=...)``); without one
-    the package's :class:`ReuseIntervalPredictor` is used. The metadata the
-    predictor sees is the policy's own record (created_at, last_access,
-    access_count = hits since insert); it is mutated after each call, so a
-    predictor must copy what it wants to keep.
+    The predictor also learns online, without bias from the cache's own
+    evictions: each hit reports ``observe(meta, reused_after=gap)``; an
+    evicted block's record waits in a ghost history (``history_ratio`` ×
+    capacity entries), and a block that comes back from there reports its
+    true gap and keeps its reuse count; one that falls out of the history
+    reports ``observe(meta, None)`` (not reused). History is keyed by block
+    id (see :class:`ARCEvictionPolicy`).
+
+    ``predictor`` is any object implementing the core protocol (engines
+    pass one with ``create_eviction_policy(config, predictor=...)``);
+    without one the package's :class:`ReuseIntervalPredictor` is used. The
+    metadata it sees is the policy's own record (``created_at``,
+    ``last_access``, ``access_count`` = reuses so far); the policy mutates
+    it after each call, so a predictor must copy what it keeps.
     """
 
-    def __init__(self, predictor: LifetimePredictor | None = None, overdue_factor: float = 1.0) -> None:
-        if overdue_factor < 0:
-            raise ValueError(f"overdue_factor must be >= 0, got {overdue_factor}")
+    def __init__(
+        self,
+        predictor: LifetimePredictor | None = None,
+        history_ratio: float = 4.0,
+        num_classes: int = 2,
+        capacity: int | None = None,
+        tail_first: bool = True,
+    ) -> None:
         if predictor is not None and not isinstance(predictor, LifetimePredictor):
-            raise TypeError(f"predictor must implement LifetimePredictor, got {type(predictor).__name__}")
+            raise ConfigError(f"predictor must implement LifetimePredictor, got {type(predictor).__name__}")
+        if history_ratio < 0:
+            raise ConfigError(f"history_ratio must be >= 0, got {history_ratio}")
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         self._predictor: LifetimePredictor = predictor if predictor is not None else ReuseIntervalPredictor()
-        self._overdue_factor = overdue_factor
+        self._classes: list[OrderedDict[BlockId, None]] = [OrderedDict() for _ in range(num_classes)]
         self._meta: dict[BlockId, KVBlockMeta] = {}
-        self._far = LazyHeap()  # key: -(predicted reuse instant)
-        self._deadline = LazyHeap()  # key: instant after which the block counts as overdue
+        self._history: OrderedDict[BlockId, KVBlockMeta] = OrderedDict()
+        self._history_ratio = history_ratio
+        self._capacity = capacity or 0
+        self._batch = InstantBatch() if tail_first else None
 
     @property
     def name(self) -> str:
@@ -59,83 +78,92 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
     def predictor(self) -> LifetimePredictor:
         return self._predictor
 
-    def predicted_reuse(self, block_id: BlockId) -> float | None:
-        """Predicted instant of the next reuse of a tracked block (``inf``: never), else ``None``."""
-        key = self._far.key(block_id)
-        return None if key is None else -key
+    def reuse_class(self, block_id: BlockId) -> int | None:
+        """Queue a tracked block is in (its reuse count, capped); ``None`` if untracked."""
+        meta = self._meta.get(block_id)
+        return None if meta is None else self._class_of(meta)
 
     def on_insert(self, block_id: BlockId, now: float = 0.0) -> None:
         if block_id in self._meta:
             self.on_access(block_id, now)
             return
-        meta = self._meta[block_id] = KVBlockMeta(block_id=block_id, created_at=now, last_access=now)
-        self._rank(block_id, meta, now)
+        meta = self._history.pop(block_id, None)
+        if meta is None:
+            meta = KVBlockMeta(block_id=block_id, created_at=now, last_access=now)
+        else:  # back from the ghost history: a reuse the cache missed
+            self._predictor.observe(meta, now - meta.last_access)
+            meta.access_count += 1
+            meta.last_access = now
+        self._meta[block_id] = meta
+        self._enqueue(block_id, meta, now)
+        if len(self._meta) > self._capacity:
+            self._capacity = len(self._meta)
 
     def on_access(self, block_id: BlockId, now: float = 0.0) -> None:
         meta = self._meta.get(block_id)
         if meta is None:
             return
         self._predictor.observe(meta, now - meta.last_access)
+        del self._classes[self._class_of(meta)][block_id]
         meta.access_count += 1
         meta.last_access = now
-        self._rank(block_id, meta, now)
+        self._enqueue(block_id, meta, now)
 
     def on_remove(self, block_id: BlockId) -> None:
         meta = self._meta.pop(block_id, None)
         if meta is None:
             return
-        self._far.discard(block_id)
-        self._deadline.discard(block_id)
-        self._predictor.observe(meta, None)
+        del self._classes[self._class_of(meta)][block_id]
+        self._history[block_id] = meta
+        limit = int(self._history_ratio * self._capacity)
+        while len(self._history) > limit:
+            _, gone = self._history.popitem(last=False)
+            self._predictor.observe(gone, None)
 
     def select_victims(self, context: EvictionContext) -> list[BlockId]:
         wanted = context.num_blocks
         if wanted <= 0:
             return []
-        chosen: dict[BlockId, None] = {}
-        in_use: dict[BlockId, None] = {}
-        popped: list[tuple[LazyHeap, Entry]] = []
-        self._walk(self._deadline, context, chosen, in_use, popped, until=context.now)
-        self._walk(self._far, context, chosen, in_use, popped, until=math.inf)
-        for heap, entry in popped:
-            if entry[2] not in in_use:
-                heap.restore(entry)
-        for block_id in in_use:  # in use means used now: it is as fresh as a hit
+        if self._batch is not None:
+            self._batch.flush()
+        in_use: list[tuple[int, BlockId]] = []
+        walks = [iter(queue) for queue in self._classes]
+        heads = [self._next_candidate(c, walks[c], context, in_use) for c in range(len(walks))]
+        victims: list[BlockId] = []
+        while len(victims) < wanted:
+            best, best_wait = -1, -1.0
+            for c, (wait, block_id) in enumerate(heads):
+                if block_id is not None and wait > best_wait:
+                    best, best_wait = c, wait
+            if best < 0:
+                break
+            victims.append(heads[best][1])  # type: ignore[arg-type]
+            heads[best] = self._next_candidate(best, walks[best], context, in_use)
+        for c, block_id in in_use:  # in use now: as fresh as a hit (moved after the walks)
             self._meta[block_id].last_access = context.now
-            self._rank(block_id, self._meta[block_id], context.now)
-        return list(chosen)
+            self._classes[c].move_to_end(block_id)
+        return victims
 
-    def _walk(
-        self,
-        heap: LazyHeap,
-        context: EvictionContext,
-        chosen: dict[BlockId, None],
-        in_use: dict[BlockId, None],
-        popped: list[tuple[LazyHeap, Entry]],
-        until: float,
-    ) -> None:
-        """Pop ``heap`` while its keys are below ``until``, collecting evictable blocks into ``chosen``."""
-        while len(chosen) < context.num_blocks:
-            key = heap.peek_key()
-            if key is None or key >= until:
-                return
-            entry = heap.pop()
-            assert entry is not None
-            popped.append((heap, entry))
-            block_id = entry[2]
-            if block_id in chosen or block_id in in_use:
-                continue
-            if context.is_evictable(block_id):
-                chosen[block_id] = None
-            else:
-                in_use[block_id] = None
+    def _next_candidate(
+        self, c: int, walk: Iterator[BlockId], context: EvictionContext, in_use: list[tuple[int, BlockId]]
+    ) -> tuple[float, BlockId | None]:
+        """(predicted wait, block) of the next evictable block of class ``c``; (-1, None) when none is left."""
+        is_evictable = context.is_evictable
+        for block_id in walk:
+            if is_evictable(block_id):
+                wait = self._predictor.predict(self._meta[block_id], context.now)
+                return (wait if wait == wait else 0.0), block_id  # NaN: no idea, so no reason to evict
+            in_use.append((c, block_id))
+        return -1.0, None
 
-    def _rank(self, block_id: BlockId, meta: KVBlockMeta, now: float) -> None:
-        ttl = self._predictor.predict(meta, now)
-        if not ttl >= 0:  # negative or NaN: the predictor has no idea; treat as "soon"
-            ttl = 0.0
-        self._far.push(block_id, -(now + ttl))
-        self._deadline.push(block_id, now + (1.0 + self._overdue_factor) * ttl)
+    def _enqueue(self, block_id: BlockId, meta: KVBlockMeta, now: float) -> None:
+        queue = self._classes[self._class_of(meta)]
+        queue[block_id] = None
+        if self._batch is not None:
+            self._batch.touched(queue, block_id, now)
+
+    def _class_of(self, meta: KVBlockMeta) -> int:
+        return min(meta.access_count, len(self._classes) - 1)
 
     def __contains__(self, block_id: object) -> bool:
         return block_id in self._meta

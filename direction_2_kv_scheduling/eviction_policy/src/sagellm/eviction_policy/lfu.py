@@ -24,7 +24,8 @@ class LFUEvictionPolicy(HeapEvictionPolicy):
     keys go oldest touch first; blocks touched in one instant tail first
     (``tail_first``, see :mod:`~sagellm.eviction_policy.instant_order`).
     ``worth`` is 1 per hit here; GDSF weighs hits by recompute cost / size.
-    Every hook and each victim is O(log n) on a :class:`LazyHeap`.
+    Inserts and victims are O(log n) on a :class:`LazyHeap`; a hit is O(1)
+    (the key only rises, so the heap entry is fixed when it surfaces).
     """
 
     def __init__(self, aging: bool = True, tail_first: bool = True) -> None:
@@ -47,14 +48,14 @@ class LFUEvictionPolicy(HeapEvictionPolicy):
             self.on_access(block_id, now)
             return
         self._hits[block_id] = 1
-        self._rank(block_id, now)
+        self._rank(block_id, now, new=True)
 
     def on_access(self, block_id: BlockId, now: float = 0.0) -> None:
         hits = self._hits.get(block_id)
         if hits is None:
             return  # never announced: not ours to rank
         self._hits[block_id] = hits + 1
-        self._rank(block_id, now)
+        self._rank(block_id, now, new=False)
 
     def on_remove(self, block_id: BlockId) -> None:
         super().on_remove(block_id)
@@ -64,12 +65,23 @@ class LFUEvictionPolicy(HeapEvictionPolicy):
         """Hits counted for a tracked block (insert counts as the first); 0 if untracked."""
         return self._hits.get(block_id, 0)
 
+    def __contains__(self, block_id: object) -> bool:
+        return block_id in self._hits
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
     def _worth(self, block_id: BlockId) -> float:
         """Value of one hit of ``block_id``."""
         return 1.0
 
-    def _rank(self, block_id: BlockId, now: float) -> None:
-        self._push(block_id, self._clock + self._hits[block_id] * self._worth(block_id), now)
+    def _rank(self, block_id: BlockId, now: float, new: bool) -> None:
+        """Key of a block just inserted or hit; a hit only raises it (clock and count never fall): O(1)."""
+        key = self._clock + self._hits[block_id] * self._worth(block_id)
+        if new:
+            self._push(block_id, key, now)
+        else:
+            self._raise(block_id, key, now)
 
     def _in_use_key(self, block_id: BlockId, context: EvictionContext) -> float:
         # In use means used now: re-base on today's clock, like a hit that adds no count.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+from sagellm.core.errors import ConfigError
 from sagellm.core.types import BlockId, EvictionContext
 from sagellm.eviction_policy.base import BaseEvictionPolicy
 from sagellm.eviction_policy.instant_order import InstantBatch
@@ -32,7 +33,8 @@ class S3FIFOEvictionPolicy(BaseEvictionPolicy):
     queues, but does not forget its victims: they wait, still tracked, until
     ``on_remove`` (an evicted S block then leaves its id in G), and come
     first in the next decision if the cache kept them. A block in use when
-    the loop meets it goes back to the tail of its queue. ``capacity`` sizes
+    the loop meets it counts as hit: from S it moves to M, in M it goes
+    back to the tail (so in-use blocks are not re-scanned by every decision). ``capacity`` sizes
     S (``small_ratio``) and G (``ghost_ratio``); by default it is the largest
     number of blocks tracked at once (the pool size once full). Ghosts are
     keyed by block id (see :class:`ARCEvictionPolicy`). Blocks inserted in
@@ -50,11 +52,11 @@ class S3FIFOEvictionPolicy(BaseEvictionPolicy):
         tail_first: bool = True,
     ) -> None:
         if not 0.0 < small_ratio < 1.0:
-            raise ValueError(f"small_ratio must be in (0, 1), got {small_ratio}")
+            raise ConfigError(f"small_ratio must be in (0, 1), got {small_ratio}")
         if ghost_ratio < 0.0:
-            raise ValueError(f"ghost_ratio must be >= 0, got {ghost_ratio}")
+            raise ConfigError(f"ghost_ratio must be >= 0, got {ghost_ratio}")
         if not 1 <= promote_at <= _MAX_FREQ:
-            raise ValueError(f"promote_at must be in 1..{_MAX_FREQ}, got {promote_at}")
+            raise ConfigError(f"promote_at must be in 1..{_MAX_FREQ}, got {promote_at}")
         self._small: OrderedDict[BlockId, None] = OrderedDict()
         self._main: OrderedDict[BlockId, None] = OrderedDict()
         self._ghost: OrderedDict[BlockId, None] = OrderedDict()
@@ -139,9 +141,9 @@ class S3FIFOEvictionPolicy(BaseEvictionPolicy):
     def _step_small(self, is_evictable: Callable[[BlockId], bool]) -> tuple[BlockId | None, bool]:
         """Advance S by one block: (victim or None, whether the block was in use)."""
         block_id, _ = self._small.popitem(last=False)
-        if not is_evictable(block_id):
-            self._small[block_id] = None
-            return None, True
+        if not is_evictable(block_id):  # in use now: as good as a hit, and re-queueing it in S would re-scan it
+            self._main[block_id] = None
+            return None, False
         if self._freq[block_id] >= self._promote_at:
             self._freq[block_id] = 0
             self._main[block_id] = None

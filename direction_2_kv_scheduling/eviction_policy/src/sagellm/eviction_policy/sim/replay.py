@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sagellm.core.errors import SageLLMError
+from sagellm.core.errors import ConfigError, SageLLMError
 from sagellm.core.protocols import EvictionPolicy
 from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta
 from sagellm.eviction_policy.sim.belady import FutureAccesses
@@ -23,11 +23,18 @@ class ReplayResult:
     accesses: int
     hits: int
     evictions: int
+    prefill_cost: float = 0.0  # recompute cost of every looked-up block (see PrefixCacheReplay)
+    saved_cost: float = 0.0  # ... of the blocks served from the cache
 
     @property
     def hit_ratio(self) -> float:
         """Block hit ratio: looked-up blocks served from the cache / all looked-up blocks."""
         return self.hits / self.accesses if self.accesses else 0.0
+
+    @property
+    def saved_ratio(self) -> float:
+        """Share of prefill compute the cache saved, deep blocks weighing more (GDSF's objective)."""
+        return self.saved_cost / self.prefill_cost if self.prefill_cost else 0.0
 
 
 class PrefixCacheReplay:
@@ -47,25 +54,44 @@ class PrefixCacheReplay:
     (``prefix_depth``) reaches the policy through ``EvictionContext.block_meta``.
     Victims are checked: a policy that names a block that is not cached, is
     pinned, or is named twice raises :class:`PolicyContractError`.
+
+    Besides block hits it counts prefill compute saved: recomputing block
+    ``d`` of a prompt costs ``1 + depth_cost × d`` (its projections plus
+    attention over ``d`` blocks of prefix), the cost model of
+    :class:`~sagellm.eviction_policy.GDSFEvictionPolicy`.
     """
 
     def __init__(
-        self, policy: EvictionPolicy, capacity: int, depths: dict[int, int], future: FutureAccesses | None = None
+        self,
+        policy: EvictionPolicy,
+        capacity: int,
+        depths: dict[int, int],
+        future: FutureAccesses | None = None,
+        depth_cost: float = 0.02,
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"capacity must be >= 1 block, got {capacity}")
+            raise ConfigError(f"capacity must be >= 1 block, got {capacity}")
         self.policy, self.capacity, self._future = policy, capacity, future
-        self._depths = depths
+        self._depths, self._depth_cost = depths, depth_cost
         self._meta: dict[BlockId, KVBlockMeta] = {}
         self._cached: set[int] = set()
         self.hits = self.accesses = self.evictions = 0
+        self.prefill_cost = self.saved_cost = 0.0
 
     def run(self, trace: Trace, on_request: Callable[[], None] | None = None) -> ReplayResult:
         for request in trace.requests:
             self.serve(request)
             if on_request is not None:
                 on_request()
-        return ReplayResult(self.policy.name, self.capacity, self.accesses, self.hits, self.evictions)
+        return ReplayResult(
+            self.policy.name,
+            self.capacity,
+            self.accesses,
+            self.hits,
+            self.evictions,
+            self.prefill_cost,
+            self.saved_cost,
+        )
 
     def serve(self, request: TraceRequest) -> None:
         ids, now, cached, policy = request.hash_ids, request.timestamp_s, self._cached, self.policy
@@ -80,6 +106,8 @@ class PrefixCacheReplay:
             matched += 1
         self.hits += matched
         self.accesses += len(ids)
+        self.saved_cost += self._chain_cost(matched)
+        self.prefill_cost += self._chain_cost(len(ids))
         rest = ids[matched:]
         missing = sum(1 for block in dict.fromkeys(rest) if block not in cached)
         shortfall = len(cached) + missing - self.capacity
@@ -93,6 +121,10 @@ class PrefixCacheReplay:
                 cached.add(block)
                 policy.on_insert(block, now)
                 room -= 1
+
+    def _chain_cost(self, num_blocks: int) -> float:
+        """Recompute cost of blocks 0..num_blocks-1 of one prompt: sum of 1 + depth_cost × d."""
+        return num_blocks + self._depth_cost * num_blocks * (num_blocks - 1) / 2
 
     def _evict(self, shortfall: int, pinned: frozenset[int], now: float) -> None:
         context = EvictionContext(
