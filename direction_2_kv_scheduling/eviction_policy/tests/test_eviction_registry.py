@@ -11,8 +11,16 @@ from sagellm.core.config import EvictionPolicySection
 from sagellm.core.errors import ConfigError, RegistryError
 from sagellm.core.protocols import EvictionPolicy
 from sagellm.core.registry import create_eviction_policy
-from sagellm.core.types import EvictionContext
-from sagellm.eviction_policy import POLICIES, LRUEvictionPolicy, create_policy
+from sagellm.core.types import EvictionContext, KVBlockMeta
+from sagellm.eviction_policy import POLICIES, LearnedEvictionPolicy, LRUEvictionPolicy, create_policy
+
+
+class FixedPredictor:
+    def predict(self, block_meta: KVBlockMeta, now: float = 0.0) -> float:
+        return 1.0
+
+    def observe(self, block_meta: KVBlockMeta, reused_after: float | None) -> None:
+        pass
 
 
 def test_registry_builds_lru_from_default_config() -> None:
@@ -28,7 +36,14 @@ def test_every_local_policy_has_an_entry_point() -> None:
         if ep.value.startswith("sagellm.eviction_policy:")
     }
     assert ours == POLICIES
+    assert set(POLICIES) == {"lru", "lfu", "arc", "s3fifo", "gdsf", "learned"}
     assert all(cls().name == name for name, cls in POLICIES.items())
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_policy_builds_through_core_registry(name: str) -> None:
+    policy = create_eviction_policy(EvictionPolicySection(implementation=name))
+    assert isinstance(policy, EvictionPolicy) and policy.name == name
 
 
 def test_options_reach_the_constructor() -> None:
@@ -42,7 +57,30 @@ def test_options_reach_the_constructor() -> None:
         LRUEvictionPolicy.from_config(EvictionPolicySection(options={"typo": 1}))
 
 
+def test_engine_hands_a_predictor_to_the_learned_policy() -> None:
+    predictor = FixedPredictor()
+    section = EvictionPolicySection(implementation="learned", options={"num_classes": 3})
+    policy = create_eviction_policy(section, predictor=predictor)
+    assert isinstance(policy, LearnedEvictionPolicy) and policy.predictor is predictor
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("arc", {"capacity": 0}),
+        ("s3fifo", {"small_ratio": 1.5}),
+        ("s3fifo", {"promote_at": 9}),
+        ("gdsf", {"depth_cost": -1}),
+        ("learned", {"num_classes": 0}),
+        ("learned", {"predictor": object()}),
+    ],
+)
+def test_bad_options_raise_config_error(name: str, options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        create_policy(name, **options)
+
+
 def test_create_policy_by_name() -> None:
     assert isinstance(create_policy("lru"), LRUEvictionPolicy)
-    with pytest.raises(RegistryError, match="available: lru"):
+    with pytest.raises(RegistryError, match="available: arc, gdsf, learned, lfu, lru, s3fifo"):
         create_policy("nope")

@@ -73,3 +73,18 @@ def test_victims_are_kept_until_removed() -> None:
     assert _victims(policy, 1) == [0], "selection alone changes nothing"
     policy.on_remove(0)
     assert _victims(policy, 1) == [1]
+
+
+def test_tail_first_ranks_one_instant_in_reverse_call_order() -> None:
+    """A prompt's blocks touched root to tail at one ``now``: the tail goes first, the root last."""
+    policy = LRUEvictionPolicy(tail_first=True)
+    for block in (1, 2, 3):
+        policy.on_insert(block, now=5.0)
+    policy.on_insert(4, now=6.0)
+    assert _victims(policy, 4) == [3, 2, 1, 4]
+
+
+def test_tail_first_needs_a_clock() -> None:
+    """``now == 0`` means the caller has no clock: call order rules."""
+    policy = _lru(range(3), tail_first=True)
+    assert _victims(policy, 3) == [0, 1, 2]

@@ -64,32 +64,33 @@ class ARCEvictionPolicy(BaseEvictionPolicy):
         if block_id in self._b1:  # recency would have kept it: favour T1
             self._p = min(float(self._c()), self._p + max(1.0, len(self._b2) / len(self._b1)))
             del self._b1[block_id]
-            self._t2[block_id] = None
+            self._append(self._t2, block_id, now)
         elif block_id in self._b2:  # frequency would have kept it: favour T2
             self._p = max(0.0, self._p - max(1.0, len(self._b1) / len(self._b2)))
             del self._b2[block_id]
-            self._t2[block_id] = None
+            self._append(self._t2, block_id, now)
         else:
-            self._t1[block_id] = None
-        self._touched(self._t2 if block_id in self._t2 else self._t1, block_id, now)
+            self._append(self._t1, block_id, now)
         tracked = len(self._t1) + len(self._t2)
         if tracked > self._capacity:
             self._capacity = tracked
         self._trim_ghosts()
 
     def on_access(self, block_id: BlockId, now: float = 0.0) -> None:
-        if block_id in self._t2:
-            self._t2.move_to_end(block_id)
-        elif block_id in self._t1:
+        if block_id in self._t1:
             del self._t1[block_id]
-            self._t2[block_id] = None
-        else:
+        elif block_id not in self._t2:
             return
-        self._touched(self._t2, block_id, now)
+        self._append(self._t2, block_id, now)
 
-    def _touched(self, side: OrderedDict[BlockId, None], block_id: BlockId, now: float) -> None:
+    def _append(self, side: OrderedDict[BlockId, None], block_id: BlockId, now: float) -> None:
+        """To the MRU end of ``side`` (moving it if there)."""
         if self._batch is not None:
-            self._batch.touched(side, block_id, now)
+            self._batch.touch(side, block_id, now)
+        elif block_id in side:
+            side.move_to_end(block_id)
+        else:
+            side[block_id] = None
 
     def on_remove(self, block_id: BlockId) -> None:
         if block_id in self._t1:

@@ -58,13 +58,13 @@ class TouchOrder:
 
 
 class InstantBatch:
-    """Blocks appended to ``OrderedDict`` queues during the current instant, reordered tail first.
+    """Moves blocks to the MRU end of ``OrderedDict`` queues, and reorders each instant tail first.
 
-    Queues append at their MRU end as usual and report the block here;
-    when the instant ends (a hook with another ``now``) or a decision
-    starts (:meth:`flush`), the instant's blocks are moved to the MRU end
-    once more in reverse order: the root ends most recent, the tail least.
-    O(1) per touch, amortised.
+    Policies touch blocks through :meth:`touch` instead of appending
+    themselves; when the instant ends (a touch with another ``now``) or a
+    decision starts (:meth:`flush`), the instant's blocks are moved to the
+    MRU end once more in reverse order: the root ends most recent, the tail
+    least. O(1) per touch, amortised.
     """
 
     __slots__ = ("_now", "_touched")
@@ -73,11 +73,15 @@ class InstantBatch:
         self._touched: list[tuple[OrderedDict[BlockId, None], BlockId]] = []
         self._now = 0.0
 
-    def touched(self, queue: OrderedDict[BlockId, None], block_id: BlockId, now: float) -> None:
-        """``block_id`` was just appended to ``queue`` at ``now``."""
+    def touch(self, queue: OrderedDict[BlockId, None], block_id: BlockId, now: float) -> None:
+        """Append ``block_id`` to ``queue``'s MRU end (moving it if present) as touched at ``now``."""
         if now != self._now:
             self.flush()
             self._now = now
+        if block_id in queue:
+            queue.move_to_end(block_id)
+        else:
+            queue[block_id] = None
         if now != 0.0:
             self._touched.append((queue, block_id))
 

@@ -158,9 +158,10 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
 
     def _enqueue(self, block_id: BlockId, meta: KVBlockMeta, now: float) -> None:
         queue = self._classes[self._class_of(meta)]
-        queue[block_id] = None
         if self._batch is not None:
-            self._batch.touched(queue, block_id, now)
+            self._batch.touch(queue, block_id, now)
+        else:
+            queue[block_id] = None
 
     def _class_of(self, meta: KVBlockMeta) -> int:
         return min(meta.access_count, len(self._classes) - 1)

@@ -49,21 +49,23 @@ class LRUEvictionPolicy(BaseEvictionPolicy):
     def on_insert(self, block_id: BlockId, now: float = 0.0) -> None:
         # A membership test, not try/except: inserted blocks are usually new, and a raised
         # KeyError would cost twice the whole hook.
-        if block_id in self._order:
+        if self._batch is not None:
+            self._batch.touch(self._order, block_id, now)
+        elif block_id in self._order:
             self._order.move_to_end(block_id)
         else:
             self._order[block_id] = None
-        if self._batch is not None:
-            self._batch.touched(self._order, block_id, now)
 
     def on_access(self, block_id: BlockId, now: float = 0.0) -> None:
         """Refresh a tracked block; an untracked id is ignored (the cache never announced it)."""
-        try:
+        if self._batch is not None:
+            if block_id in self._order:
+                self._batch.touch(self._order, block_id, now)
+            return
+        try:  # noqa: SIM105 - try is free in 3.11 when nothing is raised; contextlib.suppress is not
             self._order.move_to_end(block_id)
         except KeyError:
-            return
-        if self._batch is not None:
-            self._batch.touched(self._order, block_id, now)
+            pass
 
     def on_remove(self, block_id: BlockId) -> None:
         self._order.pop(block_id, None)

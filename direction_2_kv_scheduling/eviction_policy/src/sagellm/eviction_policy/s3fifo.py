@@ -95,9 +95,10 @@ class S3FIFOEvictionPolicy(BaseEvictionPolicy):
             self._append(self._main, block_id, now)
 
     def _append(self, queue: OrderedDict[BlockId, None], block_id: BlockId, now: float) -> None:
-        queue[block_id] = None
         if self._batch is not None:
-            self._batch.touched(queue, block_id, now)
+            self._batch.touch(queue, block_id, now)
+        else:
+            queue[block_id] = None
 
     def on_remove(self, block_id: BlockId) -> None:
         if self._freq.pop(block_id, None) is None:
