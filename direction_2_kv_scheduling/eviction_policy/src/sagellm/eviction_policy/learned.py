@@ -138,7 +138,8 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
             if best < 0:
                 break
             victims.append(heads[best][1])  # type: ignore[arg-type]
-            heads[best] = self._next_candidate(best, walks[best], context, in_use)
+            if len(victims) < wanted:
+                heads[best] = self._next_candidate(best, walks[best], context, in_use)
         for c, block_id in in_use:  # in use now: as fresh as a hit (moved after the walks)
             self._meta[block_id].last_access = context.now
             self._classes[c].move_to_end(block_id)

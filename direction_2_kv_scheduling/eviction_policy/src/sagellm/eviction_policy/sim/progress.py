@@ -17,7 +17,7 @@ class Progress:
         self._total, self._done, self._description = max(1, total), 0, description
         self._stream = stream if stream is not None else sys.stderr
         self._enabled = enabled
-        self._next_report = 0.1
+        self._reported = 0  # tenths of the total already printed
         self._bar: Any = None
         if enabled:
             try:
@@ -31,10 +31,9 @@ class Progress:
         self._done += count
         if self._bar is not None:
             self._bar.update(count)
-        elif self._enabled and self._done / self._total >= self._next_report:
-            print(f"{self._description}: {self._done / self._total:.0%}", file=self._stream, flush=True)
-            while self._next_report <= self._done / self._total:
-                self._next_report += 0.1
+        elif self._enabled and self._done * 10 // self._total > self._reported:
+            self._reported = min(10, self._done * 10 // self._total)
+            print(f"{self._description}: {self._reported * 10}%", file=self._stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -90,7 +90,9 @@ class Sweep:
         for row in self.rows:
             cells = [f"{100 * row.results[n].hit_ratio:.2f} %" for n in names]
             lines.append(
-                f"| {row.capacity:,} | {row.capacity / self.unique_blocks:.0%} | " + " | ".join(cells) + f" | {self._gain(row)} |"
+                f"| {row.capacity:,} | {row.capacity / self.unique_blocks:.0%} | "
+                + " | ".join(cells)
+                + f" | {self._gain(row)} |"
             )
         return head + "\n".join(lines) + "\n"
 
@@ -148,9 +150,7 @@ def policy_factories(
     return factories
 
 
-def _factory(
-    name: str, options: dict[str, Any], predictor: Callable[[], LifetimePredictor] | None
-) -> PolicyFactory:
+def _factory(name: str, options: dict[str, Any], predictor: Callable[[], LifetimePredictor] | None) -> PolicyFactory:
     policy_cls = POLICIES[name]
     if predictor is None:
         return lambda: policy_cls(**options)
