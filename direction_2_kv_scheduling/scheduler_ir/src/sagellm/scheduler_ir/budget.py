@@ -42,8 +42,9 @@ def ceil_div(a: int, b: int) -> int:
 
 def blocks_to_grow(view: SequenceView, num_new_tokens: int, block_size: int) -> int:
     """New blocks a *running* sequence needs to hold ``num_new_tokens`` more tokens."""
-    total = ceil_div(view.num_computed_tokens + num_new_tokens, block_size)
-    return max(0, total - view.num_blocks_held)
+    # ceil_div and max() written out: this runs once per running sequence per step
+    need = -(-(view.num_computed_tokens + num_new_tokens) // block_size) - view.num_blocks_held
+    return need if need > 0 else 0
 
 
 def blocks_to_admit(view: SequenceView, num_new_tokens: int, block_size: int) -> int:

@@ -35,7 +35,6 @@ at its first misfit, so the feasibility walk rarely reaches the tail.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -65,10 +64,6 @@ class Drain:
     tokens_per_step: int
     step_seconds: float
 
-    def finish_time(self, now: float, num_tokens: int) -> float:
-        """When ``num_tokens`` of prefill, started now, are done."""
-        return now + math.ceil(num_tokens / self.tokens_per_step) * self.step_seconds
-
 
 def rank_by_slack(
     views: Iterable[SequenceView],
@@ -87,13 +82,20 @@ def rank_by_slack(
     starving: list[SequenceView] = []
     keyed: list[tuple[float, float, int, SequenceView]] = []
     seconds_per_token = drain.step_seconds / drain.tokens_per_step
+    ttft_s, tpot_s, oldest = targets.ttft_s, targets.tpot_s, now - targets.max_wait_s
     for view in views:
-        if now - view.arrival_time > targets.max_wait_s:
+        arrival = view.arrival_time
+        if arrival < oldest:
             starving.append(view)
             continue
-        start = view.num_cached_tokens if is_waiting else view.num_computed_tokens
-        work = view.num_tokens - start
-        due = targets.next_token_due(view, now)
+        num_tokens = view.num_tokens
+        work = num_tokens - (view.num_cached_tokens if is_waiting else view.num_computed_tokens)
+        # SLOTargets.next_token_due, inline: this loop runs over the whole queue every step
+        if num_tokens > view.num_prompt_tokens:
+            last = view.last_token_time
+            due = (now if last is None else last) + tpot_s
+        else:
+            due = arrival + ttft_s
         keyed.append((due - work * seconds_per_token, due, work, view))
     keyed.sort(key=itemgetter(0))  # stable: ties keep snapshot order
     starving.sort(key=_by_arrival)
@@ -102,8 +104,10 @@ def rank_by_slack(
         v.num_tokens - (v.num_cached_tokens if is_waiting else v.num_computed_tokens) for v in starving
     )
     late: list[SequenceView] = []
+    per_step, step_seconds = drain.tokens_per_step, drain.step_seconds
     for _, due, work, view in keyed:
-        if drain.finish_time(now, ahead + work) <= due:
+        # finish = now + ceil(tokens / per_step) × step_seconds, inline: the walk covers the queue when most is late
+        if now + -(-(ahead + work) // per_step) * step_seconds <= due:
             ahead += work
             yield view
         else:

@@ -67,13 +67,15 @@ def schedule_running(queue: deque[SequenceView], budget: StepBudget, ledger: Pla
     Consumes ``queue``. Sequences with nothing to compute (or, without
     chunking, too much for what is left) are passed over and keep their blocks.
     """
+    block_size = budget.block_size
     while queue and not budget.is_exhausted:
         view = queue.popleft()
         num_new = tokens_to_run(view.num_uncomputed_tokens, budget, chunked)
         if num_new is None:
             continue
-        num_blocks = blocks_to_grow(view, num_new, budget.block_size)
-        if not make_room(view, num_blocks, queue, budget, ledger):
+        num_blocks = blocks_to_grow(view, num_new, block_size)
+        # the common case (blocks fit) skips the call: this loop runs once per running sequence
+        if num_blocks > budget.free_blocks and not make_room(view, num_blocks, queue, budget, ledger):
             return
         budget.charge(num_new, num_blocks)
         ledger.run(view, num_new)
@@ -103,8 +105,11 @@ def try_admit(view: SequenceView, budget: StepBudget, ledger: PlanLedger, chunke
 def admit_in_order(waiting: Iterable[SequenceView], budget: StepBudget, ledger: PlanLedger, chunked: bool) -> None:
     """Admit waiting sequences in the given order, stopping at the first that does not fit.
 
-    Lazy on purpose: an iterator is consumed only up to the first misfit.
+    Lazy on purpose: an iterator is consumed only up to the first misfit,
+    and not at all once the step is full (a ranking may be costly to advance).
     """
-    for view in waiting:
-        if not try_admit(view, budget, ledger, chunked):
+    views = iter(waiting)
+    while not budget.is_exhausted:
+        view = next(views, None)
+        if view is None or not try_admit(view, budget, ledger, chunked):
             return

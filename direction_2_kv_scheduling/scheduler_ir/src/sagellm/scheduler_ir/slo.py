@@ -30,6 +30,7 @@ from sagellm.core.errors import ConfigError
 from sagellm.core.types import SchedulerState, SequenceView
 from sagellm.scheduler_ir.base import BaseIRBuilder, StepOrder
 from sagellm.scheduler_ir.deadline import Drain, SLOTargets, rank_by_slack
+from sagellm.scheduler_ir.fifo import by_arrival
 from sagellm.scheduler_ir.ledger import is_decode_chunk
 
 
@@ -70,19 +71,19 @@ class SLOIRBuilder(BaseIRBuilder):
 
     def order(self, state: SchedulerState) -> StepOrder:
         now = state.now
-        decodes: list[tuple[float, float, SequenceView]] = []
+        decodes: list[SequenceView] = []
         prefills: list[SequenceView] = []
         for view in state.running:
-            if is_decode_chunk(view, True):
-                decodes.append((self.targets.next_token_due(view, now), view.arrival_time, view))
-            else:
-                prefills.append(view)
-        decodes.sort(key=_due_then_arrival)
-        first_due = decodes[0][0] if decodes else None
+            (decodes if is_decode_chunk(view, True) else prefills).append(view)
+        # A decode's next token is due at last_token_time + TPOT (now + TPOT when unknown), so
+        # ordering by that time is ordering by due time; ties by arrival (two stable float sorts).
+        decodes.sort(key=by_arrival)
+        decodes.sort(key=lambda v: now if v.last_token_time is None else v.last_token_time)
+        first_due = self.targets.next_token_due(decodes[0], now) if decodes else None
         max_tokens = self.max_step_tokens(first_due, len(decodes), now)
         step_tokens = self.limits.max_num_batched_tokens if max_tokens is None else max_tokens
         drain = Drain(max(1, step_tokens - len(decodes)), self.cost.step_seconds(step_tokens))
-        running = [d[2] for d in decodes]
+        running = decodes
         running.extend(rank_by_slack(prefills, self.targets, drain, now, is_waiting=False))
         ahead = sum(v.num_uncomputed_tokens for v in prefills)
         waiting = rank_by_slack(state.waiting, self.targets, drain, now, is_waiting=True, work_ahead=ahead)
@@ -96,7 +97,3 @@ class SLOIRBuilder(BaseIRBuilder):
         if allowed >= self.limits.max_num_batched_tokens:
             return None
         return max(allowed, num_decodes + self.min_prefill_tokens)
-
-
-def _due_then_arrival(entry: tuple[float, float, SequenceView]) -> tuple[float, float]:
-    return (entry[0], entry[1])
