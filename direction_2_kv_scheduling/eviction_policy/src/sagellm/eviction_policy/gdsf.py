@@ -37,13 +37,17 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         t=2: blocks b0..b1 (depths 0..1)  -> all worth cost(1) = 1.02
         victims at equal hits: b1, b0, then a9, a8, ...
 
+    A block keeps the largest worth of the segments it was touched in: a
+    shared prefix hit by a short prompt still guards the long chains it
+    leads to (an ancestor is worth at least its descendants).
+
     A segment is ranked when its instant ends (the next hook with another
-    ``now``, or a decision): one heap push per touched block, O(log n).
-    Depths come from ``block_meta`` — the constructor argument, else the
-    lookup of the latest ``EvictionContext`` (a cache passes the same one
-    every time); without either, or for blocks it does not know, a block's
-    depth is its position in the segment. Without timestamps (``now == 0``)
-    every hook is its own segment.
+    ``now``, or a decision): a heap push per new block (O(log n)), a key
+    raise per hit block (O(1): clock, hits and worth only grow). The segment's depth is that of its last
+    block, from ``block_meta`` — the constructor argument, else the lookup
+    of the latest ``EvictionContext`` (a cache passes the same one every
+    time) — and at least its length - 1 (the fallback without metadata).
+    Without timestamps (``now == 0``) every hook is its own segment.
     """
 
     def __init__(
@@ -88,8 +92,7 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         if now != self._segment_now or now == 0.0:
             self._close_segment()
             self._segment_now = now
-        self._heap.discard(block_id)  # re-ranked when the segment closes
-        self._segment[block_id] = None
+        self._segment[block_id] = None  # ranked (again) when the segment closes
         self._segment.move_to_end(block_id)
         if now == 0.0:
             self._close_segment()
@@ -101,17 +104,22 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         blocks = list(self._segment)
         self._segment.clear()
         worth = self._segment_worth(blocks)
+        heap, now = self._heap, self._segment_now
+        worth_of = self._worth_of
         for block_id in blocks:
-            self._worth_of[block_id] = worth
-            self._push(block_id, self._clock + self._hits[block_id] * worth, self._segment_now)
+            block_worth = worth_of[block_id] = max(worth, worth_of.get(block_id, 0.0))
+            key = self._clock + self._hits[block_id] * block_worth
+            if block_id in heap:  # a hit: clock, hits and worth never fall, so neither does the key: O(1)
+                self._raise(block_id, key, now)
+            else:
+                self._push(block_id, key, now)
 
     def _segment_worth(self, blocks: list[BlockId]) -> float:
-        lookup = self._meta_lookup
-        metas = [lookup(b) for b in blocks] if lookup is not None else []
-        known = [meta for meta in metas if meta is not None]
-        depth = max([len(blocks) - 1, *(meta.prefix_depth for meta in known)])
-        size = self._size(known[0]) if known else 1.0
-        return (1.0 + self._depth_cost * max(0, depth)) / size
+        """Cost of the segment's deepest block — its last, as a chain is touched root to tail."""
+        meta = self._meta_lookup(blocks[-1]) if self._meta_lookup is not None else None
+        depth = len(blocks) - 1 if meta is None else max(len(blocks) - 1, meta.prefix_depth)
+        size = 1.0 if meta is None else self._size(meta)
+        return (1.0 + self._depth_cost * depth) / size
 
     def _worth(self, block_id: BlockId) -> float:
         return self._worth_of.get(block_id, 1.0)

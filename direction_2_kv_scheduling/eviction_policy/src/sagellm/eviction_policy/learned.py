@@ -12,6 +12,8 @@ from sagellm.eviction_policy.base import BaseEvictionPolicy
 from sagellm.eviction_policy.instant_order import InstantBatch
 from sagellm.eviction_policy.reuse_predictor import ReuseIntervalPredictor
 
+_SKIP_LIMIT = 64  # in-use blocks one class may skip per decision before the others are preferred
+
 
 class LearnedEvictionPolicy(BaseEvictionPolicy):
     """Belady with a predicted future: ask a :class:`LifetimePredictor` how long each candidate will wait.
@@ -30,7 +32,11 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
     predictor whose wait grows with idle time makes it the class's best
     victim; a decision compares the heads of the classes, re-predicting them
     at the decision's ``now`` — so a prediction is never stale, and a
-    decision costs one prediction per class plus one per victim.
+    decision costs one prediction per class plus one per victim. In-use
+    blocks a walk meets move to the MRU end of their class; a class that
+    meets more than 64 of them (or 2 × the victims asked) in one decision
+    rests while another class has candidates, so a class crowded with
+    in-use blocks cannot make every decision scan them all.
 
     The predictor also learns online, without bias from the cache's own
     evictions: each hit reports ``observe(meta, reused_after=gap)``; an
@@ -128,33 +134,48 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
             self._batch.flush()
         in_use: list[tuple[int, BlockId]] = []
         walks = [iter(queue) for queue in self._classes]
-        heads = [self._next_candidate(c, walks[c], context, in_use) for c in range(len(walks))]
+        skips = max(_SKIP_LIMIT, 2 * wanted)
+        heads = [self._next_candidate(c, walks[c], context, in_use, skips) for c in range(len(walks))]
         victims: list[BlockId] = []
         while len(victims) < wanted:
             best, best_wait = -1, -1.0
             for c, (wait, block_id) in enumerate(heads):
                 if block_id is not None and wait > best_wait:
                     best, best_wait = c, wait
-            if best < 0:
+            if best >= 0:
+                victims.append(heads[best][1])  # type: ignore[arg-type]
+                if len(victims) < wanted:
+                    heads[best] = self._next_candidate(best, walks[best], context, in_use, skips)
+            elif skips is not None:  # every class stopped at in-use blocks: walk them out to the end
+                skips = None
+                heads = [self._next_candidate(c, walks[c], context, in_use, None) for c in range(len(walks))]
+            else:
                 break
-            victims.append(heads[best][1])  # type: ignore[arg-type]
-            if len(victims) < wanted:
-                heads[best] = self._next_candidate(best, walks[best], context, in_use)
         for c, block_id in in_use:  # in use now: as fresh as a hit (moved after the walks)
             self._meta[block_id].last_access = context.now
             self._classes[c].move_to_end(block_id)
         return victims
 
     def _next_candidate(
-        self, c: int, walk: Iterator[BlockId], context: EvictionContext, in_use: list[tuple[int, BlockId]]
+        self,
+        c: int,
+        walk: Iterator[BlockId],
+        context: EvictionContext,
+        in_use: list[tuple[int, BlockId]],
+        skips: int | None,
     ) -> tuple[float, BlockId | None]:
-        """(predicted wait, block) of the next evictable block of class ``c``; (-1, None) when none is left."""
+        """(predicted wait, block) of the next evictable block of class ``c``; (-1, None) when none is left
+        or after ``skips`` in-use blocks (``None``: no limit)."""
         is_evictable = context.is_evictable
         for block_id in walk:
             if is_evictable(block_id):
                 wait = self._predictor.predict(self._meta[block_id], context.now)
                 return (wait if wait == wait else 0.0), block_id  # NaN: no idea, so no reason to evict
             in_use.append((c, block_id))
+            if skips is not None:
+                skips -= 1
+                if skips <= 0:
+                    break
         return -1.0, None
 
     def _enqueue(self, block_id: BlockId, meta: KVBlockMeta, now: float) -> None:

@@ -39,6 +39,13 @@ class SweepRow:
         name = max(online, key=lambda n: online[n])
         return name, online[name]
 
+    def gain_over_baseline(self) -> float | None:
+        """Relative hit-ratio gain of the best online policy over LRU (0.1 = +10 %)."""
+        best, base = self.best(), self.results.get(BASELINE)
+        if best is None or base is None or base.hit_ratio == 0:
+            return None
+        return best[1] / base.hit_ratio - 1
+
 
 @dataclass(frozen=True, slots=True)
 class Sweep:
@@ -81,27 +88,27 @@ class Sweep:
             ],
         }
 
-    def markdown(self) -> str:
-        """Block hit ratio per policy and size; the best online policy's gain over LRU; Belady last."""
+    def markdown(self, metric: str = "hit_ratio") -> str:
+        """Per policy and size, ``hit_ratio`` (block hits) or ``saved_ratio`` (prefill compute saved),
+        with the best online policy's gain over LRU; Belady last."""
         names = [n for n in self.policies if n != BELADY] + [BELADY]
         head = "| cache blocks | share | " + " | ".join(names) + " | best vs lru |\n"
         head += "|---:|---:|" + "---:|" * len(names) + "---|\n"
         lines = []
         for row in self.rows:
-            cells = [f"{100 * row.results[n].hit_ratio:.2f} %" for n in names]
-            lines.append(
-                f"| {row.capacity:,} | {row.capacity / self.unique_blocks:.0%} | "
-                + " | ".join(cells)
-                + f" | {self._gain(row)} |"
-            )
+            cells = [f"{100 * getattr(row.results[n], metric):.2f} %" for n in names]
+            share = f"{row.capacity / self.unique_blocks:.0%}"
+            lines.append(f"| {row.capacity:,} | {share} | " + " | ".join(cells) + f" | {_gain(row, metric)} |")
         return head + "\n".join(lines) + "\n"
 
-    def _gain(self, row: SweepRow) -> str:
-        best = row.best()
-        base = row.results.get(BASELINE)
-        if best is None or base is None or base.hit_ratio == 0:
-            return "–"
-        return f"{best[0]} {100 * (best[1] / base.hit_ratio - 1):+.1f} %"
+
+def _gain(row: SweepRow, metric: str) -> str:
+    online = {name: getattr(r, metric) for name, r in row.results.items() if name != BELADY}
+    base = online.get(BASELINE)
+    if not online or not base:
+        return "–"
+    best = max(online, key=lambda n: online[n])
+    return f"{best} {100 * (online[best] / base - 1):+.1f} %"
 
 
 def parse_sizes(specs: Iterable[str], unique_blocks: int) -> list[int]:
