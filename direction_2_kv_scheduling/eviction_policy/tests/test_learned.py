@@ -103,3 +103,19 @@ def test_class_count_caps_the_reuse_count(num_classes: int) -> None:
     for t in range(5):
         policy.on_access(1, now=2.0 + t)
     assert policy.reuse_class(1) == num_classes - 1 and policy.reuse_class(2) is None
+
+
+def _crowded() -> LearnedEvictionPolicy:
+    """Class 0: blocks 0..99 (0 least recent); class 1: block 500."""
+    policy = LearnedEvictionPolicy(predictor=ScriptedPredictor({99: 1000.0, 500: 1.0}))
+    for block in range(100):
+        policy.on_insert(block, now=1.0 + block)
+    policy.on_insert(500, now=200.0)
+    policy.on_access(500, now=201.0)
+    return policy
+
+
+def test_a_class_crowded_with_in_use_blocks_rests_while_another_has_candidates() -> None:
+    pinned = set(range(99))
+    assert victims(_crowded(), 1, pinned=pinned, now=300.0) == [500], "class 0 gave up after 64 in-use blocks"
+    assert victims(_crowded(), 1, pinned=pinned | {500}, now=300.0) == [99], "no other candidate: walked on"

@@ -38,8 +38,9 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
     rests while another class has candidates, so a class crowded with
     in-use blocks cannot make every decision scan them all.
 
-    The predictor also learns online, without bias from the cache's own
-    evictions: each hit reports ``observe(meta, reused_after=gap)``; an
+    The predictor also learns online, and sees further than the cache
+    keeps blocks (so its statistics are not cut short by the cache's own
+    evictions): each hit reports ``observe(meta, reused_after=gap)``; an
     evicted block's record waits in a ghost history (``history_ratio`` ×
     capacity entries), and a block that comes back from there reports its
     true gap and keeps its reuse count; one that falls out of the history
