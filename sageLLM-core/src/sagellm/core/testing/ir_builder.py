@@ -67,6 +67,7 @@ class IRBuilderConformance:
         scheduled = [c.request_id for c in plan.chunks]
         assert len(scheduled) == len(set(scheduled)), "a sequence appears twice in one plan"
         assert set(plan.preempted) <= running_ids, "only running sequences can be preempted"
+        assert set(plan.swapped_out) <= set(plan.preempted), "only preempted sequences can be swapped out"
         assert set(plan.admitted) <= waiting_ids, "only waiting sequences can be admitted"
         assert not set(plan.preempted) & set(scheduled), "preempted and scheduled in one plan"
         assert set(scheduled) <= (running_ids - set(plan.preempted)) | set(plan.admitted)

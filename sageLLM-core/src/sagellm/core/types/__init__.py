@@ -13,6 +13,7 @@ from sagellm.core.types.kv import (
 )
 from sagellm.core.types.plan import (
     ExecutionPlan,
+    PreemptionMode,
     ScheduledChunk,
     SchedulerState,
     SequenceView,
@@ -28,6 +29,7 @@ __all__ = [
     "DeviceInfo",
     "EvictionContext",
     "ExecutionPlan",
+    "PreemptionMode",
     "KVBlockMeta",
     "KVLayout",
     "KVPoolStats",

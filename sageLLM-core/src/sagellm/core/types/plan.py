@@ -9,8 +9,21 @@ function of a snapshot makes policies swappable and testable without a model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from sagellm.core.types.kv import MigrationPlan
+
+
+class PreemptionMode(str, Enum):
+    """What happens to a preempted sequence's KV.
+
+    RECOMPUTE frees the blocks and recomputes the context on readmission;
+    SWAP copies the blocks to host memory and copies them back. A builder
+    chooses SWAP only when told the engine can swap.
+    """
+
+    RECOMPUTE = "recompute"
+    SWAP = "swap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +43,7 @@ class SequenceView:
     num_cached_tokens: int = 0
     num_prompt_tokens: int = 0
     max_tokens: int = 0
+    last_token_time: float | None = None  # when the latest output token was produced; None: none yet or unknown
 
     @property
     def num_uncomputed_tokens(self) -> int:
@@ -70,9 +84,17 @@ class ExecutionPlan:
 
     chunks: tuple[ScheduledChunk, ...] = ()
     admitted: tuple[str, ...] = ()  # waiting -> running this step
-    preempted: tuple[str, ...] = ()  # running -> waiting, KV freed (recompute)
+    preempted: tuple[str, ...] = ()  # running -> waiting, blocks freed on the device
     migrations: MigrationPlan = field(default_factory=MigrationPlan)
     step_id: int = 0
+    swapped_out: tuple[str, ...] = ()  # the preempted ids whose KV goes to host memory; the rest recompute
+    policy: str = ""  # which policy ordered this step (an adaptive builder names the one it chose)
+
+    def preemption_mode(self, request_id: str) -> PreemptionMode | None:
+        """How ``request_id`` is preempted this step; None if it is not."""
+        if request_id not in self.preempted:
+            return None
+        return PreemptionMode.SWAP if request_id in self.swapped_out else PreemptionMode.RECOMPUTE
 
     @property
     def num_batched_tokens(self) -> int:
