@@ -202,7 +202,7 @@ def _median_us(fn: Callable[[], None], iters: int) -> float:
 def bench_memory(quick: bool) -> dict[str, Any]:
     budget = (64 << 20) if quick else (1 << 30)
     result: dict[str, Any] = {"layout": "SmolLM2-135M-like " + json.dumps(SMOLLM2), "budget_bytes": budget}
-    for dtype in ("bfloat16", "float32"):
+    for dtype in ("bfloat16", "float32", "int8"):
         per_block = bytes_per_block(**SMOLLM2, dtype=dtype)
         num_blocks = num_blocks_for_memory(budget, **SMOLLM2, dtype=dtype)
         start = time.perf_counter()
@@ -310,7 +310,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         "| dtype | bytes/block | bytes/token | blocks | tokens | tensor bytes | budget used | build ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for dtype in ("bfloat16", "float32"):
+    for dtype in ("bfloat16", "float32", "int8"):
         m = memory[dtype]
         lines.append(
             f"| {dtype} | {m['bytes_per_block']:,} | {m['bytes_per_token']:,} | {m['num_blocks_in_budget']:,} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kv_pool_helpers import small_layout
 
@@ -29,7 +31,10 @@ def test_create_kv_pool_from_default_config() -> None:
     [
         (KVPoolSection(block_size=32), "block_size"),
         (KVPoolSection(cache_dtype="float16"), "cache_dtype"),
-        (KVPoolSection(options={"typo": 1}), "no options"),
+        (KVPoolSection(options={"typo": 1}), "unknown kv_pool option"),
+        (KVPoolSection(options={"host_blocks": -1}), "host_blocks"),
+        (KVPoolSection(options={"migration_workers": 0}), "migration_workers"),
+        (KVPoolSection(options={"compute_dtype": "int8"}), "compute_dtype"),
     ],
 )
 def test_from_config_rejects_a_section_the_layout_ignores(section: KVPoolSection, message: str) -> None:
@@ -46,12 +51,21 @@ def test_migrate_empty_plan_is_already_complete() -> None:
         assert handle.done()
 
 
-def test_migrate_real_plan_is_not_supported_yet() -> None:
+def test_migrating_to_a_tier_the_pool_lacks_is_not_supported() -> None:
     pool = PagedKVPool(small_layout())
     (block,) = pool.allocate(1)
     plan = MigrationPlan((BlockMove(block, Tier.DEVICE, Tier.HOST),))
-    with pytest.raises(NotSupportedError, match="only the device tier"):
+    with pytest.raises(NotSupportedError, match="no host tier"):
         pool.migrate(plan)
+    assert pool.ref_count(block) == 1
+
+
+def test_from_config_builds_the_tiers_in_options(tmp_path: Path) -> None:
+    section = KVPoolSection(block_size=16, options={"host_blocks": 4, "disk_blocks": 2, "disk_dir": str(tmp_path)})
+    with PagedKVPool.from_config(section, layout=small_layout(block_size=16)) as pool:
+        assert pool.tiers == (Tier.DEVICE, Tier.HOST, Tier.DISK)
+        assert [u.num_blocks for u in pool.stats().tiers] == [8, 4, 2]
+        assert pool.disk_path is not None and pool.disk_path.startswith(str(tmp_path))
 
 
 def test_num_blocks_for_memory() -> None:
