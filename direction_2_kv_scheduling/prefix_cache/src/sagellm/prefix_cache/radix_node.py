@@ -4,7 +4,7 @@ An edge is a run of whole blocks, stored as packed tokens (4 bytes each,
 see :mod:`sagellm.prefix_cache.hashing`) plus one slot per block::
 
     node.data    | b0 tokens | b1 tokens | b2 tokens |     len = k * stride
-    node.blocks  | CachedRef | None      | CachedRef |     len = k
+    node.blocks  | RadixBlock| None      | RadixBlock|     len = k
                               ^ a hole: the block was removed, its
                                 descendants stay (they may be in use)
 
