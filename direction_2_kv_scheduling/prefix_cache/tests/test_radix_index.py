@@ -119,6 +119,17 @@ def test_match_does_not_report_a_hole() -> None:
     assert index.match([5, 5]).num_matched_tokens == 0, "an empty tree matches nothing"
 
 
+def test_match_looks_past_a_hole_at_an_edge_start_to_its_siblings() -> None:
+    index = RadixPrefixIndex(block_size=BS)
+    _cached(index, [1, 2, 3, 4, 5, 6, 7, 8], [10, 11])
+    _cached(index, [1, 2, 3, 9], [20])
+    index.remove([10])  # a hole at the start of an edge; block 11 keeps the edge alive
+    result = index.match([1, 2, 3, 4])
+    assert result.hit.block_ids == ()
+    assert (result.num_partial_tokens, result.partial_block_id) == (3, 20)
+    index.release([20])
+
+
 def test_match_agrees_with_brute_force_on_random_prompts() -> None:
     rng = random.Random(7)
     index = RadixPrefixIndex(block_size=BS)

@@ -215,8 +215,10 @@ class RadixPrefixIndex:
             elif node.data[offset * stride : (offset + 1) * stride] != data:
                 break
             block = node.blocks[offset]
-            if block is None:
-                break  # a hole: the hash chain stops at a removed block too
+            if block is None:  # a hole: the hash chain stops at a removed block too
+                if offset == 0 and node.parent is not None:
+                    node, offset = node.parent, len(node.parent.blocks)  # siblings may hold a partial block
+                break
             matched.append(block)
             offset += 1
         return matched, node, offset
