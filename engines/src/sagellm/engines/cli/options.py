@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import yaml
+
+from sagellm.core import registry
 from sagellm.core.config import SageLLMConfig, load_config
+from sagellm.core.errors import InvalidRequestError
 from sagellm.core.types import SamplingParams
 
 
@@ -29,8 +33,23 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")
     group.add_argument("--kv-memory-gb", type=float, help="memory for the KV pool in GiB (default 1.0)")
     group.add_argument("--no-prefix-cache", action="store_true", help="disable prefix reuse")
-    group.add_argument("--eviction", help="eviction policy implementation (default: lru)")
-    group.add_argument("--scheduler", help="IR builder implementation (default: fifo)")
+    group.add_argument("--prefix-cache", help=f"prefix index ({_installed('prefix_index', 'hash_chain')})")
+    group.add_argument("--eviction", help=f"eviction policy ({_installed('eviction_policy', 'lru')})")
+    group.add_argument(
+        "--lifetime-predictor",
+        help=f"block-reuse predictor for a learned eviction policy ({_installed('lifetime_predictor', 'none')})",
+    )
+    group.add_argument("--scheduler", help=f"scheduling policy ({_installed('ir_builder', 'fifo')})")
+    group.add_argument(
+        "--scheduler-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scheduler option, repeatable (e.g. ttft_slo_ms=500, tpot_slo_ms=100, aging_rate=2, prefix_window=8)",
+    )
+    group.add_argument(
+        "--eviction-option", action="append", default=[], metavar="KEY=VALUE", help="eviction option, repeatable"
+    )
     group.add_argument("--max-num-seqs", type=int, help="sequences per step (default 64)")
     group.add_argument("--max-num-batched-tokens", type=int, help="token budget per step (default 512)")
 
@@ -66,11 +85,34 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("kv_pool", "num_blocks", args.num_blocks)
     put("kv_pool", "memory_gb", args.kv_memory_gb)
     put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
+    put("prefix_cache", "implementation", args.prefix_cache)
     put("eviction_policy", "implementation", args.eviction)
+    put("eviction_policy", "options", _key_values(args.eviction_option, "--eviction-option"))
+    put("lifetime_predictor", "implementation", args.lifetime_predictor)
     put("scheduler_ir", "implementation", args.scheduler)
+    put("scheduler_ir", "options", _key_values(args.scheduler_option, "--scheduler-option"))
     put("scheduler_ir", "max_num_seqs", args.max_num_seqs)
     put("scheduler_ir", "max_num_batched_tokens", args.max_num_batched_tokens)
     return load_config(args.config, **sections)
+
+
+def _installed(kind: str, default: str) -> str:
+    """'installed: a, b, c; default x' -- what the entry points offer right now."""
+    names = sorted(registry.available(kind))
+    return f"installed: {', '.join(names) or 'none'}; default {default}"
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, Any] | None:
+    """KEY=VALUE pairs, values read as YAML scalars (500 -> int, true -> bool)."""
+    if not items:
+        return None
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequestError(f"{flag} expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return options
 
 
 def sampling_from_args(args: argparse.Namespace) -> SamplingParams:

@@ -7,12 +7,15 @@ provide. Swapping one is a config change (``SAGELLM__EVICTION_POLICY__IMPLEMENTA
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from sagellm.core import registry
 from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
+from sagellm.core.protocols import EvictionPolicy
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
@@ -24,6 +27,7 @@ from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
 from sagellm.engines.tokenizer import Tokenizer
 
+NO_IMPLEMENTATION = "none"
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
@@ -57,7 +61,7 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
     layout = kv_layout(config, model_config, device, dtype, max_model_len)
     pool = registry.create_kv_pool(config, layout=layout)
     index = registry.create_prefix_index(config, block_size=layout.block_size) if config.prefix_cache.enabled else None
-    policy = registry.create_eviction_policy(config) if index is not None else None
+    policy = build_eviction_policy(config) if index is not None else None
     return LLMEngine(
         model_config=model_config,
         tokenizer=tokenizer,
@@ -72,6 +76,32 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
     )
 
 
+def build_eviction_policy(config: SageLLMConfig) -> EvictionPolicy:
+    """The configured policy; a configured lifetime predictor goes to policies that take one (``predictor=``).
+
+    The predictor comes from its own package through the registry, so a
+    learned policy and the predictor it ranks by stay swappable separately.
+    """
+    if config.lifetime_predictor.implementation == NO_IMPLEMENTATION:
+        return registry.create_eviction_policy(config)
+    factory = registry.load("eviction_policy", config.eviction_policy.implementation)
+    if not _accepts(factory, "predictor"):
+        raise ConfigError(
+            f"eviction policy '{config.eviction_policy.implementation}' takes no lifetime predictor; "
+            f"choose a learned policy or leave lifetime_predictor.implementation at '{NO_IMPLEMENTATION}'"
+        )
+    predictor = registry.create_lifetime_predictor(config)
+    return registry.create_eviction_policy(config, predictor=predictor)
+
+
+def _accepts(factory: object, parameter: str) -> bool:
+    target = getattr(factory, "__init__", factory) if isinstance(factory, type) else factory
+    try:
+        return parameter in inspect.signature(target).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def check_implementations(config: SageLLMConfig) -> None:
     """Fail on a misspelt implementation name before spending seconds loading weights."""
     registry.load("kv_pool", config.kv_pool.implementation)
@@ -79,6 +109,8 @@ def check_implementations(config: SageLLMConfig) -> None:
     if config.prefix_cache.enabled:
         registry.load("prefix_index", config.prefix_cache.implementation)
         registry.load("eviction_policy", config.eviction_policy.implementation)
+    if config.lifetime_predictor.implementation != NO_IMPLEMENTATION:
+        registry.load("lifetime_predictor", config.lifetime_predictor.implementation)
 
 
 def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:

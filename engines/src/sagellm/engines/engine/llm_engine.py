@@ -48,6 +48,7 @@ class _Tracked:
     detokenizer: IncrementalDetokenizer
     num_chars_sent: int = 0  # of detokenizer.text; the rest may still turn out to begin a stop string
     first_token_time: float | None = None
+    last_token_time: float | None = None  # SLO-aware schedulers judge TPOT deadlines from it
 
 
 class LLMEngine:
@@ -152,17 +153,18 @@ class LLMEngine:
         return outputs
 
     def _snapshot(self) -> SchedulerState:
-        room = max(0, self.max_num_seqs - len(self._running))
+        # Builders admit at most max_num_seqs - running themselves; a window of at least max_num_seqs waiting
+        # requests lets priority/SLO policies reorder, while peeking the prefix cache for each stays bounded.
+        window = self.max_num_seqs
         return SchedulerState(
             running=tuple(self._view(seq, 0) for seq in self._running),
-            waiting=tuple(self._view(seq, self.kv.peek_cached_tokens(seq)) for seq in self._waiting[:room]),
+            waiting=tuple(self._view(seq, self.kv.peek_cached_tokens(seq)) for seq in self._waiting[:window]),
             num_free_blocks=self.kv.num_free_blocks,
             block_size=self.kv.block_size,
             now=time.monotonic(),
         )
 
-    @staticmethod
-    def _view(seq: SequenceState, cached: int) -> SequenceView:
+    def _view(self, seq: SequenceState, cached: int) -> SequenceView:
         return SequenceView(
             request_id=seq.request_id,
             num_tokens=seq.num_tokens,
@@ -173,6 +175,7 @@ class LLMEngine:
             num_cached_tokens=cached,
             num_prompt_tokens=seq.num_prompt_tokens,
             max_tokens=seq.request.sampling.max_tokens,
+            last_token_time=self._tracked[seq.request_id].last_token_time,
         )
 
     def _apply(self, plan: ExecutionPlan) -> list[ChunkWork]:
@@ -229,6 +232,7 @@ class LLMEngine:
         if tracked.first_token_time is None:
             tracked.first_token_time = now
             self.metrics.histogram("ttft_seconds", "time to first token").observe(now - seq.request.arrival_time)
+        tracked.last_token_time = now
         seq.token_ids.append(token_id)
         delta = tracked.detokenizer.push(token_id)
         decision = check_stop(

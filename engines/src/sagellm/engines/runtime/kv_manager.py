@@ -18,7 +18,7 @@ import time
 
 from sagellm.core.errors import OutOfBlocksError
 from sagellm.core.protocols import EvictionPolicy, KVPool, PrefixIndex
-from sagellm.core.types import BlockId, EvictionContext, SequenceState
+from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta, SequenceState
 
 
 class KVManager:
@@ -30,6 +30,7 @@ class KVManager:
         self._evictable: set[BlockId] = set()
         self._cached_by_seq: dict[str, list[BlockId]] = {}  # blocks a sequence holds index refs on
         self._registered: dict[str, int] = {}  # full blocks already offered to the index
+        self._meta: dict[BlockId, KVBlockMeta] = {}  # cached blocks, for cost-aware policies (depth, age, hits)
         self.num_evictions = 0
         self.num_hit_tokens = 0
         self.num_queried_tokens = 0
@@ -63,6 +64,7 @@ class KVManager:
         now = time.monotonic()
         for block in blocks:
             self._policy_access(block, now)
+            self._touch(block, now)
         seq.block_ids = blocks
         seq.num_computed_tokens = seq.num_cached_tokens = hit.num_matched_tokens
         self._cached_by_seq[seq.request_id] = list(blocks)
@@ -87,7 +89,12 @@ class KVManager:
                 f"need {num_blocks} KV blocks, {self.pool.num_free_blocks} free and {len(self._evictable)} evictable"
             )
         victims = self.policy.select_victims(
-            EvictionContext(num_blocks=shortfall, now=time.monotonic(), is_evictable=self._evictable.__contains__)
+            EvictionContext(
+                num_blocks=shortfall,
+                now=time.monotonic(),
+                is_evictable=self._evictable.__contains__,
+                block_meta=self._meta.get,
+            )
         )
         self._drop_cached(victims)
         if self.pool.num_free_blocks < num_blocks:
@@ -104,6 +111,12 @@ class KVManager:
         adopted = self.index.insert(tokens, seq.block_ids[:num_full], seq.request.namespace)
         self.pool.retain(adopted)  # the index's own reference
         now = time.monotonic()
+        depth = {block: position for position, block in enumerate(seq.block_ids[:num_full])}
+        size = self.pool.layout.bytes_per_block
+        for block in adopted:
+            self._meta[block] = KVBlockMeta(
+                block, size_bytes=size, created_at=now, last_access=now, prefix_depth=depth[block]
+            )
         if self.policy is not None:
             for block in adopted:
                 self.policy.on_insert(block, now)
@@ -129,10 +142,17 @@ class KVManager:
         self.index.remove(victims)
         for block in victims:
             self._evictable.discard(block)
+            self._meta.pop(block, None)
             if self.policy is not None:
                 self.policy.on_remove(block)
         self.pool.free(victims)
         self.num_evictions += len(victims)
+
+    def _touch(self, block: BlockId, now: float) -> None:
+        meta = self._meta.get(block)
+        if meta is not None:
+            meta.last_access = now
+            meta.access_count += 1
 
     def _policy_access(self, block: BlockId, now: float) -> None:
         if self.policy is not None:

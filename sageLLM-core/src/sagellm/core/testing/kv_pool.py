@@ -5,7 +5,7 @@ from __future__ import annotations
 from sagellm.core.errors import NotSupportedError, OutOfBlocksError, SageLLMError
 from sagellm.core.protocols import CompletionHandle, KVPool
 from sagellm.core.testing.raises import raises
-from sagellm.core.types import MigrationPlan, Tier
+from sagellm.core.types import BlockMove, MigrationPlan, Tier
 
 NUM_BLOCKS = 8
 BLOCK_SIZE = 4
@@ -115,3 +115,23 @@ class KVPoolConformance:
         assert isinstance(handle, CompletionHandle)
         handle.wait()
         assert handle.done()
+
+    def test_tiered_pool_moves_a_block_to_host_and_back_intact(self) -> None:
+        """Pools with a host tier only (single-tier pools skip): a move frees the source, data survives."""
+        pool = self._pool()
+        if not pool.can_allocate(1, Tier.HOST):
+            return
+        (block,) = pool.allocate(1)
+        key, value = pool.kv_tensors(0)
+        key[block, 0, 0, 0] = 7.0
+        value[block, 1, 0, 0] = 3.0
+        out = pool.migrate(MigrationPlan((BlockMove(block, Tier.DEVICE, Tier.HOST, dst_block_id=0),)))
+        out.wait()
+        assert out.done()
+        assert pool.num_free_blocks == NUM_BLOCKS and pool.ref_count(block) == 0
+        last = NUM_BLOCKS - 1
+        back = pool.migrate(MigrationPlan((BlockMove(0, Tier.HOST, Tier.DEVICE, dst_block_id=last),)))
+        back.wait()
+        assert back.done() and pool.ref_count(last) == 1
+        key, value = pool.kv_tensors(0)
+        assert float(key[last, 0, 0, 0]) == 7.0 and float(value[last, 1, 0, 0]) == 3.0

@@ -8,8 +8,10 @@ from sagellm.core.types.kv import (
     KVLayout,
     KVPoolStats,
     MigrationPlan,
+    MigrationRate,
     PrefixHit,
     Tier,
+    TierUsage,
 )
 from sagellm.core.types.plan import (
     ExecutionPlan,
@@ -29,12 +31,13 @@ __all__ = [
     "DeviceInfo",
     "EvictionContext",
     "ExecutionPlan",
-    "PreemptionMode",
     "KVBlockMeta",
     "KVLayout",
     "KVPoolStats",
     "LinkInfo",
     "MigrationPlan",
+    "MigrationRate",
+    "PreemptionMode",
     "PrefixHit",
     "Request",
     "SamplingParams",
@@ -45,5 +48,6 @@ __all__ = [
     "SequenceView",
     "StepOutput",
     "Tier",
+    "TierUsage",
     "TopologyInfo",
 ]

@@ -84,6 +84,7 @@ class BlockMove:
     src_tier: Tier
     dst_tier: Tier
     dst_block_id: BlockId | None = None  # None: the pool chooses
+    keep_source: bool = False  # True: copy (the source stays); False: move (the caller's source reference is freed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,39 @@ class MigrationPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class TierUsage:
+    """Occupancy of one tier of a tiered pool (blocks, not bytes: tiers share the block shape)."""
+
+    tier: Tier
+    num_blocks: int
+    num_used_blocks: int
+
+    @property
+    def num_free_blocks(self) -> int:
+        return self.num_blocks - self.num_used_blocks
+
+    @property
+    def utilization(self) -> float:
+        return self.num_used_blocks / self.num_blocks if self.num_blocks else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationRate:
+    """Blocks and bytes a pool moved from one tier to another, and the seconds the copies took."""
+
+    src_tier: Tier
+    dst_tier: Tier
+    num_blocks: int
+    num_bytes: int
+    seconds: float
+
+    @property
+    def gb_per_s(self) -> float:
+        """Decimal GB (1e9 bytes) per second of copy time; 0.0 before the first migration."""
+        return self.num_bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class KVPoolStats:
     """A snapshot of pool occupancy, the numbers dashboards plot."""
 
@@ -107,6 +141,8 @@ class KVPoolStats:
     block_size: int
     bytes_per_block: int
     num_used_tokens: int = 0  # token slots actually holding KV (<= used * block_size)
+    tiers: tuple[TierUsage, ...] = ()  # every tier the pool has, device first (empty: the pool reports no tiers)
+    migrations: tuple[MigrationRate, ...] = ()  # one per (src, dst) direction migrated so far
 
     @property
     def utilization(self) -> float:
