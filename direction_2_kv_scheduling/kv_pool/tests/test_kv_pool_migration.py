@@ -11,7 +11,7 @@ import pytest
 import torch
 from kv_pool_helpers import fill_random, tiered_pool
 
-from sagellm.core.errors import KVBlockError, OutOfBlocksError
+from sagellm.core.errors import KVBlockError, NotSupportedError, OutOfBlocksError
 from sagellm.core.protocols import CompletionHandle
 from sagellm.core.types import BlockMove, MigrationPlan, Tier
 from sagellm.kv_pool import CompletedHandle, MigrationHandle, PagedKVPool
@@ -277,3 +277,27 @@ def test_a_freed_table_comes_back_in_its_order(pool: PagedKVPool) -> None:
     table = pool.allocate(4)
     pool.free(table)
     assert pool.allocate(4) == table
+
+
+def test_tier_stats_counts_used_and_free_blocks_and_rates(pool: PagedKVPool) -> None:
+    before = pool.tier_stats()
+    assert [u.tier for u in before.tiers] == [Tier.DEVICE, Tier.HOST, Tier.DISK]
+    assert before.migrations == () and before.rate(Tier.DEVICE, Tier.HOST).gb_per_s == 0.0
+    blocks = pool.allocate(3)
+    host = pool.swap_out(blocks[:2]).result().dst_block_ids
+    stats = pool.tier_stats()
+    assert (stats.usage(Tier.DEVICE).num_used_blocks, stats.usage(Tier.HOST).num_used_blocks) == (1, 2)
+    assert stats.usage(Tier.HOST).num_free_blocks == stats.usage(Tier.HOST).num_blocks - 2
+    to_host = stats.rate(Tier.DEVICE, Tier.HOST)
+    assert to_host.num_bytes == 2 * pool.layout.bytes_per_block and to_host.seconds > 0
+    assert stats.gb_per_s() == {"device->host": to_host.gb_per_s}
+    assert stats.tiers == pool.stats().tiers  # the same figures stats() carries
+    pool.free(host, Tier.HOST)
+    pool.free(blocks[2:])
+
+
+def test_tier_stats_rejects_a_tier_the_pool_lacks() -> None:
+    with tiered_pool(host_blocks=4, disk_blocks=0) as pool:
+        stats = pool.tier_stats()
+    with pytest.raises(NotSupportedError, match="no disk tier"):
+        stats.usage(Tier.DISK)

@@ -21,6 +21,7 @@ from sagellm.kv_pool.sequence_tables import SequenceBlockTables, blocks_for_toke
 from sagellm.kv_pool.sizing import bytes_per_block, num_blocks_for_memory
 from sagellm.kv_pool.storage import KVStorage
 from sagellm.kv_pool.tier_set import TierSet, TierSlot
+from sagellm.kv_pool.tier_stats import TierStats
 from sagellm.kv_pool.version import __version__
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "SequenceBlockTables",
     "TierSet",
     "TierSlot",
+    "TierStats",
     "__version__",
     "blocks_for_tokens",
     "bytes_per_block",

@@ -38,6 +38,7 @@ from sagellm.kv_pool.pool_options import PoolOptions
 from sagellm.kv_pool.sequence_tables import SequenceBlockTables, SequenceId
 from sagellm.kv_pool.storage import KVStorage, is_quantized, resolve_dtype
 from sagellm.kv_pool.tier_set import TierSet, TierSlot, coerce_tier
+from sagellm.kv_pool.tier_stats import TierStats
 
 EvictionCallback = Callable[[list[BlockId]], None]
 """Called with the ids a caller reports evicted (see :meth:`PagedKVPool.notify_evicted`)."""
@@ -184,7 +185,7 @@ class PagedKVPool:
         """Device occupancy (as before), plus usage of every tier and migration rates per direction."""
         with self._lock:
             num_free = self._blocks.num_free
-            tiers = tuple(TierUsage(tier, slot.blocks.num_blocks, slot.blocks.num_used) for tier, slot in self._tiers)
+            tiers = self._tier_usage()
             return KVPoolStats(
                 num_blocks=self._layout.num_blocks,
                 num_free_blocks=num_free,
@@ -196,6 +197,11 @@ class PagedKVPool:
                 tiers=tiers,
                 migrations=self._migrator.rates(),
             )
+
+    def tier_stats(self) -> TierStats:
+        """Blocks used/free per tier and migration GB/s per direction (bytes moved / copy seconds)."""
+        with self._lock:
+            return TierStats(self._tier_usage(), self._migrator.rates())
 
     # ---- tier moves the engine uses ------------------------------------
 
@@ -406,6 +412,9 @@ class PagedKVPool:
                 relocate(())
                 return CompletedHandle()
             return self._migrator.submit(plan, relocate)
+
+    def _tier_usage(self) -> tuple[TierUsage, ...]:
+        return tuple(TierUsage(tier, slot.blocks.num_blocks, slot.blocks.num_used) for tier, slot in self._tiers)
 
     def _fastest_tier_with_room_below(self, src_tier: Tier, num_blocks: int) -> Tier:
         order = list(Tier)
