@@ -107,6 +107,13 @@ def test_bad_value_names_dotted_field(overrides: dict[str, Any], dotted: str) ->
     assert info.value.http_status == 400
 
 
+@pytest.mark.parametrize("dtype", ["auto", "float32", "bfloat16", "float16", "int8"])
+def test_every_kv_cache_dtype_is_accepted(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config(kv_pool={"cache_dtype": dtype}).kv_pool.cache_dtype == dtype
+    monkeypatch.setenv("SAGELLM__KV_POOL__CACHE_DTYPE", dtype)
+    assert load_config().kv_pool.cache_dtype == dtype
+
+
 def test_bad_env_value_names_dotted_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAGELLM__KV_POOL__BLOCK_SIZE", "sixteen")
     with pytest.raises(ConfigError, match=r"kv_pool\.block_size.*sixteen"):

@@ -194,14 +194,25 @@ def test_sequence_states_do_not_share_lists() -> None:
 # --------------------------------------------------------------------------- KV values
 
 
-@pytest.mark.parametrize(
-    ("dtype", "dtype_bytes"), [("float32", 4), ("float16", 2), ("bfloat16", 2), ("int8", 1), ("unknown", 4)]
-)
+@pytest.mark.parametrize(("dtype", "dtype_bytes"), [("float32", 4), ("float16", 2), ("bfloat16", 2), ("unknown", 4)])
 def test_kv_layout_bytes_per_block(dtype: str, dtype_bytes: int) -> None:
     layout = KVLayout(num_layers=30, num_kv_heads=3, head_dim=64, block_size=16, num_blocks=100, dtype=dtype)
     assert layout.dtype_bytes == dtype_bytes
+    assert not layout.is_quantized and layout.scale_bytes_per_block == 0
     # K and V, every layer, block_size positions, every head, head_dim values
     assert layout.bytes_per_block == 2 * 30 * 16 * 3 * 64 * dtype_bytes
+    assert layout.bytes_per_token == layout.bytes_per_block / 16
+
+
+def test_kv_layout_int8_counts_its_per_block_scales() -> None:
+    layout = KVLayout(num_layers=30, num_kv_heads=3, head_dim=64, block_size=16, num_blocks=100, dtype="int8")
+    assert layout.is_quantized and layout.dtype_bytes == 1
+    # one float32 scale per block, layer and K/V (the kv_pool stores scales as [layers, 2, blocks])
+    assert layout.scale_bytes_per_block == 2 * 30 * 4
+    assert layout.bytes_per_block == 2 * 30 * 16 * 3 * 64 + 240 == 184_560
+    assert layout.bytes_per_token == pytest.approx(11_535)
+    bf16 = KVLayout(num_layers=30, num_kv_heads=3, head_dim=64, block_size=16, num_blocks=100, dtype="bfloat16")
+    assert 0.5 < layout.bytes_per_block / bf16.bytes_per_block < 0.51
 
 
 def test_kv_pool_stats_utilization_and_fragmentation() -> None:

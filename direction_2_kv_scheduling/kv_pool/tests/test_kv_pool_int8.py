@@ -33,7 +33,9 @@ def test_int8_storage_keeps_codes_and_per_block_scales() -> None:
     scales = pool.kv_scales(1)
     assert scales is not None and scales[0].shape == (8,) and scales[0].dtype == torch.float32
     assert pool.compute_dtype == torch.float32
-    assert pool.nbytes == 8 * bytes_per_block(2, 2, 8, 4, "int8") == 8 * (pool.layout.bytes_per_block + 2 * 2 * 4)
+    codes, scale_bytes = 2 * 2 * 4 * 2 * 8, 2 * 2 * 4  # K+V x layers x block x heads x dim; float32 per layer, K/V
+    assert pool.nbytes == 8 * bytes_per_block(2, 2, 8, 4, "int8") == 8 * (codes + scale_bytes)
+    assert pool.layout.bytes_per_block == codes + scale_bytes  # core's KVLayout counts the scales too
     assert PagedKVPool(small_layout()).kv_scales(0) is None
 
 

@@ -52,7 +52,7 @@ class KVPoolSection(Section):
     block_size: int = Field(default=16, ge=1, le=1024)
     num_blocks: int | None = Field(default=None, ge=2)
     memory_gb: float = Field(default=1.0, gt=0)  # used when num_blocks is None
-    cache_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    cache_dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"  # int8: codes + per-block scales
 
 
 class PrefixCacheSection(Section):

@@ -8,6 +8,9 @@ from enum import Enum
 BlockId = int
 """Index of a block inside a KV pool tier (0 .. num_blocks - 1)."""
 
+SCALE_BYTES = 4
+"""Bytes of one int8 KV scale (float32): one per block, layer and K/V."""
+
 
 class Tier(str, Enum):
     """Storage tier of a KV block, fastest first."""
@@ -34,6 +37,8 @@ class KVBlockMeta:
     access_count: int = 0
     prefix_hash: int | None = None
     prefix_depth: int = 0  # position of the block in its token chain (0 = first)
+    request_tokens: int = 0  # prompt length of the request that last used the block (0 = unknown)
+    turn: int = 0  # position of that request in its conversation (0 = first or unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,13 @@ class KVLayout:
 
         k[layer]: [num_blocks, block_size, num_kv_heads, head_dim]
         v[layer]: same shape
+
+    ``dtype="int8"`` stores codes in those tensors plus one float32 scale per
+    block, layer and K/V (value ~= code * scale), so an int8 block also holds
+    ``2 * num_layers * 4`` bytes of scales::
+
+        bytes_per_block = 2 * layers * block_size * heads * head_dim * dtype_bytes   (K and V codes)
+                        + 2 * layers * 4                                            (int8 only: scales)
     """
 
     num_layers: int
@@ -59,9 +71,25 @@ class KVLayout:
         return {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}.get(self.dtype, 4)
 
     @property
+    def is_quantized(self) -> bool:
+        """True when the cache holds int8 codes with per-block scales."""
+        return self.dtype == "int8"
+
+    @property
+    def scale_bytes_per_block(self) -> int:
+        """Bytes of the float32 K and V scales of one block over all layers (0 for float caches)."""
+        return 2 * self.num_layers * SCALE_BYTES if self.is_quantized else 0
+
+    @property
     def bytes_per_block(self) -> int:
-        """K and V of all layers for one block."""
-        return 2 * self.num_layers * self.block_size * self.num_kv_heads * self.head_dim * self.dtype_bytes
+        """K and V of all layers for one block, int8 scales included."""
+        codes = 2 * self.num_layers * self.block_size * self.num_kv_heads * self.head_dim * self.dtype_bytes
+        return codes + self.scale_bytes_per_block
+
+    @property
+    def bytes_per_token(self) -> float:
+        """KV bytes one token position costs when its block is full (scales spread over the block)."""
+        return self.bytes_per_block / self.block_size
 
 
 @dataclass(frozen=True, slots=True)
