@@ -32,6 +32,11 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--block-size", type=int, help="tokens per KV block (default 16)")
     group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")
     group.add_argument("--kv-memory-gb", type=float, help="memory for the KV pool in GiB (default 1.0)")
+    group.add_argument(
+        "--kv-cache-dtype",
+        choices=["auto", "float32", "bfloat16", "float16", "int8"],
+        help="KV cache storage (auto: the compute dtype; int8: codes + per-block scales, ~half of bf16's bytes)",
+    )
     group.add_argument("--no-prefix-cache", action="store_true", help="disable prefix reuse")
     group.add_argument("--prefix-cache", help=f"prefix index ({_installed('prefix_index', 'hash_chain')})")
     group.add_argument("--eviction", help=f"eviction policy ({_installed('eviction_policy', 'lru')})")
@@ -84,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("kv_pool", "block_size", args.block_size)
     put("kv_pool", "num_blocks", args.num_blocks)
     put("kv_pool", "memory_gb", args.kv_memory_gb)
+    put("kv_pool", "cache_dtype", args.kv_cache_dtype)
     put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
     put("prefix_cache", "implementation", args.prefix_cache)
     put("eviction_policy", "implementation", args.eviction)
