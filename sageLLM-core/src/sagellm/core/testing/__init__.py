@@ -16,6 +16,7 @@ test dependencies.
 from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
 from sagellm.core.testing.ir_builder import IRBuilderConformance
 from sagellm.core.testing.kv_pool import KVPoolConformance
+from sagellm.core.testing.lifetime_predictor import LifetimePredictorConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
 from sagellm.core.testing.raises import raises
 
@@ -23,6 +24,7 @@ __all__ = [
     "EvictionPolicyConformance",
     "IRBuilderConformance",
     "KVPoolConformance",
+    "LifetimePredictorConformance",
     "PrefixIndexConformance",
     "raises",
 ]
