@@ -16,6 +16,7 @@ test dependencies.
 from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
 from sagellm.core.testing.ir_builder import IRBuilderConformance
 from sagellm.core.testing.kv_pool import KVPoolConformance
+from sagellm.core.testing.kv_transfer import KVTransferChannelConformance
 from sagellm.core.testing.lifetime_predictor import LifetimePredictorConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
 from sagellm.core.testing.raises import raises
@@ -24,6 +25,7 @@ __all__ = [
     "EvictionPolicyConformance",
     "IRBuilderConformance",
     "KVPoolConformance",
+    "KVTransferChannelConformance",
     "LifetimePredictorConformance",
     "PrefixIndexConformance",
     "raises",
