@@ -251,7 +251,8 @@ class SharedMemoryKVChannel:
             ) from None
         except TimeoutError as exc:
             raise PeerClosedError(str(exc)) from exc
-        self._peers.add(target)
+        with self._lock:
+            self._peers.add(target)
 
     # ---------------------------------------------------------------- receiving
     def receive(self, timeout: float | None = None) -> IncomingTransfer | None:

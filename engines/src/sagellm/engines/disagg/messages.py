@@ -1,0 +1,82 @@
+"""What the coordinator and the two worker processes tell each other (pickled over multiprocessing queues).
+
+KV never travels here: it goes prefill -> decode over the KV transfer
+channel, with the request's tokens and sampling as the transfer's metadata.
+
+    coordinator --PrefillJob--> prefill worker --FirstToken--> coordinator
+                                      | KV blocks + metadata (channel)
+                                      v
+                                decode worker --DecodeStep--> coordinator
+    coordinator --StatsRequest / Shutdown--> both workers --WorkerStats--> coordinator
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagellm.core.types import SamplingParams, StepOutput
+
+PREFILL, DECODE = "prefill", "decode"
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillJob:
+    request_id: str
+    prompt: str | tuple[int, ...]
+    sampling: SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    """Ask a worker for its counters (it answers with :class:`WorkerStats`); ``reset`` zeroes them after."""
+
+    reset: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    role: str
+    pid: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFailed:
+    role: str
+    error: str  # the formatted traceback
+    request_id: str | None = None  # set when only this request failed and the worker carries on
+
+
+@dataclass(frozen=True, slots=True)
+class FirstToken:
+    """The prefill worker sampled a request's first token; ``finish_reason`` set if that already ends it."""
+
+    request_id: str
+    token_id: int
+    text: str
+    prompt_token_ids: tuple[int, ...]
+    finish_reason: str | None = None
+    logprobs: tuple[float, ...] | None = None
+    top_logprobs: tuple[tuple[tuple[int, float], ...], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeStep:
+    """Everything one decode-worker step produced, in one message."""
+
+    outputs: tuple[StepOutput, ...]  # as the decode engine saw them: its prompt is the real prompt + first token
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    role: str
+    stats: dict[str, Any]
+
+
+Event = WorkerReady | WorkerFailed | FirstToken | DecodeStep | WorkerStats

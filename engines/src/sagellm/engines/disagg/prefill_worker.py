@@ -1,0 +1,146 @@
+"""The prefill worker: computes each prompt's KV and first token, then ships the KV to the decode worker.
+
+Each job runs through an ordinary engine as a one-token request, so
+prefill keeps everything the engine does (chunked prefill, batching of
+several prompts per step, prefix caching); when it finishes, the prompt's
+full blocks are still in the prefix cache and are exported from there
+(:mod:`~sagellm.engines.disagg.handoff`). The first token is reported to
+the coordinator *before* the KV is staged, so staging never delays TTFT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from sagellm.core.errors import ContextLengthExceededError, OutOfBlocksError, SageLLMError
+from sagellm.core.types import StepOutput
+from sagellm.engines.disagg.handoff import export_prompt_blocks, release
+from sagellm.engines.disagg.messages import (
+    DECODE,
+    PREFILL,
+    FirstToken,
+    PrefillJob,
+    Shutdown,
+    StatsRequest,
+    WorkerFailed,
+    WorkerStats,
+)
+from sagellm.engines.disagg.worker_base import WorkerBase, run_worker
+
+DRAIN_S = 30.0  # at shutdown, how long transfers may take to be accepted
+
+
+@dataclasses.dataclass(slots=True)
+class PrefillStats:
+    num_prefilled: int = 0
+    num_transfers: int = 0
+    num_blocks_sent: int = 0
+    bytes_sent: int = 0
+    stage_s: float = 0.0  # copying blocks into shared memory (inside transfer())
+    busy_s: float = 0.0  # engine steps plus hand-offs
+    num_staging_fallbacks: int = 0  # staging stayed full: sent without blocks, the decode side recomputes
+    num_completed: int = 0  # transfers the decode worker accepted (latency known)
+    latency_s: float = 0.0  # transfer() to acceptance, summed over completed transfers
+    receive_copy_s: float = 0.0  # the decode worker's copies out of shared memory
+
+
+class PrefillWorker(WorkerBase):
+    role = PREFILL
+
+    def __init__(self, config_data: dict[str, Any], inbox: Any, events: Any) -> None:
+        super().__init__(config_data, inbox, events)
+        self.stats = PrefillStats()
+        self._jobs: dict[str, tuple[PrefillJob, list[int]]] = {}
+        self._handles: list[Any] = []
+
+    def run(self) -> None:
+        self.announce()
+        while True:
+            for msg in self.messages(block=not self.engine.has_unfinished()):
+                if isinstance(msg, Shutdown):
+                    self.channel.close(drain_timeout_s=DRAIN_S)
+                    return
+                if isinstance(msg, StatsRequest):
+                    self.events.put(WorkerStats(PREFILL, self._report(msg.reset)))
+                elif isinstance(msg, PrefillJob):
+                    self._add(msg)
+            if self.engine.has_unfinished():
+                start = time.perf_counter()
+                for output in self.engine.step():
+                    self._hand_off(output)
+                self.stats.busy_s += time.perf_counter() - start
+
+    def _add(self, job: PrefillJob) -> None:
+        try:
+            ids = self.engine.tokenizer.encode(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
+            total = len(ids) + job.sampling.max_tokens
+            if total > self.engine.max_model_len:
+                raise ContextLengthExceededError(
+                    f"This model's maximum context length is {self.engine.max_model_len} tokens. However, you "
+                    f"requested {total} tokens ({len(ids)} in the prompt, {job.sampling.max_tokens} for the completion)."
+                )
+            first_only = dataclasses.replace(job.sampling, max_tokens=1)
+            self.engine.add_request(ids, first_only, request_id=job.request_id)
+        except SageLLMError as exc:
+            self.events.put(WorkerFailed(PREFILL, f"{type(exc).__name__}: {exc}", job.request_id))
+            return
+        self._jobs[job.request_id] = (job, ids)
+
+    def _hand_off(self, output: StepOutput) -> None:
+        job, ids = self._jobs.pop(output.request_id)
+        token = output.new_token_ids[0]
+        finished = output.finish_reason == "stop" or job.sampling.max_tokens == 1
+        reason = output.finish_reason if finished else None
+        self.events.put(
+            FirstToken(job.request_id, token, output.new_text, tuple(ids), reason, output.logprobs, output.top_logprobs)
+        )
+        self.stats.num_prefilled += 1
+        if finished:
+            return
+        metadata = {
+            "request_id": job.request_id,
+            "prompt": ids,
+            "first_token": token,
+            "sampling": dataclasses.asdict(job.sampling),
+        }
+        held = export_prompt_blocks(self.engine, job.request_id, ids)
+        try:
+            handle = self.channel.transfer(held.block_ids, DECODE, metadata=metadata)
+        except OutOfBlocksError:  # staging stayed full for full_timeout_s: let the decode side recompute
+            self.stats.num_staging_fallbacks += 1
+            handle = self.channel.transfer([], DECODE, metadata=metadata)
+        finally:
+            release(self.engine, held)
+        self.stats.num_transfers += 1
+        self.stats.num_blocks_sent += getattr(handle, "num_blocks", 0)
+        self.stats.bytes_sent += getattr(handle, "num_bytes", 0)
+        self.stats.stage_s += getattr(handle, "stage_s", 0.0)
+        self._handles.append(handle)
+
+    def _report(self, reset: bool) -> dict[str, Any]:
+        """Counters so far, with the latencies of every transfer answered by now."""
+        still = []
+        for handle in self._handles:
+            if not handle.done():
+                still.append(handle)
+                continue
+            result = getattr(handle, "result", None)
+            try:
+                outcome = result(0) if callable(result) else None
+            except SageLLMError:
+                continue
+            self.stats.num_completed += 1
+            self.stats.latency_s += getattr(outcome, "latency_s", 0.0)
+            self.stats.receive_copy_s += getattr(outcome, "copy_s", 0.0)
+        self._handles = still
+        report = dataclasses.asdict(self.stats) | {"num_pending_transfers": len(still)}
+        if reset:
+            self.stats = PrefillStats()
+        return report
+
+
+def prefill_main(config_data: dict[str, Any], inbox: Any, events: Any) -> None:
+    """Process entry point (spawned by the coordinator)."""
+    run_worker(PREFILL, events, lambda: PrefillWorker(config_data, inbox, events).run())
