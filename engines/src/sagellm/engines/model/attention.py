@@ -8,14 +8,35 @@ tokens; see ``_decode_block_diagonal`` for the layout trick). In float32 SDPA is
 which keeps logits within 1e-4 of it, so fp32 decode stays on SDPA. Prefill
 chunks have many queries and go to SDPA, whose flash kernel wins there
 when its inputs are contiguous.
+
+int8 caches (``kv_pool.cache_dtype: int8``) take the same paths: writes
+quantize into the blocks and raise per-block scales (``kv_int8.py``);
+prefill and float32 gathers dequantize the blocks they read, and
+half-precision decode feeds the codes to its matmuls and applies the block
+scales to scores and probabilities. Float caches pass ``scales=None`` and
+run exactly the code they ran before.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk
+from sagellm.engines.model.kv_int8 import KVScales, dequantize, gather_codes, write_quantized
+
+
+class LayerKV(NamedTuple):
+    """One layer's KV cache as the pool lays it out: block views (no copy), plus int8 scales.
+
+    A plain ``(key_blocks, value_blocks)`` pair is a float cache too.
+    """
+
+    key_blocks: torch.Tensor  # [num_blocks, block_size, Hkv, D]
+    value_blocks: torch.Tensor
+    scales: KVScales | None = None  # int8 caches: the per-block scales of K and V
 
 
 def paged_attention(
@@ -25,22 +46,28 @@ def paged_attention(
     key_blocks: torch.Tensor,
     value_blocks: torch.Tensor,
     meta: AttentionMetadata,
+    scales: KVScales | None = None,
 ) -> torch.Tensor:
     """Write this step's K/V into the pool, then attend every query to its context.
 
     ``q`` is [T, Hq, D]; ``k``/``v`` are [T, Hkv, D]; the caches are the
-    pool's block views [num_blocks, block_size, Hkv, D].
+    pool's block views [num_blocks, block_size, Hkv, D]; ``scales`` are an
+    int8 cache's per-block scales (None: a float cache).
     """
-    write_kv(k, v, key_blocks, value_blocks, meta.slot_mapping)
+    if scales is None:
+        write_kv(k, v, key_blocks, value_blocks, meta.slot_mapping)
+    else:
+        write_quantized(k, v, key_blocks, value_blocks, scales, meta)
     if meta.decode is not None and not meta.prefills:
-        return decode_attention(q, key_blocks, value_blocks, meta.decode)  # pure decode step: rows are in order
+        # pure decode step: rows are in order
+        return decode_attention(q, key_blocks, value_blocks, meta.decode, scales)
     out = torch.empty_like(q)
     if meta.decode is not None:
         group = meta.decode
-        attended = decode_attention(q.index_select(0, group.token_idx), key_blocks, value_blocks, group)
+        attended = decode_attention(q.index_select(0, group.token_idx), key_blocks, value_blocks, group, scales)
         out.index_copy_(0, group.token_idx, attended)
     for chunk in meta.prefills:
-        out[chunk.begin : chunk.end] = prefill_attention(q, k, v, key_blocks, value_blocks, chunk)
+        out[chunk.begin : chunk.end] = prefill_attention(q, k, v, key_blocks, value_blocks, chunk, scales)
     return out
 
 
@@ -53,22 +80,63 @@ def write_kv(
     value_blocks.view(flat_shape).index_copy_(0, slots, v.to(value_blocks.dtype))
 
 
-def gather_context(blocks: torch.Tensor, block_table: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, num_blocks * block_size, Hkv, D] context of each row of ``block_table`` ([B, num_blocks])."""
+def gather_context(
+    blocks: torch.Tensor, block_table: torch.Tensor, dtype: torch.dtype, scales: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[B, num_blocks * block_size, Hkv, D] context of each row of ``block_table`` ([B, num_blocks]).
+
+    ``scales`` ([num_blocks] of the whole cache) marks ``blocks`` as int8 codes: the
+    gathered blocks are dequantized, each by its own scale.
+    """
     batch, num_blocks = block_table.shape
-    gathered = blocks.index_select(0, block_table.reshape(-1)).to(dtype)
+    ids = block_table.reshape(-1)
+    if scales is None:
+        gathered = blocks.index_select(0, ids).to(dtype)
+    else:
+        gathered = dequantize(gather_codes(blocks, 0, ids), scales.index_select(0, ids), dtype)
     return gathered.view(batch, num_blocks * blocks.shape[1], *blocks.shape[2:])
 
 
 def decode_attention(
-    query: torch.Tensor, key_blocks: torch.Tensor, value_blocks: torch.Tensor, group: DecodeGroup
+    query: torch.Tensor,
+    key_blocks: torch.Tensor,
+    value_blocks: torch.Tensor,
+    group: DecodeGroup,
+    scales: KVScales | None = None,
 ) -> torch.Tensor:
     """One query per sequence: [B, Hq, D] -> [B, Hq, D]."""
-    keys = gather_context(key_blocks, group.block_table, query.dtype)  # [B, L, Hkv, D]
-    values = gather_context(value_blocks, group.block_table, query.dtype)
+    if scales is not None and query.dtype != torch.float32:
+        return _decode_int8_block_diagonal(query, key_blocks, value_blocks, group, scales)
+    key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)
+    keys = gather_context(key_blocks, group.block_table, query.dtype, key_scales)  # [B, L, Hkv, D]
+    values = gather_context(value_blocks, group.block_table, query.dtype, value_scales)
     if query.dtype == torch.float32:
         return _decode_sdpa(query, keys, values, group.mask_bias)
     return _decode_block_diagonal(query, keys, values, group.mask_bias)
+
+
+def _decode_int8_block_diagonal(
+    query: torch.Tensor, key_blocks: torch.Tensor, value_blocks: torch.Tensor, group: DecodeGroup, scales: KVScales
+) -> torch.Tensor:
+    """Half-precision decode over int8 blocks without dequantizing them first.
+
+    The codes (|code| <= 127: exact in bf16 and fp16) go into the matmuls as
+    they are and each position's block scale is applied to the small
+    [B, Hq, L] score and probability matrices instead of the [B, L, Hkv, D]
+    context: ``q . (c * s) = s * (q . c)`` and ``sum p * (c * s) = sum (p * s) * c``.
+    That saves two full passes over the context per layer, and the key
+    scale multiplies float32 scores rather than rounded bf16 keys.
+    """
+    table = group.block_table
+    if scales.codes is not None:  # K and V side by side: one gather and one conversion for both
+        batch, num_blocks = table.shape
+        both = gather_codes(scales.codes, 1, table.reshape(-1)).to(query.dtype)
+        keys, values = both.view(2, batch, num_blocks * key_blocks.shape[1], *key_blocks.shape[2:]).unbind(0)
+    else:
+        keys = _gather_codes_as(key_blocks, table, query.dtype)
+        values = _gather_codes_as(value_blocks, table, query.dtype)
+    key_scale, value_scale = scales.per_position(table, key_blocks.shape[1])
+    return _decode_block_diagonal(query, keys, values, group.mask_bias, key_scale, value_scale)
 
 
 def _decode_sdpa(
@@ -85,8 +153,20 @@ def _decode_sdpa(
     return attended.view(batch, num_q_heads, head_dim)
 
 
+def _gather_codes_as(blocks: torch.Tensor, block_table: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``gather_context`` of int8 codes as ``dtype`` numbers, not yet scaled."""
+    batch, num_blocks = block_table.shape
+    gathered = gather_codes(blocks, 0, block_table.reshape(-1)).to(dtype)
+    return gathered.view(batch, num_blocks * blocks.shape[1], *blocks.shape[2:])
+
+
 def _decode_block_diagonal(
-    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask_bias: torch.Tensor | None
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask_bias: torch.Tensor | None,
+    key_scale: torch.Tensor | None = None,
+    value_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Grouped-query decode as two batched matmuls over the gathered KV as it lies.
 
@@ -104,6 +184,9 @@ def _decode_block_diagonal(
     read K and V once in place: 2.2x faster than transposing at 64 sequences
     x 256 tokens in bf16 (1.7x at 1,008), with bit-identical results (the
     extra terms are exact zeros).
+
+    ``key_scale`` / ``value_scale`` ([B, L] float32) are given when K and V
+    are int8 codes: they scale each position's scores and probabilities.
     """
     batch, num_q_heads, head_dim = query.shape
     context, num_kv_heads = keys.shape[1], keys.shape[2]
@@ -112,9 +195,14 @@ def _decode_block_diagonal(
     spread = (query.view(batch, num_kv_heads, group_size, 1, head_dim) * own_head).view(batch, num_q_heads, -1)
     flat_keys = keys.view(batch, context, -1)  # [B, L, Hkv * D]
     scores = torch.bmm(spread, flat_keys.transpose(1, 2)).float() * head_dim**-0.5  # [B, Hq, L]
+    if key_scale is not None:
+        scores *= key_scale.view(batch, 1, context)
     if mask_bias is not None:
         scores += mask_bias.view(batch, 1, context)
-    probs = torch.softmax(scores, dim=-1).to(values.dtype)
+    probs = torch.softmax(scores, dim=-1)
+    if value_scale is not None:
+        probs *= value_scale.view(batch, 1, context)
+    probs = probs.to(values.dtype)
     full = torch.bmm(probs, values.view(batch, context, -1))  # [B, Hq, Hkv * D]
     per_head = full.view(batch, num_kv_heads, group_size, num_kv_heads, head_dim)
     own = torch.diagonal(per_head, dim1=1, dim2=3)  # [B, G, D, Hkv]
@@ -128,6 +216,7 @@ def prefill_attention(
     key_blocks: torch.Tensor,
     value_blocks: torch.Tensor,
     chunk: PrefillChunk,
+    scales: KVScales | None = None,
 ) -> torch.Tensor:
     """Causal attention of one chunk's queries, [n, Hq, D] -> [n, Hq, D].
 
@@ -143,8 +232,9 @@ def prefill_attention(
         attended = F.scaled_dot_product_attention(query, keys, values, is_causal=True, enable_gqa=True)
     else:
         table = chunk.block_table.unsqueeze(0)
-        keys = _heads_first(gather_context(key_blocks, table, q.dtype)[0, : chunk.context_len])
-        values = _heads_first(gather_context(value_blocks, table, q.dtype)[0, : chunk.context_len])
+        key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)
+        keys = _heads_first(gather_context(key_blocks, table, q.dtype, key_scales)[0, : chunk.context_len])
+        values = _heads_first(gather_context(value_blocks, table, q.dtype, value_scales)[0, : chunk.context_len])
         attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=chunk.mask, enable_gqa=True)
     return attended[0].transpose(0, 1)
 

@@ -47,7 +47,18 @@ class PrefillChunk:
 
 
 @dataclass(slots=True)
+class BlockWrites:
+    """Where the step's new tokens land, by block (int8 caches rescale whole blocks; see kv_int8.py)."""
+
+    block_ids: torch.Tensor  # [U] distinct blocks written this step
+    inverse: torch.Tensor  # [T] index into block_ids of each new token
+    offsets: torch.Tensor  # [T] position of each new token in its block
+    one_per_block: bool  # True: token t is the only one written into block_ids[t] (pure decode)
+
+
+@dataclass(slots=True)
 class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] where each new token's KV is written
     decode: DecodeGroup | None
     prefills: list[PrefillChunk]
+    block_writes: BlockWrites | None = None  # int8 caches only: filled by the first layer, reused by the rest

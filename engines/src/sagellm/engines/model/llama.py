@@ -7,14 +7,14 @@ overhead of small matmuls is a large share of decode time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sagellm.core.errors import ModelLoadError
-from sagellm.engines.model.attention import paged_attention
+from sagellm.engines.model.attention import LayerKV, paged_attention
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.linear import Linear
@@ -49,7 +49,7 @@ class DecoderLayer(nn.Module):
         hidden: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        kv_cache: tuple[torch.Tensor, torch.Tensor],
+        kv_cache: LayerKV | tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         cfg = self.config
@@ -59,7 +59,8 @@ class DecoderLayer(nn.Module):
         q = apply_rotary(q.view(-1, cfg.num_heads, cfg.head_dim), cos, sin)
         k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         v = v.view(-1, cfg.num_kv_heads, cfg.head_dim)
-        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta)
+        scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
+        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales)
         hidden = hidden + self.o_proj(attended.reshape(-1, cfg.q_size))
         x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps)
         gate, up = self.gate_up(x).chunk(2, dim=-1)
@@ -105,7 +106,7 @@ class LlamaForCausalLM(nn.Module):
         input_ids: torch.Tensor,
         positions: torch.Tensor,
         meta: AttentionMetadata,
-        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        kv_caches: Sequence[LayerKV | tuple[torch.Tensor, torch.Tensor]],
         logits_idx: torch.Tensor,
     ) -> torch.Tensor:
         hidden = F.embedding(input_ids, self.embed)
