@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -47,12 +47,43 @@ class ModelSection(Section):
     low_bit_matmul: bool = True
 
 
+KV_TIERS = ("device", "host", "disk")  # the values of kv_pool.tiers, fastest first
+
+
 class KVPoolSection(Section):
     implementation: str = "paged"
     block_size: int = Field(default=16, ge=1, le=1024)
     num_blocks: int | None = Field(default=None, ge=2)
     memory_gb: float = Field(default=1.0, gt=0)  # used when num_blocks is None
     cache_dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"  # int8: codes + per-block scales
+    # Storage tiers, fastest first: "device", optionally with "host" (RAM, pinned on CUDA) and "disk" (mmap files).
+    # Lower tiers take swapped-out sequences (host) and demoted prefix-cache blocks (host, then disk).
+    tiers: str = "device"
+    host_num_blocks: int | None = Field(default=None, ge=1)
+    host_memory_gb: float = Field(default=4.0, gt=0)  # used when host_num_blocks is None
+    disk_num_blocks: int | None = Field(default=None, ge=1)
+    disk_memory_gb: float = Field(default=16.0, gt=0)  # used when disk_num_blocks is None
+    disk_dir: str | None = None  # parent of the disk tier's own directory; None: the system temp dir
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _normalise_tiers(cls, value: Any) -> Any:
+        """Accept "device,host", " device , host " or a YAML list; store the canonical "device,host"."""
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(part) for part in value)
+        if not isinstance(value, str):
+            return value
+        names = [part.strip().lower() for part in value.split(",") if part.strip()]
+        unknown = [name for name in names if name not in KV_TIERS]
+        if unknown:
+            raise ValueError(f"unknown tier(s) {unknown}; choose from {', '.join(KV_TIERS)}")
+        if len(set(names)) != len(names) or "device" not in names:
+            raise ValueError("list each tier once, device included (e.g. device,host,disk)")
+        return ",".join(sorted(names, key=KV_TIERS.index))
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return tuple(self.tiers.split(","))
 
 
 class PrefixCacheSection(Section):

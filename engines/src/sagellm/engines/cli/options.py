@@ -33,6 +33,15 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")
     group.add_argument("--kv-memory-gb", type=float, help="memory for the KV pool in GiB (default 1.0)")
     group.add_argument(
+        "--kv-tiers",
+        metavar="TIERS",
+        help="KV storage tiers, fastest first: device (default), device,host or device,host,disk; "
+        "host memory takes swapped-out sequences and demoted prefix-cache blocks, disk more demoted blocks",
+    )
+    group.add_argument("--kv-host-gb", type=float, help="size of the host (RAM) KV tier in GiB (default 4.0)")
+    group.add_argument("--kv-disk-gb", type=float, help="size of the disk KV tier in GiB (default 16.0)")
+    group.add_argument("--kv-disk-dir", help="where the disk tier keeps its files (default: the system temp dir)")
+    group.add_argument(
         "--kv-cache-dtype",
         choices=["auto", "float32", "bfloat16", "float16", "int8"],
         help="KV cache storage (auto: the compute dtype; int8: codes + per-block scales, ~half of bf16's bytes)",
@@ -89,6 +98,10 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("kv_pool", "block_size", args.block_size)
     put("kv_pool", "num_blocks", args.num_blocks)
     put("kv_pool", "memory_gb", args.kv_memory_gb)
+    put("kv_pool", "tiers", args.kv_tiers)
+    put("kv_pool", "host_memory_gb", args.kv_host_gb)
+    put("kv_pool", "disk_memory_gb", args.kv_disk_gb)
+    put("kv_pool", "disk_dir", args.kv_disk_dir)
     put("kv_pool", "cache_dtype", args.kv_cache_dtype)
     put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
     put("prefix_cache", "implementation", args.prefix_cache)

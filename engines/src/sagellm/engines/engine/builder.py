@@ -12,7 +12,7 @@ import inspect
 import torch
 
 from sagellm.core import registry
-from sagellm.core.config import SageLLMConfig
+from sagellm.core.config import KVPoolSection, SageLLMConfig, SchedulerSection
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
 from sagellm.core.protocols import EvictionPolicy
@@ -59,21 +59,82 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
     device, dtype = model.embed.device, model.dtype
     max_model_len = _max_model_len(config, model_config)
     layout = kv_layout(config, model_config, device, dtype, max_model_len)
-    pool = registry.create_kv_pool(config, layout=layout)
+    pool = registry.create_kv_pool(kv_pool_section(config, layout), layout=layout)
     index = registry.create_prefix_index(config, block_size=layout.block_size) if config.prefix_cache.enabled else None
     policy = build_eviction_policy(config) if index is not None else None
+    kv = KVManager(pool, index, policy)
     return LLMEngine(
         model_config=model_config,
         tokenizer=tokenizer,
         runner=ModelRunner(model, pool, device),
-        kv=KVManager(pool, index, policy),
-        ir_builder=registry.create_ir_builder(config),
+        kv=kv,
+        ir_builder=registry.create_ir_builder(scheduler_section(config, layout, can_swap=kv.can_swap)),
         max_model_len=max_model_len,
         max_waiting=config.scheduler_ir.max_waiting,
         max_num_seqs=config.scheduler_ir.max_num_seqs,
         metrics=MetricsRegistry(),
         model_name=model_config.name,
     )
+
+
+def kv_pool_section(config: SageLLMConfig, layout: KVLayout) -> KVPoolSection:
+    """``config.kv_pool`` with its lower tiers sized in blocks of ``layout``, as pool options.
+
+    ``kv_pool.tiers`` names the tiers and ``host_*`` / ``disk_*`` size them
+    in GiB (or blocks); a tiered pool (``paged``) takes them as
+    ``options: {host_blocks, disk_blocks, disk_dir}``. Those options may
+    still be given directly when ``tiers`` is left at ``device`` (the
+    engine uses whatever tiers the pool has), but not both ways at once.
+    """
+    section = config.kv_pool
+    tiers = section.tier_names
+    if tiers == ("device",):
+        return section
+    clash = sorted(set(section.options) & {"host_blocks", "disk_blocks", "disk_dir"})
+    if clash:
+        raise ConfigError(
+            f"kv_pool.options {clash} conflict with kv_pool.tiers={section.tiers}: size the tiers with "
+            "kv_pool.host_memory_gb / host_num_blocks / disk_memory_gb / disk_num_blocks / disk_dir instead"
+        )
+    options = dict(section.options)
+    if "host" in tiers:
+        options["host_blocks"] = _tier_blocks("host", section.host_num_blocks, section.host_memory_gb, layout)
+    if "disk" in tiers:
+        options["disk_blocks"] = _tier_blocks("disk", section.disk_num_blocks, section.disk_memory_gb, layout)
+        if section.disk_dir is not None:
+            options["disk_dir"] = section.disk_dir
+    return section.model_copy(update={"options": options})
+
+
+def _tier_blocks(tier: str, num_blocks: int | None, memory_gb: float, layout: KVLayout) -> int:
+    if num_blocks is not None:
+        return num_blocks
+    blocks = int(memory_gb * 1024**3 // layout.bytes_per_block)
+    if blocks < 1:
+        raise ConfigError(
+            f"kv_pool.{tier}_memory_gb={memory_gb} holds no KV block (one is {layout.bytes_per_block} bytes)"
+        )
+    return blocks
+
+
+def scheduler_section(config: SageLLMConfig, layout: KVLayout, can_swap: bool) -> SchedulerSection:
+    """``config.scheduler_ir``, told it may swap when the pool has a host tier.
+
+    Policies built on scheduler_ir's base choose swap or recompute per
+    victim by cost when ``swap_available`` is on; the engine turns it on
+    (with this model's KV bytes per token for the cost) unless the config
+    set it, and only for policies that list the option.
+    """
+    section = config.scheduler_ir
+    if not can_swap or "swap_available" in section.options:
+        return section
+    accepted: frozenset[str] = getattr(registry.load("ir_builder", section.implementation), "option_names", frozenset())
+    if "swap_available" not in accepted:
+        return section
+    options: dict[str, object] = {"swap_available": True}
+    if "kv_bytes_per_token" in accepted:
+        options["kv_bytes_per_token"] = layout.bytes_per_token
+    return section.model_copy(update={"options": {**options, **section.options}})
 
 
 def build_eviction_policy(config: SageLLMConfig) -> EvictionPolicy:

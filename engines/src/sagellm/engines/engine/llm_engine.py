@@ -41,6 +41,22 @@ from sagellm.engines.runtime.model_runner import ModelRunner
 from sagellm.engines.runtime.sampler import SampledToken, Sampler
 from sagellm.engines.tokenizer import IncrementalDetokenizer, Tokenizer
 
+TIER_COUNTER_HELP = {
+    "swap_out": "sequences preempted by swapping their KV to the host tier",
+    "swap_out_blocks": "KV blocks swapped out to the host tier",
+    "swap_out_bytes": "KV bytes swapped out to the host tier",
+    "swap_in": "swapped-out sequences resumed with their KV swapped back in",
+    "swap_in_blocks": "KV blocks swapped back in from the host tier",
+    "swap_in_bytes": "KV bytes swapped back in from the host tier",
+    "swap_discarded_blocks": "swapped KV blocks freed unused (their prefix left the cache meanwhile)",
+    "kv_demoted_blocks": "cached prefix blocks demoted to a lower tier instead of dropped",
+    "kv_promoted_blocks": "demoted prefix blocks promoted back to the device on a hit",
+    "kv_promotion_missed_blocks": "lower-tier hit blocks treated as misses (no device room to promote)",
+    "kv_lower_dropped_blocks": "demoted prefix blocks dropped from a full lowest tier",
+    "kv_migrations": "KV migrations between tiers (swaps, demotions, promotions; each waited for)",
+    "kv_migration_wait_seconds": "seconds the engine waited for KV migrations",
+}
+
 
 @dataclass(slots=True)
 class _Tracked:
@@ -141,16 +157,17 @@ class LLMEngine:
     def step(self) -> list[StepOutput]:
         plan = self.ir_builder.build(self._snapshot())
         works = self._apply(plan)
-        if not works:
-            return []
+        outputs = self._run(works) if works else []
+        self._record_step(works)
+        return outputs
+
+    def _run(self, works: list[ChunkWork]) -> list[StepOutput]:
         logits, sampled_seqs = self.runner.execute(works)
         for work in works:
             work.seq.num_computed_tokens = work.end
             self.kv.register_computed(work.seq)  # before finishing: a finished prompt's KV is still reusable
         sampled = self.sampler.sample(logits, sampled_seqs)
-        outputs = [self._process(seq, token) for seq, token in zip(sampled_seqs, sampled)]
-        self._record_step(plan)
-        return outputs
+        return [self._process(seq, token) for seq, token in zip(sampled_seqs, sampled)]
 
     def _snapshot(self) -> SchedulerState:
         # Builders admit at most max_num_seqs - running themselves; a window of at least max_num_seqs waiting
@@ -179,14 +196,27 @@ class LLMEngine:
         )
 
     def _apply(self, plan: ExecutionPlan) -> list[ChunkWork]:
-        """Preempt, allocate for running chunks, then admit; return what to compute."""
+        """Preempt (swap or recompute, as the plan says), allocate for running chunks, then admit.
+
+        Admission stops at the first sequence the device cannot take after
+        all (the plan counts cached and swapped KV as already on the device,
+        so promotions and swap-ins can come up short): admitting the ones
+        behind it would let them overtake it, which no scheduler here does.
+        """
         for request_id in plan.preempted:
-            self._preempt(self._tracked[request_id].seq)
+            self._preempt(self._tracked[request_id].seq, swap=request_id in plan.swapped_out)
         admitted = set(plan.admitted)
         works: list[ChunkWork] = []
+        admitting = True
         for chunk in sorted(plan.chunks, key=lambda c: c.request_id in admitted):
             seq = self._tracked[chunk.request_id].seq
-            work = self._admit(seq, chunk.num_tokens) if chunk.request_id in admitted else self._grow(seq, chunk)
+            if chunk.request_id not in admitted:
+                work = self._grow(seq, chunk)
+            elif admitting:
+                work = self._admit(seq, chunk.num_tokens)
+                admitting = work is not None
+            else:
+                continue
             if work is not None:
                 works.append(work)
         return works
@@ -196,13 +226,14 @@ class LLMEngine:
         try:
             self.kv.allocate_for(seq, start + num_tokens)
         except OutOfBlocksError:
-            self._preempt(seq)  # the plan under-counted; recompute later rather than fail
+            self._preempt(seq, swap=True)  # the plan under-counted; swap (host room permitting) or recompute later
             return None
         return ChunkWork(seq, start, num_tokens)
 
     def _admit(self, seq: SequenceState, num_tokens: int) -> ChunkWork | None:
-        self.kv.admit(seq)
-        start = seq.num_computed_tokens  # the real hit, which eviction may have shortened
+        if self.kv.admit(seq, num_tokens) is None:
+            return None  # the device cannot take it yet (nothing changed); it stays waiting
+        start = seq.num_computed_tokens  # the real hit + swapped KV, which eviction may have shortened
         num_tokens = min(num_tokens, seq.num_tokens - start)
         try:
             self.kv.allocate_for(seq, start + num_tokens)
@@ -214,16 +245,24 @@ class LLMEngine:
         seq.status = SequenceStatus.RUNNING
         return ChunkWork(seq, start, num_tokens)
 
-    def _preempt(self, seq: SequenceState) -> None:
-        """Recompute preemption: drop the KV, keep the tokens, queue by arrival."""
+    def _preempt(self, seq: SequenceState, swap: bool = False) -> None:
+        """Back to waiting (queued by arrival), its device blocks freed; the tokens stay.
+
+        ``swap``: move its private KV to the host tier, to be swapped back in
+        on readmission; without a host tier, or without room there, the KV
+        is dropped and recomputed (its cached blocks survive in either case).
+        """
         if seq in self._running:
             self._running.remove(seq)
-        self.kv.release(seq)
+        if (self.kv.swap_out(seq) if swap else None) is None:
+            if swap and self.kv.can_swap:
+                self.metrics.counter("swap_fallback_total", "swap preemptions that recomputed (no host room)").inc()
+            self.kv.release(seq)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         keys = [s.request.arrival_time for s in self._waiting]
         self._waiting.insert(bisect.bisect_right(keys, seq.request.arrival_time), seq)
-        self.metrics.counter("preemptions_total", "sequences preempted (recompute)").inc()
+        self.metrics.counter("preemptions_total", "sequences preempted (recompute or swap)").inc()
 
     def _process(self, seq: SequenceState, token: SampledToken) -> StepOutput:
         token_id = token.token_id
@@ -262,12 +301,16 @@ class LLMEngine:
         self.sampler.forget(seq.request_id)
         self.metrics.counter("requests_finished_total", "requests finished").inc()
 
-    def _record_step(self, plan: ExecutionPlan) -> None:
-        self.metrics.counter("generation_tokens_total", "tokens computed").inc(plan.num_batched_tokens)
+    def _record_step(self, works: list[ChunkWork]) -> None:
+        # what ran, not what the plan asked for: admissions the device could not take yet did not run
+        self.metrics.counter("generation_tokens_total", "tokens computed").inc(sum(w.num_tokens for w in works))
         self.metrics.gauge("num_running", "running sequences").set(len(self._running))
         self.metrics.gauge("num_waiting", "waiting sequences").set(len(self._waiting))
         self.metrics.gauge("kv_free_blocks", "free + evictable KV blocks").set(self.kv.num_free_blocks)
         self.metrics.gauge("prefix_hit_rate", "prefix cache hit rate").set(self.kv.hit_rate())
+        for name, value in self.kv.counters.items():  # mirror the KV manager's tier counters
+            counter = self.metrics.counter(f"{name}_total", TIER_COUNTER_HELP.get(name, ""))
+            counter.inc(value - counter.value)
 
     # -------------------------------------------------------------- validation
     def _tokenize(self, prompt: str | Sequence[int]) -> list[int]:
