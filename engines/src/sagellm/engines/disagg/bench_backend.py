@@ -71,7 +71,9 @@ class DisaggBackend:
         self.run("warmup", [BenchRequest("warmup", 4, ids)], None)
 
     def run(self, label: str, requests: Sequence[BenchRequest], concurrency: int | None) -> RunOutcome:
-        self.coordinator.stats(reset=True)  # counters of this run only
+        """One run from a cold start, as the engine backend's fresh engine per run: the workers reset
+        (empty pools and prefix caches, zeroed counters), so no run finds another's prompts cached."""
+        self.coordinator.reset()
         loop = _Loop(self, requests, concurrency)
         duration = loop.run()
         self.last_worker_stats = self.coordinator.stats(reset=True)

@@ -29,6 +29,7 @@ from sagellm.engines.disagg.messages import (
     PREFILL,
     Event,
     PrefillJob,
+    Reset,
     Shutdown,
     StatsRequest,
     WorkerFailed,
@@ -164,6 +165,32 @@ class PDCoordinator:
             else:
                 self._backlog.append(event)
         return got
+
+    def reset(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Both workers start over with fresh engines (empty pools and prefix caches); call it between runs.
+
+        Only while nothing is in flight: requests still running are lost.
+        """
+        for inbox in self._inboxes.values():
+            inbox.put(Reset())
+        ready: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while len(ready) < 2:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerError(f"workers did not come back from a reset within {timeout:.0f} s")
+            try:
+                event = self._events.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                self._check_alive()
+                continue
+            if isinstance(event, WorkerFailed) and event.request_id is None:
+                raise WorkerError(f"the {event.role} worker failed during a reset:\n{event.error}")
+            if isinstance(event, WorkerReady):
+                ready.add(event.role)
+                self.info[event.role] = event.info
+            else:
+                self._backlog.append(event)
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop the prefill worker first (it waits for its transfers to be accepted), then the decode worker."""

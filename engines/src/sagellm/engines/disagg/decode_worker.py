@@ -18,7 +18,15 @@ from sagellm.core.errors import OutOfBlocksError, SageLLMError
 from sagellm.core.types import SamplingParams
 from sagellm.engines.disagg.channel_api import IncomingKV
 from sagellm.engines.disagg.handoff import HeldBlocks, adopt_blocks, allocate_blocks, release
-from sagellm.engines.disagg.messages import DECODE, DecodeStep, Shutdown, StatsRequest, WorkerFailed, WorkerStats
+from sagellm.engines.disagg.messages import (
+    DECODE,
+    DecodeStep,
+    Reset,
+    Shutdown,
+    StatsRequest,
+    WorkerFailed,
+    WorkerStats,
+)
 from sagellm.engines.disagg.worker_base import POLL_S, WorkerBase, run_worker
 
 
@@ -52,6 +60,9 @@ class DecodeWorker(WorkerBase):
                     return
                 if isinstance(msg, StatsRequest):
                     self.events.put(WorkerStats(DECODE, self._report(msg.reset)))
+                elif isinstance(msg, Reset):
+                    self._held, self.stats = {}, DecodeStats()
+                    self.reset()
             incoming = self.channel.receive(timeout=0.0 if busy else POLL_S)
             while incoming is not None:
                 self._admit(incoming)

@@ -26,13 +26,11 @@ most 15) together with the first generated token, in its first step.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sagellm.core.types import BlockId, Request, SequenceState
 from sagellm.engines.engine.llm_engine import LLMEngine
-from sagellm.engines.runtime.kv_manager import KVManager
 
 
 @dataclass(slots=True)
@@ -61,19 +59,10 @@ def export_prompt_blocks(engine: LLMEngine, request_id: str, prompt: Sequence[in
     # Admission looks up all tokens but the last (one must run to give logits): add a placeholder.
     tokens = (*prompt[: full * kv.block_size], 0)
     probe = SequenceState(Request(f"{request_id}#export", tokens, namespace=engine.model_name))
-    if not _admit(kv, probe):
+    if kv.admit(probe, 1) is None:
         return HeldBlocks(None)
     hit = probe.num_cached_tokens // kv.block_size
     return HeldBlocks(probe, list(probe.block_ids[:hit]))
-
-
-def _admit(kv: KVManager, probe: SequenceState) -> bool:
-    """Admit the probe under either KVManager API: the tiered one takes the first chunk and answers None
-    when nothing fits; the device-only one takes the sequence alone and always attaches its hit."""
-    if "num_new_tokens" in inspect.signature(kv.admit).parameters:
-        return kv.admit(probe, 1) is not None  # type: ignore[call-arg,func-returns-value]
-    kv.admit(probe)
-    return True
 
 
 def adopt_blocks(engine: LLMEngine, request_id: str, prompt: Sequence[int], block_ids: Sequence[BlockId]) -> HeldBlocks:

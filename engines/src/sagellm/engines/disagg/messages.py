@@ -7,7 +7,7 @@ channel, with the request's tokens and sampling as the transfer's metadata.
                                       | KV blocks + metadata (channel)
                                       v
                                 decode worker --DecodeStep--> coordinator
-    coordinator --StatsRequest / Shutdown--> both workers --WorkerStats--> coordinator
+    coordinator --StatsRequest / Reset / Shutdown--> both workers --WorkerStats / WorkerReady--> coordinator
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ class StatsRequest:
     """Ask a worker for its counters (it answers with :class:`WorkerStats`); ``reset`` zeroes them after."""
 
     reset: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """Start over, idle: a fresh engine (empty pool and prefix cache) around the loaded model; answered
+    with :class:`WorkerReady`. Benchmarks reset between runs, so no run inherits another's cached prompts."""
 
 
 @dataclass(frozen=True, slots=True)

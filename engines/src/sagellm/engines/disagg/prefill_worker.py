@@ -22,6 +22,7 @@ from sagellm.engines.disagg.messages import (
     PREFILL,
     FirstToken,
     PrefillJob,
+    Reset,
     Shutdown,
     StatsRequest,
     WorkerFailed,
@@ -30,6 +31,7 @@ from sagellm.engines.disagg.messages import (
 from sagellm.engines.disagg.worker_base import WorkerBase, run_worker
 
 DRAIN_S = 30.0  # at shutdown, how long transfers may take to be accepted
+REAP_EVERY = 256  # pending handles kept before answered ones are folded into the counters
 
 
 @dataclasses.dataclass(slots=True)
@@ -64,6 +66,10 @@ class PrefillWorker(WorkerBase):
                     return
                 if isinstance(msg, StatsRequest):
                     self.events.put(WorkerStats(PREFILL, self._report(msg.reset)))
+                elif isinstance(msg, Reset):
+                    self._reap()
+                    self._handles, self.stats = [], PrefillStats()
+                    self.reset()
                 elif isinstance(msg, PrefillJob):
                     self._add(msg)
             if self.engine.has_unfinished():
@@ -118,9 +124,11 @@ class PrefillWorker(WorkerBase):
         self.stats.bytes_sent += getattr(handle, "num_bytes", 0)
         self.stats.stage_s += getattr(handle, "stage_s", 0.0)
         self._handles.append(handle)
+        if len(self._handles) > REAP_EVERY:
+            self._reap()
 
-    def _report(self, reset: bool) -> dict[str, Any]:
-        """Counters so far, with the latencies of every transfer answered by now."""
+    def _reap(self) -> None:
+        """Fold every answered transfer's latency into the counters; keep only the pending handles."""
         still = []
         for handle in self._handles:
             if not handle.done():
@@ -135,7 +143,11 @@ class PrefillWorker(WorkerBase):
             self.stats.latency_s += getattr(outcome, "latency_s", 0.0)
             self.stats.receive_copy_s += getattr(outcome, "copy_s", 0.0)
         self._handles = still
-        report = dataclasses.asdict(self.stats) | {"num_pending_transfers": len(still)}
+
+    def _report(self, reset: bool) -> dict[str, Any]:
+        """Counters so far, with the latencies of every transfer answered by now."""
+        self._reap()
+        report = dataclasses.asdict(self.stats) | {"num_pending_transfers": len(self._handles)}
         if reset:
             self.stats = PrefillStats()
         return report

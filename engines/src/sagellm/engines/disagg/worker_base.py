@@ -22,7 +22,7 @@ import torch
 from sagellm.core.config import SageLLMConfig
 from sagellm.engines.disagg.channel_api import DuplexKVChannel, open_channel
 from sagellm.engines.disagg.messages import WorkerFailed, WorkerReady
-from sagellm.engines.engine.builder import DTYPE_NAMES, build_engine
+from sagellm.engines.engine.builder import DTYPE_NAMES, assemble_engine, build_engine
 from sagellm.engines.engine.llm_engine import LLMEngine
 
 POLL_S = 0.05  # an idle worker re-checks its inbox (and whether its parent lives) this often
@@ -38,6 +38,13 @@ class WorkerBase:
         self.parent = os.getppid()
         self.engine: LLMEngine = build_engine(self.config, show_progress=False)
         self.channel: DuplexKVChannel = open_channel(self.config, self.engine.kv.pool, self.role)
+
+    def reset(self) -> None:
+        """A fresh engine around the same model (and a channel over its new pool); then announce again."""
+        self.channel.close()
+        self.engine = assemble_engine(self.config, self.engine.runner.model, self.engine.tokenizer)
+        self.channel = open_channel(self.config, self.engine.kv.pool, self.role)
+        self.announce()
 
     def announce(self) -> None:
         layout = self.engine.kv.pool.layout
