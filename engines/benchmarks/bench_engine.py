@@ -60,14 +60,14 @@ def prompt_ids(tokenizer_encode: Any, count: int, length: int, offset: int = 0) 
 
 
 # ---------------------------------------------------------------------------- workers
-def run_sagellm(plan: Plan) -> dict[str, Any]:
+def run_sagellm(plan: Plan, quantization: str = "none") -> dict[str, Any]:
     import torch
 
     from sagellm.core.types import SamplingParams
     from sagellm.engines import LLM
 
     torch.set_num_threads(plan.threads)
-    llm = LLM(show_progress=False)
+    llm = LLM(show_progress=False, quantization={"implementation": quantization})
     engine = llm.engine
     encode = llm.tokenizer.encode
     greedy = SamplingParams(max_tokens=plan.new_tokens, temperature=0.0, ignore_eos=True)
@@ -110,8 +110,13 @@ def run_sagellm(plan: Plan) -> dict[str, Any]:
     results["ttft_prefix_hit_ms"] = _ttft(llm, prefix + suffixes[1], one)
     results["prefix_hit_rate"] = engine.kv.hit_rate()
     results["dtype"] = str(llm.engine.runner.model.dtype).replace("torch.", "")
+    results["quantization"] = quantization
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results
+
+
+def run_sagellm_w8a8(plan: Plan) -> dict[str, Any]:
+    return run_sagellm(plan, quantization="w8a8")
 
 
 def _ttft(llm: Any, prompt: list[int], params: Any) -> float:
@@ -190,6 +195,7 @@ def run_transformers(plan: Plan, dtype: Any) -> dict[str, Any]:
 
 WORKERS = {
     "sagellm": run_sagellm,
+    "sagellm-w8a8": run_sagellm_w8a8,
     "transformers-fp32": run_transformers_fp32,
     "transformers-bf16": run_transformers_bf16,
 }
@@ -207,42 +213,50 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+OURS = (("sagellm", "sageLLM"), ("sagellm-w8a8", "sageLLM w8a8"))
 PEERS = (("transformers-fp32", "transformers fp32"), ("transformers-bf16", "transformers bf16"))
 
 
 def markdown(report: dict[str, Any]) -> str:
+    """One column per side; each of our sides gets a ratio column against each peer."""
     results = report["results"]
-    ours = results.get("sagellm", {})
+    ours = [(key, f"{label} ({results[key].get('dtype', '?')})") for key, label in OURS if key in results]
     peers = [(key, label) for key, label in PEERS if key in results]
-    header = f"| metric | sageLLM ({ours.get('dtype', '?')}) |" + "".join(f" {label} | ratio |" for _, label in peers)
-    lines = [header, "|---|---:|" + "---:|---:|" * len(peers)]
-    rows = [("batch-1 decode tok/s", "batch1", "decode_tok_s"), ("batch-1 end-to-end tok/s", "batch1", "e2e_tok_s")]
-    rows += [(f"{n} concurrent, aggregate tok/s", f"concurrent_{n}", "tok_s") for n in report["plan"]["concurrency"]]
-    for label, key, field in rows:
-        a = ours.get(key, {}).get(field, 0.0)
-        cells = [(results[p].get(key, {}).get(field, 0.0), a) for p, _ in peers]
-        lines.append(f"| {label} | {a:.1f} |" + "".join(f" {b:.1f} | {ratio(x, b)} |" for b, x in cells))
-    for label, key in (
-        ("TTFT, 1k-token prompt, cold (ms)", "ttft_cold_ms"),
-        ("TTFT, 1k-token shared prefix, 2nd request (ms)", "ttft_prefix_hit_ms"),
-    ):
-        a = ours.get(key, 0.0)
-        lines.append(
-            f"| {label} | {a:.0f} |"
-            + "".join(
-                f" {results[p].get(key, 0.0):.0f} | {ratio(results[p].get(key, 0.0), a)} faster |" for p, _ in peers
-            )
-        )
-    a = ours.get("peak_rss_mb", 0.0)
-    lines.append(
-        f"| peak RSS (MB) | {a:.0f} |"
-        + "".join(
-            f" {results[p].get('peak_rss_mb', 0.0):.0f} | {ratio(a, results[p].get('peak_rss_mb', 0.0))} |"
-            for p, _ in peers
-        )
-    )
-    if ours:
-        lines.append(f"\nPrefix hit cuts sageLLM's TTFT {ratio(ours['ttft_cold_ms'], ours['ttft_prefix_hit_ms'])}.")
+    pairs = [(o, p) for o, _ in ours for p, _ in peers]
+    header = "| metric |" + "".join(f" {label} |" for _, label in ours + peers)
+    header += "".join(f" {dict(ours)[o].split(' (')[0]} / {dict(peers)[p]} |" for o, p in pairs)
+    lines = [header, "|---|" + "---:|" * (len(ours) + len(peers) + len(pairs))]
+
+    def value(side: str, key: str, field: str | None) -> float:
+        entry = results[side].get(key, 0.0)
+        return float(entry.get(field, 0.0) if field else entry)
+
+    rows: list[tuple[str, str, str | None, str, bool]] = [
+        ("batch-1 decode tok/s", "batch1", "decode_tok_s", ".1f", True),
+        ("batch-1 end-to-end tok/s", "batch1", "e2e_tok_s", ".1f", True),
+    ]
+    rows += [
+        (f"{n} concurrent, aggregate tok/s", f"concurrent_{n}", "tok_s", ".1f", True)
+        for n in report["plan"]["concurrency"]
+    ]
+    rows += [
+        ("TTFT, 1k-token prompt, cold (ms)", "ttft_cold_ms", None, ".0f", False),
+        ("TTFT, 1k-token shared prefix, 2nd request (ms)", "ttft_prefix_hit_ms", None, ".0f", False),
+        ("peak RSS (MB)", "peak_rss_mb", None, ".0f", False),
+    ]
+    for label, key, field, fmt, higher_is_better in rows:
+        cells = [format(value(side, key, field), fmt) for side, _ in ours + peers]
+        ratios = [
+            ratio(value(o, key, field), value(p, key, field))
+            if higher_is_better
+            else ratio(value(p, key, field), value(o, key, field))
+            for o, p in pairs
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
+    lines.append("\nRatios: higher is better for sageLLM (TTFT and memory rows: peer / sageLLM).")
+    for side, label in ours:
+        cold, hit = value(side, "ttft_cold_ms", None), value(side, "ttft_prefix_hit_ms", None)
+        lines.append(f"Prefix hit cuts {label}'s TTFT {ratio(cold, hit)}.")
     return "\n".join(lines) + "\n"
 
 

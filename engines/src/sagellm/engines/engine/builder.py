@@ -22,6 +22,7 @@ from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
+from sagellm.engines.model.quantize import calibration_token_ids, quantize_model
 from sagellm.engines.runtime.allocator import keep_freed_memory
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
@@ -44,6 +45,8 @@ def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LL
     _max_model_len(config, checkpoint.config)  # fail on a bad max_model_len before building the model
     q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
     model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
+    if config.quantization.implementation != NO_IMPLEMENTATION:
+        quantize_model(model, registry.create_quantizer(config), calibration_token_ids(tokenizer))
     return assemble_engine(config, model, tokenizer)
 
 
@@ -172,6 +175,8 @@ def check_implementations(config: SageLLMConfig) -> None:
         registry.load("eviction_policy", config.eviction_policy.implementation)
     if config.lifetime_predictor.implementation != NO_IMPLEMENTATION:
         registry.load("lifetime_predictor", config.lifetime_predictor.implementation)
+    if config.quantization.implementation != NO_IMPLEMENTATION:
+        registry.load("quantizer", config.quantization.implementation)
 
 
 def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:

@@ -12,9 +12,15 @@ matmul wins. Measured on 2 Zen 4 cores, weights out of cache, [M, 576] x
 
 so rows up to :data:`MAX_LOW_BIT_ROWS` take the 4-bit kernel. Both copies
 are kept: the 4-bit one costs a quarter of the dense one's memory.
+
+A quantizer (``--quantization w8a8``, see ``model/quantize.py``) replaces the
+dense path: rows the 4-bit kernel does not take run through the quantizer's
+own kernel (int8 x int8 at ~2x bf16's rate), and the dense copy is dropped.
 """
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +30,10 @@ from sagellm.engines.model.q4_weights import GROUP_SIZE, Q4Weight
 
 MAX_LOW_BIT_ROWS = 8
 LOW_BIT_DTYPES = (torch.bfloat16, torch.float16)
+
+
+class QuantizedKernel(Protocol):
+    def __call__(self, x: torch.Tensor, qweight: Any, bias: torch.Tensor | None) -> torch.Tensor: ...
 
 
 class Linear(nn.Module):
@@ -36,6 +46,13 @@ class Linear(nn.Module):
         self.q4 = q4  # packed lazily, on the model's final device and dtype (see pack_low_bit)
         self.packed: torch.Tensor | None = None
         self.scales_and_zeros: torch.Tensor | None = None
+        self.quantized: Any = None  # the quantizer's weight, run by self.quantized_kernel
+        self.quantized_kernel: QuantizedKernel | None = None
+
+    def use_quantized(self, qweight: Any, kernel: QuantizedKernel) -> None:
+        """Run rows the 4-bit kernel does not take as ``kernel(x, qweight, bias)``; free the dense weight."""
+        self.quantized, self.quantized_kernel = qweight, kernel
+        self.weight = nn.Parameter(self.weight.new_empty(0), requires_grad=False)
 
     def pack_low_bit(self) -> bool:
         """Build the 4-bit kernel's operands from the kept codes; False where the kernel cannot serve."""
@@ -52,10 +69,12 @@ class Linear(nn.Module):
         return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None or x.shape[0] > MAX_LOW_BIT_ROWS:
-            return F.linear(x, self.weight, self.bias)
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP_SIZE, self.scales_and_zeros)
-        return out if self.bias is None else out + self.bias
+        if self.packed is not None and x.shape[0] <= MAX_LOW_BIT_ROWS:
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP_SIZE, self.scales_and_zeros)
+            return out if self.bias is None else out + self.bias
+        if self.quantized_kernel is not None:
+            return self.quantized_kernel(x, self.quantized, self.bias)
+        return F.linear(x, self.weight, self.bias)
 
 
 def low_bit_available() -> bool:

@@ -19,6 +19,7 @@ from sagellm.core.testing.kv_pool import KVPoolConformance
 from sagellm.core.testing.kv_transfer import KVTransferChannelConformance
 from sagellm.core.testing.lifetime_predictor import LifetimePredictorConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
+from sagellm.core.testing.quantizer import QuantizerConformance
 from sagellm.core.testing.raises import raises
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "KVTransferChannelConformance",
     "LifetimePredictorConformance",
     "PrefixIndexConformance",
+    "QuantizerConformance",
     "raises",
 ]

@@ -1,0 +1,76 @@
+"""Quantize a loaded model's linear layers with the configured quantizer (``--quantization``).
+
+The engine knows quantizers only through the core registry. Besides the
+``Quantizer`` protocol it asks two things of one: a ``linear(x, qweight,
+bias)`` kernel that runs its weights, and, where ``quantize`` takes an
+``activation_absmax`` keyword (SmoothQuant), per-input-channel activation
+ranges — the engine collects them by running calibration text through the
+model before quantizing.
+
+Calibration text: GSM8K solutions and MT-Bench questions from the bench
+data shipped in the wheel (not the tinyshakespeare text quality is measured on).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from sagellm.core.errors import ConfigError
+from sagellm.engines.bench.datasets import load_gsm8k, load_mt_bench
+from sagellm.engines.model.linear import Linear
+from sagellm.engines.model.llama import LlamaForCausalLM
+from sagellm.engines.runtime.perplexity import perplexity
+from sagellm.engines.tokenizer import Tokenizer
+
+CALIBRATION_TOKENS = 1024
+CALIBRATION_CHUNK = 256
+
+
+def calibration_token_ids(tokenizer: Tokenizer, count: int = CALIBRATION_TOKENS) -> list[int]:
+    """``count`` tokens of mixed text: the last 20 GSM8K solutions, then MT-Bench questions."""
+    solutions = [f"{item.question}\n{item.answer}" for item in load_gsm8k()[-20:]]
+    questions = [turn for question in load_mt_bench()[:20] for turn in question.turns]
+    return tokenizer.encode("\n\n".join(solutions + questions))[:count]
+
+
+def quantize_model(model: LlamaForCausalLM, quantizer: Any, calibration_ids: list[int]) -> int:
+    """Give every decoder linear the quantizer's weights and kernel; returns how many were quantized."""
+    kernel = getattr(quantizer, "linear", None)
+    if not callable(kernel):
+        raise ConfigError(
+            f"quantizer {type(quantizer).__name__} has no linear(x, qweight, bias) kernel, so the engine cannot run "
+            "its weights; choose another --quantization"
+        )
+    linears = [module for module in model.layers.modules() if isinstance(module, Linear)]
+    wants_ranges = "activation_absmax" in inspect.signature(quantizer.quantize).parameters
+    ranges = activation_ranges(model, linears, calibration_ids) if wants_ranges else {}
+    for linear in linears:
+        extra = {"activation_absmax": ranges[linear]} if wants_ranges else {}
+        linear.use_quantized(quantizer.quantize(linear.weight, **extra), kernel)
+    return len(linears)
+
+
+def activation_ranges(
+    model: LlamaForCausalLM, linears: list[Linear], token_ids: list[int]
+) -> dict[Linear, torch.Tensor]:
+    """Max |input| per channel of each linear while ``token_ids`` run through the model (dense weights)."""
+    if len(token_ids) < 2:
+        raise ConfigError("calibration needs at least two tokens")
+    ranges: dict[Linear, torch.Tensor] = {}
+
+    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        assert isinstance(module, Linear)
+        batch_max = inputs[0].detach().abs().amax(dim=0).float()
+        seen = ranges.get(module)
+        ranges[module] = batch_max if seen is None else torch.maximum(seen, batch_max)
+
+    hooks = [linear.register_forward_pre_hook(record) for linear in linears]
+    try:
+        perplexity(model, token_ids, window=CALIBRATION_CHUNK, chunk_size=CALIBRATION_CHUNK)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ranges
