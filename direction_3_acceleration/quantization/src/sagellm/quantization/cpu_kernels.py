@@ -44,7 +44,8 @@ def kernels() -> Any | None:
         return load(
             name=f"sagellm_int8_rows_{_cpu_tag()}",
             sources=[str(SOURCE)],
-            extra_cflags=["-O3", "-march=native"] if _is_x86() else ["-O3"],
+            extra_cflags=["-O3", "-fopenmp", *(["-march=native"] if _is_x86() else [])],
+            extra_ldflags=["-fopenmp"],  # at::parallel_for on torch's OpenMP pool, not one thread
             verbose=False,
         )
     except Exception as exc:  # no compiler, no ninja, no headers: the PyTorch path serves

@@ -55,6 +55,11 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--quantization-option", action="append", default=[], metavar="KEY=VALUE", help="quantizer option (alpha=0.5)"
     )
+    group.add_argument(
+        "--kernel-fusion",
+        help="fused kernels, e.g. cpu: paged decode attention reading KV blocks in place "
+        f"(bf16/fp16 decode; C++ compiled on first use) ({_installed('fused_kernel', 'none')})",
+    )
     group.add_argument("--no-prefix-cache", action="store_true", help="disable prefix reuse")
     group.add_argument("--prefix-cache", help=f"prefix index ({_installed('prefix_index', 'hash_chain')})")
     group.add_argument("--eviction", help=f"eviction policy ({_installed('eviction_policy', 'lru')})")
@@ -114,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("kv_pool", "cache_dtype", args.kv_cache_dtype)
     put("quantization", "implementation", args.quantization)
     put("quantization", "options", _key_values(args.quantization_option, "--quantization-option"))
+    put("kernel_fusion", "implementation", args.kernel_fusion)
     put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
     put("prefix_cache", "implementation", args.prefix_cache)
     put("eviction_policy", "implementation", args.eviction)

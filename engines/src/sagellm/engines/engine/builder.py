@@ -19,6 +19,7 @@ from sagellm.core.protocols import EvictionPolicy
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.model.attention import FusedDecode
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
@@ -47,6 +48,13 @@ def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LL
     model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
     if config.quantization.implementation != NO_IMPLEMENTATION:
         quantize_model(model, registry.create_quantizer(config), calibration_token_ids(tokenizer))
+    if config.kernel_fusion.implementation != NO_IMPLEMENTATION:
+        used = model.use_fused_kernels(registry.create_fused_kernel(config))
+        if not used:
+            raise ConfigError(
+                f"kernel_fusion '{config.kernel_fusion.implementation}' offers no op this engine can use "
+                f"(it uses: {FusedDecode.OP})"
+            )
     return assemble_engine(config, model, tokenizer)
 
 
@@ -177,6 +185,8 @@ def check_implementations(config: SageLLMConfig) -> None:
         registry.load("lifetime_predictor", config.lifetime_predictor.implementation)
     if config.quantization.implementation != NO_IMPLEMENTATION:
         registry.load("quantizer", config.quantization.implementation)
+    if config.kernel_fusion.implementation != NO_IMPLEMENTATION:
+        registry.load("fused_kernel", config.kernel_fusion.implementation)
 
 
 def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:

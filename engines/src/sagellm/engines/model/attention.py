@@ -9,6 +9,11 @@ which keeps logits within 1e-4 of it, so fp32 decode stays on SDPA. Prefill
 chunks have many queries and go to SDPA, whose flash kernel wins there
 when its inputs are contiguous.
 
+A fused-kernel set from the registry (``--kernel-fusion cpu``: sagellm-kernel-fusion)
+may take over half-precision decode over float caches: its
+``paged_decode_attention`` reads K/V from the blocks in place, with no
+gathered copy and no block-diagonal padding (see :class:`FusedDecode`).
+
 int8 caches (``kv_pool.cache_dtype: int8``) take the same paths: writes
 quantize into the blocks and raise per-block scales (``kv_int8.py``);
 prefill and float32 gathers dequantize the blocks they read, and
@@ -19,13 +24,42 @@ run exactly the code they ran before.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk
 from sagellm.engines.model.kv_int8 import KVScales, dequantize, gather_codes, write_quantized
+
+
+class FusedDecode:
+    """A registry fused-kernel set's ``paged_decode_attention``, used where it serves the inputs.
+
+    float32 decode stays on SDPA (transformers' kernel: the tests' token-exact
+    reference), and int8 caches keep their own path.
+    """
+
+    OP = "paged_decode_attention"
+
+    def __init__(self, kernels: Any) -> None:
+        self.kernels = kernels
+
+    @classmethod
+    def offered_by(cls, kernels: Any) -> FusedDecode | None:
+        return cls(kernels) if cls.OP in getattr(kernels, "ops", ()) else None
+
+    def serves(self, query: torch.Tensor, key_blocks: torch.Tensor, group: DecodeGroup) -> bool:
+        return (
+            query.dtype != torch.float32
+            and group.context_lens is not None
+            and bool(self.kernels.serves(self.OP, query, key_blocks))
+        )
+
+    def __call__(
+        self, query: torch.Tensor, key_blocks: torch.Tensor, value_blocks: torch.Tensor, group: DecodeGroup
+    ) -> torch.Tensor:
+        return self.kernels.apply(self.OP, query, key_blocks, value_blocks, group.block_table, group.context_lens)
 
 
 class LayerKV(NamedTuple):
@@ -47,6 +81,7 @@ def paged_attention(
     value_blocks: torch.Tensor,
     meta: AttentionMetadata,
     scales: KVScales | None = None,
+    fused: FusedDecode | None = None,
 ) -> torch.Tensor:
     """Write this step's K/V into the pool, then attend every query to its context.
 
@@ -60,11 +95,12 @@ def paged_attention(
         write_quantized(k, v, key_blocks, value_blocks, scales, meta)
     if meta.decode is not None and not meta.prefills:
         # pure decode step: rows are in order
-        return decode_attention(q, key_blocks, value_blocks, meta.decode, scales)
+        return decode_attention(q, key_blocks, value_blocks, meta.decode, scales, fused)
     out = torch.empty_like(q)
     if meta.decode is not None:
         group = meta.decode
-        attended = decode_attention(q.index_select(0, group.token_idx), key_blocks, value_blocks, group, scales)
+        query = q.index_select(0, group.token_idx)
+        attended = decode_attention(query, key_blocks, value_blocks, group, scales, fused)
         out.index_copy_(0, group.token_idx, attended)
     for chunk in meta.prefills:
         out[chunk.begin : chunk.end] = prefill_attention(q, k, v, key_blocks, value_blocks, chunk, scales)
@@ -103,8 +139,11 @@ def decode_attention(
     value_blocks: torch.Tensor,
     group: DecodeGroup,
     scales: KVScales | None = None,
+    fused: FusedDecode | None = None,
 ) -> torch.Tensor:
     """One query per sequence: [B, Hq, D] -> [B, Hq, D]."""
+    if fused is not None and scales is None and fused.serves(query, key_blocks, group):
+        return fused(query, key_blocks, value_blocks, group)
     if scales is not None and query.dtype != torch.float32:
         return _decode_int8_block_diagonal(query, key_blocks, value_blocks, group, scales)
     key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)

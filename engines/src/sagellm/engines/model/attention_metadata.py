@@ -35,6 +35,7 @@ class DecodeGroup:
     token_idx: torch.Tensor  # [B] rows of the flat batch holding one query each
     block_table: torch.Tensor  # [B, num_blocks] each sequence's blocks, padded with block 0
     mask_bias: torch.Tensor | None  # [B, 1, 1, num_blocks * block_size] float32, -inf past a context; None: no padding
+    context_lens: torch.Tensor | None = None  # [B] int64 tokens each query attends to (fused kernels read no padding)
 
 
 @dataclass(slots=True)

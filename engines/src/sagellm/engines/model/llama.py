@@ -8,15 +8,17 @@ overhead of small matmuls is a large share of decode time.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sagellm.core.errors import ModelLoadError
-from sagellm.engines.model.attention import LayerKV, paged_attention
+from sagellm.engines.model.attention import FusedDecode, LayerKV, paged_attention
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.fused_ops import FusedElementwise, RopeInputs
 from sagellm.engines.model.linear import Linear
 from sagellm.engines.model.q4_weights import Q4Weight, concat_rows
 from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
@@ -43,28 +45,41 @@ class DecoderLayer(nn.Module):
         self.o_proj = _fused_linear(take, q4, prefix, ["self_attn.o_proj.weight"])
         self.gate_up = _fused_linear(take, q4, prefix, ["mlp.gate_proj.weight", "mlp.up_proj.weight"])
         self.down = _fused_linear(take, q4, prefix, ["mlp.down_proj.weight"])
+        self.fused_decode: FusedDecode | None = None  # set by LlamaForCausalLM.use_fused_kernels
+        self.fused_ops: FusedElementwise | None = None
 
     def forward(
         self,
         hidden: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rope: RopeInputs,
         kv_cache: LayerKV | tuple[torch.Tensor, torch.Tensor],
         meta: AttentionMetadata,
     ) -> torch.Tensor:
-        cfg = self.config
-        x = rms_norm(hidden, self.input_norm, cfg.rms_norm_eps)
+        cfg, ops = self.config, self.fused_ops
+        x = self._norm(hidden, self.input_norm)
         qkv = self.qkv(x)
-        q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
-        q = apply_rotary(q.view(-1, cfg.num_heads, cfg.head_dim), cos, sin)
-        k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
-        v = v.view(-1, cfg.num_kv_heads, cfg.head_dim)
+        v = qkv[:, cfg.q_size + cfg.kv_size :].view(-1, cfg.num_kv_heads, cfg.head_dim)
+        if ops is not None:
+            q, k = ops.rope_qk(qkv, rope, cfg)
+        else:
+            q, k, _ = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
+            cos, sin = rope.cos, rope.sin
+            q = apply_rotary(q.view(-1, cfg.num_heads, cfg.head_dim), cos, sin)
+            k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
-        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales)
+        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_decode)
         hidden = hidden + self.o_proj(attended.reshape(-1, cfg.q_size))
-        x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps)
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        x = self._norm(hidden, self.post_norm)
+        gate_up = self.gate_up(x)
+        if ops is not None:
+            return hidden + self.down(ops.silu_mul(gate_up))
+        gate, up = gate_up.chunk(2, dim=-1)
         return hidden + self.down(F.silu(gate) * up)
+
+    def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.fused_ops is not None:
+            return self.fused_ops.rms_norm(hidden, weight, self.config.rms_norm_eps)
+        return rms_norm(hidden, weight, self.config.rms_norm_eps)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -95,6 +110,16 @@ class LlamaForCausalLM(nn.Module):
         # 4-bit kernels for small batches where the checkpoint's weights are 4-bit (see linear.py).
         self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
         self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
+        self.fused_ops: FusedElementwise | None = None
+
+    def use_fused_kernels(self, kernels: Any) -> list[str]:
+        """Route what ``kernels`` (a registry FusedKernel set) offers into the layers; returns the ops used."""
+        decode = FusedDecode.offered_by(kernels)
+        elementwise = FusedElementwise.offered_by(kernels, self.embed)
+        for layer in self.layers:
+            layer.fused_decode, layer.fused_ops = decode, elementwise
+        self.fused_ops = elementwise
+        return ([] if decode is None else [FusedDecode.OP]) + ([] if elementwise is None else list(elementwise.OPS))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -110,10 +135,17 @@ class LlamaForCausalLM(nn.Module):
         logits_idx: torch.Tensor,
     ) -> torch.Tensor:
         hidden = F.embedding(input_ids, self.embed)
-        cos, sin = self.rotary.tables(positions, hidden.dtype)
+        if self.fused_ops is not None:  # the fused RoPE indexes the float32 tables itself
+            rope = RopeInputs(positions, self.rotary.cos, self.rotary.sin)
+        else:
+            rope = RopeInputs(positions, *self.rotary.tables(positions, hidden.dtype))
         for layer, kv_cache in zip(self.layers, kv_caches):
-            hidden = layer(hidden, cos, sin, kv_cache, meta)
-        hidden = rms_norm(hidden.index_select(0, logits_idx), self.norm, self.config.rms_norm_eps)
+            hidden = layer(hidden, rope, kv_cache, meta)
+        last = hidden.index_select(0, logits_idx)
+        if self.fused_ops is not None:
+            hidden = self.fused_ops.rms_norm(last, self.norm, self.config.rms_norm_eps)
+        else:
+            hidden = rms_norm(last, self.norm, self.config.rms_norm_eps)
         return F.linear(hidden, self.lm_head).float()
 
 

@@ -107,11 +107,14 @@ def _decode_group(rows: list[int], works: list[ChunkWork], block_size: int, devi
     table = block_tables(works, block_size, device)
     width = table.shape[1] * block_size
     mask_bias = None
+    lengths = torch.tensor([w.end for w in works], dtype=torch.long, device=device)
     if any(w.end != width for w in works):
-        lengths = torch.tensor([w.end for w in works], device=device)
         beyond = torch.arange(width, device=device).unsqueeze(0) >= lengths.unsqueeze(1)
         mask_bias = torch.zeros(beyond.shape, dtype=torch.float32, device=device).masked_fill_(beyond, float("-inf"))
         mask_bias = mask_bias.view(len(rows), 1, 1, width)
     return DecodeGroup(
-        token_idx=torch.tensor(rows, dtype=torch.long, device=device), block_table=table, mask_bias=mask_bias
+        token_idx=torch.tensor(rows, dtype=torch.long, device=device),
+        block_table=table,
+        mask_bias=mask_bias,
+        context_lens=lengths,
     )

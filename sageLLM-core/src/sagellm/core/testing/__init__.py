@@ -14,6 +14,7 @@ test dependencies.
 """
 
 from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
+from sagellm.core.testing.fused_kernel import FusedKernelConformance
 from sagellm.core.testing.ir_builder import IRBuilderConformance
 from sagellm.core.testing.kv_pool import KVPoolConformance
 from sagellm.core.testing.kv_transfer import KVTransferChannelConformance
@@ -24,6 +25,7 @@ from sagellm.core.testing.raises import raises
 
 __all__ = [
     "EvictionPolicyConformance",
+    "FusedKernelConformance",
     "IRBuilderConformance",
     "KVPoolConformance",
     "KVTransferChannelConformance",

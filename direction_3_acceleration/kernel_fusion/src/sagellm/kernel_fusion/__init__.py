@@ -1,0 +1,43 @@
+"""sagellm-kernel-fusion: fused kernels the engine calls in place of chains of small ops.
+
+``CPUKernels`` (registry name ``cpu``) implements
+:class:`sagellm.core.protocols.FusedKernel`; its first op is
+:func:`paged_decode_attention`, decode attention that reads K/V from the
+pool's blocks in place, plus one-pass :func:`rms_norm`, :func:`silu_mul`
+and :func:`rope_qk` (C++, compiled on first use; PyTorch references
+otherwise).
+"""
+
+from sagellm.kernel_fusion.cpu_extension import load_kernels
+from sagellm.kernel_fusion.cpu_kernels import CPUKernels
+from sagellm.kernel_fusion.decoder_ops import (
+    compiled_for,
+    rms_norm,
+    rms_norm_reference,
+    rope_qk,
+    rope_qk_reference,
+    silu_mul,
+    silu_mul_reference,
+)
+from sagellm.kernel_fusion.paged_attention import (
+    fused_available,
+    paged_decode_attention,
+    paged_decode_attention_reference,
+)
+from sagellm.kernel_fusion.version import __version__
+
+__all__ = [
+    "CPUKernels",
+    "__version__",
+    "compiled_for",
+    "fused_available",
+    "load_kernels",
+    "paged_decode_attention",
+    "paged_decode_attention_reference",
+    "rms_norm",
+    "rms_norm_reference",
+    "rope_qk",
+    "rope_qk_reference",
+    "silu_mul",
+    "silu_mul_reference",
+]

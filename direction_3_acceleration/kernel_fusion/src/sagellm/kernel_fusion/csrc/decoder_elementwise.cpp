@@ -1,0 +1,224 @@
+// Fused elementwise passes of a Llama decoder layer (CPU).
+//
+// In PyTorch each of these is a chain of small ops (RMSNorm: 7, SiLU-gate: 3,
+// RoPE on q and k: ~12 plus two table gathers), each a full pass over the
+// rows plus ~5 us of dispatch; at decode sizes the dispatch dominates. Each
+// function here is one pass, computing in float32 and rounding once to the
+// tensor's dtype.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define SAGELLM_AVX512 1
+#endif
+
+namespace {
+
+constexpr int64_t kMinWorkPerTask = 16384;
+
+int64_t grain_for(int64_t row_len) { return std::max<int64_t>(1, kMinWorkPerTask / std::max<int64_t>(1, row_len)); }
+
+#ifdef SAGELLM_AVX512
+template <typename scalar_t>
+inline __m512 load16(const scalar_t* p) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+  } else {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
+  }
+}
+
+// float32 -> scalar_t, round to nearest even (inputs finite), as c10::BFloat16 does.
+template <typename scalar_t>
+inline void store16(scalar_t* p, __m512 v) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    __m512i bits = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    bits = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
+  } else {
+    _mm512_storeu_ps(reinterpret_cast<float*>(p), v);
+  }
+}
+
+// Round float32 lanes to the nearest scalar_t value, kept as float32 (a PyTorch op's rounding in between).
+template <typename scalar_t>
+inline __m512 round_to(__m512 v) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+    __m512i bits = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    bits = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+    return _mm512_castsi512_ps(_mm512_and_si512(bits, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  } else {
+    return v;
+  }
+}
+
+// exp on [-87, 88]: 2^n * 2^f with a degree-6 polynomial for 2^f, f in [-0.5, 0.5].
+inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(1.5353362e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3398874e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+#endif
+
+template <typename scalar_t>
+inline float round_scalar(float v) {
+  return static_cast<float>(static_cast<scalar_t>(v));
+}
+
+template <typename scalar_t>
+void rms_norm_rows(const scalar_t* x, const scalar_t* weight, scalar_t* out, int64_t rows, int64_t cols, float eps) {
+  at::parallel_for(0, rows, grain_for(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const scalar_t* in = x + r * cols;
+      scalar_t* dst = out + r * cols;
+      int64_t c = 0;
+      float squares = 0.f;
+#ifdef SAGELLM_AVX512
+      __m512 acc = _mm512_setzero_ps();
+      for (; c + 16 <= cols; c += 16) {
+        __m512 v = load16(in + c);
+        acc = _mm512_fmadd_ps(v, v, acc);
+      }
+      squares = _mm512_reduce_add_ps(acc);
+#endif
+      for (; c < cols; ++c) squares += static_cast<float>(in[c]) * static_cast<float>(in[c]);
+      const float inverse = 1.f / std::sqrt(squares / static_cast<float>(cols) + eps);
+      c = 0;
+#ifdef SAGELLM_AVX512
+      const __m512 vinv = _mm512_set1_ps(inverse);
+      for (; c + 16 <= cols; c += 16) {
+        __m512 normed = round_to<scalar_t>(_mm512_mul_ps(load16(in + c), vinv));  // .to(x.dtype)
+        store16(dst + c, _mm512_mul_ps(load16(weight + c), normed));            // weight * normed
+      }
+#endif
+      for (; c < cols; ++c) {
+        const float normed = round_scalar<scalar_t>(static_cast<float>(in[c]) * inverse);
+        dst[c] = static_cast<scalar_t>(static_cast<float>(weight[c]) * normed);
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void silu_mul_rows(const scalar_t* gate_up, scalar_t* out, int64_t rows, int64_t half) {
+  at::parallel_for(0, rows, grain_for(half), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const scalar_t* gate = gate_up + r * 2 * half;
+      const scalar_t* up = gate + half;
+      scalar_t* dst = out + r * half;
+      int64_t c = 0;
+#ifdef SAGELLM_AVX512
+      const __m512 one = _mm512_set1_ps(1.f);
+      for (; c + 16 <= half; c += 16) {
+        __m512 g = load16(gate + c);
+        __m512 silu = round_to<scalar_t>(_mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g)))));
+        store16(dst + c, _mm512_mul_ps(silu, load16(up + c)));
+      }
+#endif
+      for (; c < half; ++c) {
+        const float g = static_cast<float>(gate[c]);
+        const float silu = round_scalar<scalar_t>(g / (1.f + std::exp(-g)));
+        dst[c] = static_cast<scalar_t>(silu * static_cast<float>(up[c]));
+      }
+    }
+  });
+}
+
+// out[h] = x[h] * cos + rotate_half(x[h]) * sin for each head of one row ("rotate half" RoPE).
+template <typename scalar_t>
+void rope_row(const scalar_t* x, const float* cos, const float* sin, scalar_t* out, int64_t heads, int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    const scalar_t* in = x + h * head_dim;
+    scalar_t* dst = out + h * head_dim;
+    for (int64_t d = 0; d < half; ++d) {
+      const float a = static_cast<float>(in[d]), b = static_cast<float>(in[d + half]);
+      dst[d] = static_cast<scalar_t>(a * cos[d] - b * sin[d]);
+      dst[d + half] = static_cast<scalar_t>(b * cos[d + half] + a * sin[d + half]);
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.device().is_cpu(), "rms_norm: contiguous [rows, hidden] on CPU");
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type() && weight.is_contiguous() && weight.numel() == x.size(1),
+              "rms_norm: weight must be [hidden] of x's dtype");
+  auto out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "rms_norm", [&] {
+    rms_norm_rows<scalar_t>(x.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), x.size(0),
+                            x.size(1), static_cast<float>(eps));
+  });
+  return out;
+}
+
+at::Tensor silu_mul(const at::Tensor& gate_up) {
+  TORCH_CHECK(gate_up.dim() == 2 && gate_up.is_contiguous() && gate_up.size(1) % 2 == 0 && gate_up.device().is_cpu(),
+              "silu_mul: contiguous [rows, 2 * intermediate] on CPU");
+  const int64_t half = gate_up.size(1) / 2;
+  auto out = at::empty({gate_up.size(0), half}, gate_up.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, gate_up.scalar_type(), "silu_mul", [&] {
+    silu_mul_rows<scalar_t>(gate_up.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), gate_up.size(0), half);
+  });
+  return out;
+}
+
+// qkv [T, (Hq + 2 Hkv) * D]; cos/sin tables [max_positions, D] float32; positions [T] int64.
+// Returns rotated q [T, Hq, D] and k [T, Hkv, D] (v is a view the caller takes itself).
+std::vector<at::Tensor> rope_qk(const at::Tensor& qkv, const at::Tensor& cos, const at::Tensor& sin,
+                                const at::Tensor& positions, int64_t num_q_heads, int64_t num_kv_heads,
+                                int64_t head_dim) {
+  TORCH_CHECK(qkv.dim() == 2 && qkv.is_contiguous() && qkv.device().is_cpu(), "rope_qk: contiguous [T, qkv] on CPU");
+  TORCH_CHECK(qkv.size(1) == (num_q_heads + 2 * num_kv_heads) * head_dim && head_dim % 2 == 0, "rope_qk: qkv width");
+  TORCH_CHECK(cos.scalar_type() == at::kFloat && sin.scalar_type() == at::kFloat && cos.is_contiguous() &&
+                  sin.is_contiguous() && cos.size(1) == head_dim,
+              "rope_qk: float32 [positions, head_dim] tables");
+  TORCH_CHECK(positions.scalar_type() == at::kLong && positions.numel() == qkv.size(0), "rope_qk: int64 [T] positions");
+  const int64_t tokens = qkv.size(0), width = qkv.size(1), max_positions = cos.size(0);
+  auto q = at::empty({tokens, num_q_heads, head_dim}, qkv.options());
+  auto k = at::empty({tokens, num_kv_heads, head_dim}, qkv.options());
+  const int64_t* pos = positions.data_ptr<int64_t>();
+  for (int64_t t = 0; t < tokens; ++t) TORCH_CHECK(pos[t] >= 0 && pos[t] < max_positions, "rope_qk: position out of range");
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, qkv.scalar_type(), "rope_qk", [&] {
+    const scalar_t* in = qkv.data_ptr<scalar_t>();
+    scalar_t* qo = q.data_ptr<scalar_t>();
+    scalar_t* ko = k.data_ptr<scalar_t>();
+    const float* c = cos.data_ptr<float>();
+    const float* s = sin.data_ptr<float>();
+    at::parallel_for(0, tokens, grain_for(width), [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float* ct = c + pos[t] * head_dim;
+        const float* st = s + pos[t] * head_dim;
+        rope_row<scalar_t>(in + t * width, ct, st, qo + t * num_q_heads * head_dim, num_q_heads, head_dim);
+        rope_row<scalar_t>(in + t * width + num_q_heads * head_dim, ct, st, ko + t * num_kv_heads * head_dim,
+                           num_kv_heads, head_dim);
+      }
+    });
+  });
+  return {q, k};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("rms_norm", &rms_norm, "RMSNorm (float32 statistics, transformers' rounding) in one pass");
+  m.def("silu_mul", &silu_mul, "silu(gate) * up of a fused [gate | up] projection in one pass");
+  m.def("rope_qk", &rope_qk, "rotate-half RoPE of q and k out of a fused qkv projection in one pass");
+}

@@ -1,0 +1,49 @@
+"""A registry fused-kernel set's one-pass RMSNorm, SiLU-gate and RoPE, routed into the decoder layers.
+
+Used only where the set serves the model's tensors, and never in float32:
+float32 is the tests' token-exact reference against transformers, which
+the unfused chains reproduce op for op (the fused passes round once instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+
+from sagellm.engines.model.config import ModelConfig
+
+
+class RopeInputs(NamedTuple):
+    """This step's rotary inputs: per-token cos/sin rows [T, 1, D] (unfused), or the float32 tables (fused)."""
+
+    positions: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+class FusedElementwise:
+    OPS = ("rms_norm", "silu_mul", "rope_qk")
+
+    def __init__(self, kernels: Any) -> None:
+        self.kernels = kernels
+
+    @classmethod
+    def offered_by(cls, kernels: Any, like: torch.Tensor) -> FusedElementwise | None:
+        """The ops where ``kernels`` has all three and serves tensors like ``like`` (the model's dtype/device)."""
+        if like.dtype == torch.float32 or not set(cls.OPS) <= set(getattr(kernels, "ops", ())):
+            return None
+        probe = like.new_zeros(1, 2)
+        return cls(kernels) if all(kernels.serves(op, probe) for op in cls.OPS) else None
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        return self.kernels.apply("rms_norm", x, weight, eps)
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        return self.kernels.apply("silu_mul", gate_up)
+
+    def rope_qk(self, qkv: torch.Tensor, rope: RopeInputs, cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        q, k = self.kernels.apply(
+            "rope_qk", qkv, rope.cos, rope.sin, rope.positions, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        )
+        return q, k
