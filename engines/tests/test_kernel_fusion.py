@@ -34,7 +34,12 @@ needs_compiled = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def engines(model_path: Path) -> tuple[LLM, LLM]:
-    plain = LLM(model={**BF16, "path": str(model_path)}, kv_pool={"num_blocks": 96}, show_progress=False)
+    plain = LLM(
+        model={**BF16, "path": str(model_path)},
+        kernel_fusion={"implementation": "none"},
+        kv_pool={"num_blocks": 96},
+        show_progress=False,
+    )
     fused = LLM(
         model={**BF16, "path": str(model_path)},
         kernel_fusion={"implementation": "cpu"},
@@ -72,6 +77,11 @@ def test_mixed_batches_generate_what_the_unfused_engine_generates(engines: tuple
     agree = sum(a == b for x, y in zip(ours, theirs) for a, b in zip(x, y))
     assert agree >= 0.9 * sum(len(t) for t in theirs)  # bf16 rounding may flip a near-tie late in a sequence
     assert ours[0][:4] == theirs[0][:4]
+
+
+def test_auto_is_the_default_and_picks_the_cpu_set(model_path: Path) -> None:
+    llm = LLM(model={**BF16, "path": str(model_path)}, kv_pool={"num_blocks": 8}, show_progress=False)
+    assert llm.engine.runner.model.layers[0].fused_ops is not None
 
 
 def test_float32_keeps_sdpa_so_token_exact_tests_hold(model_path: Path) -> None:

@@ -142,7 +142,8 @@ class SpeculativeDecodingSection(Section):
 
 
 class KernelFusionSection(Section):
-    implementation: str = "none"
+    # "auto": the engine uses the installed "cpu" kernel set on CPU when it exists; "none": never.
+    implementation: str = "auto"
 
 
 class CoTAccelerationSection(Section):

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,11 @@ def load_kernels(source_name: str) -> Any | None:
     try:
         from torch.utils.cpp_extension import load
 
-        logger.info("loading sageLLM kernel %s (compiled once per machine, ~30 s)", source_name)
+        name = f"sagellm_{source_name}_{_build_tag(source)}"
+        announce_first_build(name, f"sageLLM's {source_name} CPU kernel")
         native = ["-march=native"] if platform.machine().lower() in ("x86_64", "amd64") else []
         return load(
-            name=f"sagellm_{source_name}_{_build_tag(source)}",
+            name=name,
             sources=[str(source)],
             extra_cflags=["-O3", "-fopenmp", *native],
             extra_ldflags=["-fopenmp"],
@@ -54,6 +56,19 @@ def load_kernels(source_name: str) -> Any | None:
             stacklevel=2,
         )
         return None
+
+
+def announce_first_build(name: str, what: str) -> None:
+    """Say on stderr why the first start pauses: the build takes ~30 s and happens once per machine."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        if any(Path(_get_build_directory(name, verbose=False)).glob("*.so")):
+            return
+    except Exception:  # a private torch helper: if it moved, say it anyway
+        pass
+    logger.info("compiling %s", what)
+    print(f"sagellm: compiling {what} (once per machine, ~30 s) ...", file=sys.stderr, flush=True)
 
 
 def _build_tag(source: Path) -> str:

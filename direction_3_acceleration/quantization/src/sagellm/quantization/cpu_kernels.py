@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,10 @@ def kernels() -> Any | None:
     try:
         from torch.utils.cpp_extension import load
 
-        logger.info("loading sageLLM's int8 CPU kernels (compiled once per machine, ~30 s)")
+        name = f"sagellm_int8_rows_{_cpu_tag()}"
+        announce_first_build(name, "sageLLM's int8 CPU kernels")
         return load(
-            name=f"sagellm_int8_rows_{_cpu_tag()}",
+            name=name,
             sources=[str(SOURCE)],
             extra_cflags=["-O3", "-fopenmp", *(["-march=native"] if _is_x86() else [])],
             extra_ldflags=["-fopenmp"],  # at::parallel_for on torch's OpenMP pool, not one thread
@@ -56,6 +58,19 @@ def kernels() -> Any | None:
             stacklevel=2,
         )
         return None
+
+
+def announce_first_build(name: str, what: str) -> None:
+    """Say on stderr why the first start pauses: the build takes ~30 s and happens once per machine."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        if any(Path(_get_build_directory(name, verbose=False)).glob("*.so")):
+            return
+    except Exception:  # a private torch helper: if it moved, say it anyway
+        pass
+    logger.info("compiling %s", what)
+    print(f"sagellm: compiling {what} (once per machine, ~30 s) ...", file=sys.stderr, flush=True)
 
 
 def _is_x86() -> bool:

@@ -57,8 +57,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--kernel-fusion",
-        help="fused kernels, e.g. cpu: paged decode attention reading KV blocks in place "
-        f"(bf16/fp16 decode; C++ compiled on first use) ({_installed('fused_kernel', 'none')})",
+        help="fused kernels: auto (default: the installed cpu set on CPU), none, or a name; cpu = paged decode "
+        "attention reading KV blocks in place + one-pass RMSNorm/SiLU/RoPE, bf16/fp16 only, C++ compiled once "
+        f"per machine (~30 s) ({_installed('fused_kernel', 'auto')})",
     )
     group.add_argument("--no-prefix-cache", action="store_true", help="disable prefix reuse")
     group.add_argument("--prefix-cache", help=f"prefix index ({_installed('prefix_index', 'hash_chain')})")

@@ -12,7 +12,7 @@ import inspect
 import torch
 
 from sagellm.core import registry
-from sagellm.core.config import KVPoolSection, SageLLMConfig, SchedulerSection
+from sagellm.core.config import KernelFusionSection, KVPoolSection, SageLLMConfig, SchedulerSection
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
 from sagellm.core.protocols import EvictionPolicy
@@ -21,6 +21,7 @@ from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.model.attention import FusedDecode
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.fused_ops import FusedElementwise
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
 from sagellm.engines.model.quantize import calibration_token_ids, quantize_model
@@ -30,6 +31,8 @@ from sagellm.engines.runtime.model_runner import ModelRunner
 from sagellm.engines.tokenizer import Tokenizer
 
 NO_IMPLEMENTATION = "none"
+AUTO = "auto"
+AUTO_KERNEL_SET = "cpu"  # what kernel_fusion "auto" picks on CPU when installed
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
@@ -48,14 +51,27 @@ def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LL
     model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
     if config.quantization.implementation != NO_IMPLEMENTATION:
         quantize_model(model, registry.create_quantizer(config), calibration_token_ids(tokenizer))
-    if config.kernel_fusion.implementation != NO_IMPLEMENTATION:
-        used = model.use_fused_kernels(registry.create_fused_kernel(config))
-        if not used:
+    kernels = fused_kernel_set(config, device)
+    if kernels is not None:
+        used = model.use_fused_kernels(registry.create_fused_kernel(kernels))
+        if not used and config.kernel_fusion.implementation != AUTO:
             raise ConfigError(
-                f"kernel_fusion '{config.kernel_fusion.implementation}' offers no op this engine can use "
-                f"(it uses: {FusedDecode.OP})"
+                f"kernel_fusion '{kernels.implementation}' offers no op this engine can use "
+                f"(it uses: {FusedDecode.OP}, {', '.join(FusedElementwise.OPS)})"
             )
     return assemble_engine(config, model, tokenizer)
+
+
+def fused_kernel_set(config: SageLLMConfig, device: torch.device) -> KernelFusionSection | None:
+    """The kernel_fusion section to build, or None. ``auto``: the installed ``cpu`` set, on CPU only."""
+    section = config.kernel_fusion
+    if section.implementation == NO_IMPLEMENTATION:
+        return None
+    if section.implementation != AUTO:
+        return section
+    if device.type != "cpu" or AUTO_KERNEL_SET not in registry.available("fused_kernel"):
+        return None
+    return section.model_copy(update={"implementation": AUTO_KERNEL_SET})
 
 
 def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer) -> LLMEngine:
@@ -185,7 +201,7 @@ def check_implementations(config: SageLLMConfig) -> None:
         registry.load("lifetime_predictor", config.lifetime_predictor.implementation)
     if config.quantization.implementation != NO_IMPLEMENTATION:
         registry.load("quantizer", config.quantization.implementation)
-    if config.kernel_fusion.implementation != NO_IMPLEMENTATION:
+    if config.kernel_fusion.implementation not in (NO_IMPLEMENTATION, AUTO):
         registry.load("fused_kernel", config.kernel_fusion.implementation)
 
 
