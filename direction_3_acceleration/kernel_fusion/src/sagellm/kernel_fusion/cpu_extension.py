@@ -46,6 +46,7 @@ def load_kernels(source_name: str) -> Any | None:
             sources=[str(source)],
             extra_cflags=["-O3", "-fopenmp", *native],
             extra_ldflags=["-fopenmp"],
+            extra_include_paths=[str(CSRC)],  # avx512_math.h, shared by the kernels
             verbose=False,
         )
     except Exception as exc:  # no compiler, no ninja, no headers: the reference path serves
@@ -76,4 +77,5 @@ def _build_tag(source: Path) -> str:
     with contextlib.suppress(OSError):
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         flags = next((line for line in lines if line.startswith(("flags", "Features"))), flags)
-    return hashlib.sha256((flags + source.read_text()).encode()).hexdigest()[:12]
+    headers = "".join(header.read_text() for header in sorted(CSRC.glob("*.h")))
+    return hashlib.sha256((flags + source.read_text() + headers).encode()).hexdigest()[:12]

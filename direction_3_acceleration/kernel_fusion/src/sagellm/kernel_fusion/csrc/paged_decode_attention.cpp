@@ -17,8 +17,8 @@
 #include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
-#include <immintrin.h>
 #define SAGELLM_AVX512 1
+#include "avx512_math.h"
 #endif
 
 namespace {
@@ -28,36 +28,6 @@ inline float to_float(scalar_t v) {
   return static_cast<float>(v);
 }
 
-#ifdef SAGELLM_AVX512
-// 16 values of a K/V row as float32.
-template <typename scalar_t>
-inline __m512 load16(const scalar_t* p) {
-  if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-    __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-  } else {
-    return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
-  }
-}
-
-// exp(x) for x <= 0 (softmax after subtracting the max): 2^(x log2 e) = 2^n * 2^f,
-// 2^f by a degree-6 polynomial on [-0.5, 0.5]; relative error ~2e-7.
-inline __m512 exp_nonpositive(__m512 x) {
-  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  __m512 t = _mm512_mul_ps(x, log2e);
-  __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.5353362e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3398874e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-#endif
 
 // In-place softmax numerators of scores[0..n); returns 1 / their sum.
 inline float softmax_numerators(float* scores, int64_t n) {
@@ -69,7 +39,7 @@ inline float softmax_numerators(float* scores, int64_t n) {
   const __m512 vpeak = _mm512_set1_ps(peak);
   __m512 vtotal = _mm512_setzero_ps();
   for (; t + 16 <= n; t += 16) {
-    __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(scores + t), vpeak));
+    __m512 e = sagellm_simd::exp16(_mm512_sub_ps(_mm512_loadu_ps(scores + t), vpeak));
     _mm512_storeu_ps(scores + t, e);
     vtotal = _mm512_add_ps(vtotal, e);
   }
@@ -110,7 +80,7 @@ void attend_one(const scalar_t* query,        // [G, D] of this (sequence, KV he
 #ifdef SAGELLM_AVX512
       __m512 kv[16];
       const int64_t chunks = head_dim / 16;
-      for (int64_t c = 0; c < chunks; ++c) kv[c] = load16(k + c * 16);
+      for (int64_t c = 0; c < chunks; ++c) kv[c] = sagellm_simd::load16(k + c * 16);
       for (int64_t g = 0; g < group; ++g) {
         __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(q + g * head_dim), kv[0]);
         for (int64_t c = 1; c < chunks; ++c) sum = _mm512_fmadd_ps(_mm512_loadu_ps(q + g * head_dim + c * 16), kv[c], sum);
@@ -135,7 +105,7 @@ void attend_one(const scalar_t* query,        // [G, D] of this (sequence, KV he
 #ifdef SAGELLM_AVX512
       const int64_t chunks = head_dim / 16;
       for (int64_t c = 0; c < chunks; ++c) {
-        const __m512 vv = load16(v + c * 16);
+        const __m512 vv = sagellm_simd::load16(v + c * 16);
         for (int64_t g = 0; g < group; ++g) {
           float* a = acc + g * head_dim + c * 16;
           _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(scores[g * context + t]), vv, _mm512_loadu_ps(a)));
