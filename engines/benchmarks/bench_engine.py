@@ -212,6 +212,9 @@ WORKERS = {
 }
 
 
+QUICK_SIDES = ["sagellm", "transformers-fp32"]  # CI smoke: the default against the reference peer
+
+
 def default_sides() -> list[str]:
     """Every side, less transformers at bf16 on CPUs that only emulate bf16 (a strawman there)."""
     from sagellm.engines.engine.device import cpu_has_fast_bf16
@@ -291,7 +294,7 @@ def main() -> int:
         )
         return 0
     plan = Plan.quick() if args.quick else Plan()
-    sides = args.only or default_sides()
+    sides = args.only or (QUICK_SIDES if args.quick else default_sides())
     report: dict[str, Any] = {"plan": asdict(plan), "results": {}, "environment": environment()}
     for side in sides:
         print(f"running {side} ...", file=sys.stderr, flush=True)
