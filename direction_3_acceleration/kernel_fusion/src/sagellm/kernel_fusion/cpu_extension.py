@@ -24,7 +24,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+
 CSRC = Path(__file__).with_name("csrc")
+FUSED_DTYPES = (torch.float32, torch.bfloat16)  # what every compiled kernel dispatches on
 DISABLE_ENV = "SAGELLM_CPU_KERNELS"
 logger = logging.getLogger(__name__)
 

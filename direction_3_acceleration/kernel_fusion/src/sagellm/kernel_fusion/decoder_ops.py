@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sagellm.kernel_fusion.cpu_extension import load_kernels
+from sagellm.kernel_fusion.cpu_extension import FUSED_DTYPES, load_kernels
 
 SOURCE = "decoder_elementwise"
-FUSED_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def compiled_for(tensor: torch.Tensor) -> bool:

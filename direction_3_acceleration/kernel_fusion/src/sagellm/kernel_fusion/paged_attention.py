@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from sagellm.kernel_fusion.cpu_extension import load_kernels
+from sagellm.kernel_fusion.cpu_extension import FUSED_DTYPES, load_kernels
 
 SOURCE = "paged_decode_attention"
-FUSED_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def fused_available(query: torch.Tensor, key_blocks: torch.Tensor) -> bool:

@@ -14,6 +14,8 @@ import torch
 from sagellm.quantization.cpu_kernels import kernels
 from sagellm.quantization.int8_weight import QMAX, Int8Weight
 
+_ABSENT = torch.empty(0)  # "no tensor" for the C++ passes' optional arguments, made once, not per call
+
 
 def quantize_activations(
     x: torch.Tensor, smooth_inverse: torch.Tensor | None = None
@@ -21,8 +23,7 @@ def quantize_activations(
     """Int8 codes [M, K] and float32 scales [M, 1] of the rows of ``x`` (times ``smooth_inverse``)."""
     compiled = kernels() if x.device.type == "cpu" else None
     if compiled is not None and x.is_contiguous():
-        empty = x.new_empty(0, dtype=torch.float32)
-        codes, scales = compiled.quantize_rows(x, empty if smooth_inverse is None else smooth_inverse)
+        codes, scales = compiled.quantize_rows(x, _ABSENT if smooth_inverse is None else smooth_inverse)
         return codes, scales
     rows = x.float() if smooth_inverse is None else x.float() * smooth_inverse
     amax = rows.abs().amax(dim=-1, keepdim=True)
@@ -37,8 +38,7 @@ def rescale(
     """``acc * row_scales * col_scales + bias`` as ``dtype`` (acc: the int32 product)."""
     compiled = kernels() if acc.device.type == "cpu" else None
     if compiled is not None:
-        empty = acc.new_empty(0, dtype=torch.float32)
-        bias32 = empty if bias is None else bias.float().contiguous()
+        bias32 = _ABSENT if bias is None else bias.float().contiguous()
         return compiled.scale_rows_cols(acc, row_scales.contiguous(), col_scales, bias32, dtype)
     out = acc.float() * row_scales * col_scales
     if bias is not None:

@@ -24,8 +24,10 @@ from sagellm.engines.model.q4_weights import Q4Weight, concat_rows
 from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Normalise in float32 (as transformers does), scale in the model dtype."""
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, fused: FusedElementwise | None = None) -> torch.Tensor:
+    """Normalise in float32 (as transformers does), scale in the model dtype; one fused pass when given."""
+    if fused is not None:
+        return fused.rms_norm(x, weight, eps)
     x32 = x.float()
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x32.to(x.dtype)
@@ -56,7 +58,7 @@ class DecoderLayer(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         cfg, ops = self.config, self.fused_ops
-        x = self._norm(hidden, self.input_norm)
+        x = rms_norm(hidden, self.input_norm, cfg.rms_norm_eps, ops)
         qkv = self.qkv(x)
         v = qkv[:, cfg.q_size + cfg.kv_size :].view(-1, cfg.num_kv_heads, cfg.head_dim)
         if ops is not None:
@@ -69,17 +71,12 @@ class DecoderLayer(nn.Module):
         scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
         attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_decode)
         hidden = hidden + self.o_proj(attended.reshape(-1, cfg.q_size))
-        x = self._norm(hidden, self.post_norm)
+        x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps, ops)
         gate_up = self.gate_up(x)
         if ops is not None:
             return hidden + self.down(ops.silu_mul(gate_up))
         gate, up = gate_up.chunk(2, dim=-1)
         return hidden + self.down(F.silu(gate) * up)
-
-    def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        if self.fused_ops is not None:
-            return self.fused_ops.rms_norm(hidden, weight, self.config.rms_norm_eps)
-        return rms_norm(hidden, weight, self.config.rms_norm_eps)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -141,11 +138,7 @@ class LlamaForCausalLM(nn.Module):
             rope = RopeInputs(positions, *self.rotary.tables(positions, hidden.dtype))
         for layer, kv_cache in zip(self.layers, kv_caches):
             hidden = layer(hidden, rope, kv_cache, meta)
-        last = hidden.index_select(0, logits_idx)
-        if self.fused_ops is not None:
-            hidden = self.fused_ops.rms_norm(last, self.norm, self.config.rms_norm_eps)
-        else:
-            hidden = rms_norm(last, self.norm, self.config.rms_norm_eps)
+        hidden = rms_norm(hidden.index_select(0, logits_idx), self.norm, self.config.rms_norm_eps, self.fused_ops)
         return F.linear(hidden, self.lm_head).float()
 
 

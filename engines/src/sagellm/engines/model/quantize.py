@@ -24,6 +24,7 @@ from sagellm.engines.model.linear import Linear
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.runtime.perplexity import perplexity
 from sagellm.engines.tokenizer import Tokenizer
+from sagellm.quantization import ActivationRange
 
 CALIBRATION_TOKENS = 1024
 CALIBRATION_CHUNK = 256
@@ -59,18 +60,14 @@ def activation_ranges(
     """Max |input| per channel of each linear while ``token_ids`` run through the model (dense weights)."""
     if len(token_ids) < 2:
         raise ConfigError("calibration needs at least two tokens")
-    ranges: dict[Linear, torch.Tensor] = {}
-
-    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        assert isinstance(module, Linear)
-        batch_max = inputs[0].detach().abs().amax(dim=0).float()
-        seen = ranges.get(module)
-        ranges[module] = batch_max if seen is None else torch.maximum(seen, batch_max)
-
-    hooks = [linear.register_forward_pre_hook(record) for linear in linears]
+    ranges = {linear: ActivationRange() for linear in linears}
+    hooks = [
+        linear.register_forward_pre_hook(lambda _module, inputs, seen=seen: seen.observe(inputs[0]))
+        for linear, seen in ranges.items()
+    ]
     try:
         perplexity(model, token_ids, window=CALIBRATION_CHUNK, chunk_size=CALIBRATION_CHUNK)
     finally:
         for hook in hooks:
             hook.remove()
-    return ranges
+    return {linear: seen.absmax for linear, seen in ranges.items() if seen.absmax is not None}
