@@ -153,6 +153,9 @@ def test_sender_closing_voids_its_unaccepted_transfers(pair) -> None:
     src.close()
     with pytest.raises(ChannelClosedError):
         handle.wait(1)
+    deadline = time.monotonic() + 5
+    while dst._incoming and time.monotonic() < deadline:  # the goodbye travels on dst's mailbox thread
+        time.sleep(0.01)
     assert dst.receive(0.2) is None  # dropped when the sender said goodbye
 
 
