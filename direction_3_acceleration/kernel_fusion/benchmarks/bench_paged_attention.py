@@ -15,6 +15,10 @@ across the pool as a serving engine leaves them. Per batch x context:
   query per KV head spread block-diagonally);
 * the KV bytes one layer reads, and the fused kernel's effective bandwidth.
 
+Rows marked ``cold`` cycle through 30 separate pools (one per layer of the
+model, several hundred MB in all), so every call reads its KV from DRAM as
+in a serving step; the other rows reuse one pool, which stays in cache.
+
 Sides run interleaved, medians of the rounds. Writes ``bench_paged_attention.json``
 and ``.md`` to ``--out`` (default benchmarks/results/).
 """
@@ -39,8 +43,11 @@ HERE = Path(__file__).resolve().parent
 HEADS, KV_HEADS, HEAD_DIM, BLOCK = 9, 3, 64, 16
 
 
-def make_inputs(batch: int, context: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(batch * 1000 + context)
+COLD_LAYERS = 30
+
+
+def make_inputs(batch: int, context: int, layer: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(batch * 1000 + context + layer * 7919)
     blocks_each = -(-context // BLOCK)
     num_blocks = batch * blocks_each + 1
     ids = torch.randperm(num_blocks, generator=generator)[: batch * blocks_each].view(batch, blocks_each)
@@ -92,32 +99,48 @@ def fused(x: dict[str, torch.Tensor]) -> torch.Tensor:
     return paged_decode_attention(x["query"], x["keys"], x["values"], x["table"], x["lengths"])
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> float:
+def timed(fn: Callable[[dict[str, torch.Tensor]], Any], inputs: list[dict[str, torch.Tensor]], repeats: int) -> float:
+    """Seconds per call, cycling through ``inputs`` (one per layer for the cold rows)."""
+    calls = repeats * len(inputs)
     start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+    for i in range(calls):
+        fn(inputs[i % len(inputs)])
+    return (time.perf_counter() - start) / calls
 
 
-def case(batch: int, context: int, rounds: int, repeats: int) -> dict[str, Any]:
-    x = make_inputs(batch, context)
+def case(batch: int, context: int, rounds: int, repeats: int, cold: bool = False) -> dict[str, Any]:
+    inputs = [make_inputs(batch, context, layer) for layer in range(COLD_LAYERS if cold else 1)]
+    x = inputs[0]
     sides = {"fused": fused, "gather_sdpa": gather_sdpa, "gather_block_diagonal": gather_block_diagonal}
     reference = gather_sdpa(x).float()
     errors = {name: float((fn(x).float() - reference).abs().max()) for name, fn in sides.items()}
     samples: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(rounds):
         for name, fn in sides.items():
-            samples[name].append(timed(lambda fn=fn: fn(x), repeats))
+            samples[name].append(timed(fn, inputs, 1 if cold else repeats))
     kv_bytes = int(x["lengths"].sum()) * KV_HEADS * HEAD_DIM * 2 * 2  # K and V, bf16
     result: dict[str, Any] = {f"{name}_us": statistics.median(s) * 1e6 for name, s in samples.items()}
-    result.update(batch=batch, context=context, kv_bytes=kv_bytes, max_abs_diff=errors)
+    result.update(batch=batch, context=context, cold=cold, kv_bytes=kv_bytes, max_abs_diff=errors)
     result["fused_gb_s"] = kv_bytes / (result["fused_us"] * 1e-6) / 1e9
     return result
 
 
 def run(quick: bool, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
-    cases = [(1, 256), (64, 256)] if quick else [(1, 256), (1, 2048), (16, 256), (16, 1024), (64, 256), (64, 1024)]
+    cases = (
+        [(1, 256, False), (64, 256, False), (64, 256, True)]
+        if quick
+        else [
+            (1, 256, False),
+            (1, 2048, False),
+            (16, 256, False),
+            (16, 1024, False),
+            (64, 256, False),
+            (64, 1024, False),
+            (64, 256, True),
+            (64, 1024, True),
+        ]
+    )
     rounds, repeats = (2, 3) if quick else (5, 10)
     return {
         "benchmark": "paged_decode_attention",
@@ -127,19 +150,19 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
             "machine": platform.machine(),
             "compiled": load_kernels("paged_decode_attention") is not None,
         },
-        "results": [case(b, c, rounds, repeats) for b, c in cases],
+        "results": [case(b, c, rounds, repeats, cold) for b, c, cold in cases],
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        "| batch | context (max) | KV read per layer | fused µs | gather+SDPA µs | gather+block-diagonal µs "
+        "| batch | context (max) | pools | KV read per layer | fused µs | gather+SDPA µs | gather+block-diagonal µs "
         "| x SDPA | x block-diagonal | fused GB/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
-            f"| {r['batch']} | {r['context']} | {r['kv_bytes'] / 2**20:.1f} MiB | {r['fused_us']:.0f} | "
+            f"| {r['batch']} | {r['context']} | {'cold' if r['cold'] else 'warm'} | {r['kv_bytes'] / 2**20:.1f} MiB | {r['fused_us']:.0f} | "
             f"{r['gather_sdpa_us']:.0f} | {r['gather_block_diagonal_us']:.0f} | "
             f"{r['gather_sdpa_us'] / r['fused_us']:.2f} | {r['gather_block_diagonal_us'] / r['fused_us']:.2f} | "
             f"{r['fused_gb_s']:.1f} |"

@@ -48,7 +48,7 @@ def make_case(
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     ("lengths", "head_dim"),
-    [([1], 64), ([17, 5, 64, 300], 64), ([33, 7], 48), ([9, 40], 20)],  # 20: the scalar path
+    [([1], 64), ([17, 5, 64, 300], 64), ([33, 7], 48), ([9, 40], 20), ([50], 112)],  # 20, 112: the portable path
 )
 def test_fused_equals_reference(dtype: torch.dtype, lengths: list[int], head_dim: int) -> None:
     case = make_case(lengths, dtype, head_dim=head_dim)
@@ -75,6 +75,8 @@ def test_bad_inputs_raise() -> None:
         paged_decode_attention(query, keys, values, table, torch.tensor([999]))
     with pytest.raises(RuntimeError, match="head shapes"):
         paged_decode_attention(query[:, :, :32].contiguous(), keys, values, table, lengths)
+    with pytest.raises(RuntimeError, match="outside the pool"):
+        paged_decode_attention(query, keys, values, table + keys.shape[0], lengths)
 
 
 def test_other_dtypes_use_the_reference() -> None:

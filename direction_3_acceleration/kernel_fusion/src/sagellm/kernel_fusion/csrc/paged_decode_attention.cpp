@@ -4,9 +4,13 @@
 // The PyTorch path gathers every sequence's blocks into a padded copy
 // (index_select), then runs block-diagonal batched matmuls over it: the
 // context crosses memory three times and the matmuls do Hkv times the
-// needed multiply-adds. Here each (sequence, KV head) task walks its block
-// table once: scores q.k for the G query heads sharing that KV head, a
-// float32 softmax, then sum p.v — K and V are read once, in place.
+// needed multiply-adds. Here each sequence is one task that walks its block
+// table twice (scores q.k for all query heads, then sum p.v), reading each
+// block's rows of all KV heads contiguously, in place, with the next block
+// prefetched while the current one is used: at 64 sequences x 200 tokens the
+// context is hundreds of MB per step, so the kernel is bound by how well it
+// keeps DRAM busy, and one sequence's blocks sit at scattered addresses the
+// hardware prefetcher cannot guess.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -23,11 +27,28 @@
 
 namespace {
 
+// Where one sequence's context lives and what shape its rows have.
 template <typename scalar_t>
-inline float to_float(scalar_t v) {
-  return static_cast<float>(v);
-}
+struct Context {
+  const scalar_t* key_blocks;    // [N, bs, Hkv, D]
+  const scalar_t* value_blocks;  // [N, bs, Hkv, D]
+  const int64_t* table;          // this sequence's block ids
+  int64_t length, block_size, num_kv_heads, group, head_dim;
 
+  int64_t row_elems() const { return num_kv_heads * head_dim; }
+  int64_t num_blocks() const { return (length + block_size - 1) / block_size; }
+  int64_t tokens_in(int64_t j) const { return std::min(block_size, length - j * block_size); }
+  const scalar_t* block(const scalar_t* blocks, int64_t j) const { return blocks + table[j] * block_size * row_elems(); }
+};
+
+// Asks for ``tokens`` rows to be pulled into cache ahead of use (one row per token of the block being
+// used keeps the requests spread out: a whole block at once overflows the core's miss queue).
+template <typename scalar_t>
+inline void prefetch_rows(const scalar_t* rows, int64_t tokens, int64_t row_elems) {
+  const char* p = reinterpret_cast<const char*>(rows);
+  const int64_t bytes = tokens * row_elems * static_cast<int64_t>(sizeof(scalar_t));
+  for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset, 0, 3);
+}
 
 // In-place softmax numerators of scores[0..n); returns 1 / their sum.
 inline float softmax_numerators(float* scores, int64_t n) {
@@ -52,75 +73,129 @@ inline float softmax_numerators(float* scores, int64_t n) {
   return 1.f / total;
 }
 
+#ifdef SAGELLM_AVX512
+// scores[hq, t] = q_hq . k_t for every query head; CHUNKS = D / 16 (a compile-time count keeps K in registers).
+template <typename scalar_t, int CHUNKS>
+void score_block(const Context<scalar_t>& c, const float* q, const scalar_t* rows, int64_t tokens, int64_t first,
+                 float* scores, const scalar_t* next) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    const scalar_t* row = rows + t * c.row_elems();
+    if (next) prefetch_rows(next + t * c.row_elems(), 1, c.row_elems());
+    for (int64_t h = 0; h < c.num_kv_heads; ++h) {
+      __m512 k[CHUNKS];
+      for (int ch = 0; ch < CHUNKS; ++ch) k[ch] = sagellm_simd::load16(row + h * c.head_dim + ch * 16);
+      for (int64_t g = 0; g < c.group; ++g) {
+        const float* qh = q + (h * c.group + g) * c.head_dim;
+        __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(qh), k[0]);
+        for (int ch = 1; ch < CHUNKS; ++ch) sum = _mm512_fmadd_ps(_mm512_loadu_ps(qh + ch * 16), k[ch], sum);
+        scores[(h * c.group + g) * c.length + first + t] = _mm512_reduce_add_ps(sum);
+      }
+    }
+  }
+}
+
+// acc[hq] += sum_t p[hq, t] v_t over one block, the accumulators held in registers across its tokens.
+template <typename scalar_t, int CHUNKS>
+void weigh_block(const Context<scalar_t>& c, const float* scores, const scalar_t* rows, int64_t tokens, int64_t first,
+                 float* acc, const scalar_t* next) {
+  for (int64_t h = 0; h < c.num_kv_heads; ++h) {
+    for (int64_t g = 0; g < c.group; ++g) {
+      const int64_t hq = h * c.group + g;
+      const float* p = scores + hq * c.length + first;
+      float* a = acc + hq * c.head_dim;
+      __m512 sum[CHUNKS];
+      for (int ch = 0; ch < CHUNKS; ++ch) sum[ch] = _mm512_loadu_ps(a + ch * 16);
+      const bool prefetching = next != nullptr && h == 0 && g == 0;
+      for (int64_t t = 0; t < tokens; ++t) {
+        if (prefetching) prefetch_rows(next + t * c.row_elems(), 1, c.row_elems());
+        const scalar_t* v = rows + t * c.row_elems() + h * c.head_dim;
+        const __m512 weight = _mm512_set1_ps(p[t]);
+        for (int ch = 0; ch < CHUNKS; ++ch) sum[ch] = _mm512_fmadd_ps(weight, sagellm_simd::load16(v + ch * 16), sum[ch]);
+      }
+      for (int ch = 0; ch < CHUNKS; ++ch) _mm512_storeu_ps(a + ch * 16, sum[ch]);
+    }
+  }
+}
+#endif
+
+// Portable versions of the two block passes (any head_dim; no AVX-512 needed).
 template <typename scalar_t>
-void attend_one(const scalar_t* query,        // [G, D] of this (sequence, KV head)
-                const scalar_t* key_blocks,   // [N, bs, Hkv, D]
-                const scalar_t* value_blocks,
-                const int64_t* table,         // this sequence's block ids
-                int64_t context, int64_t block_size, int64_t num_kv_heads, int64_t kv_head, int64_t group,
-                int64_t head_dim, float scale, float* scratch, scalar_t* out /* [G, D] */) {
-  float* q = scratch;                        // [G, D] scaled query, float32
-  float* acc = q + group * head_dim;         // [G, D]
-  float* scores = acc + group * head_dim;    // [G, context]
-  for (int64_t i = 0; i < group * head_dim; ++i) q[i] = to_float(query[i]) * scale;
-  const int64_t row_stride = num_kv_heads * head_dim;
-  auto row_of = [&](const scalar_t* blocks, int64_t t) {
-    return blocks + (table[t / block_size] * block_size + t % block_size) * row_stride + kv_head * head_dim;
-  };
-  const bool vector_path =
-#ifdef SAGELLM_AVX512
-      head_dim % 16 == 0 && head_dim <= 256;
-#else
-      false;
-#endif
-  // scores[g, t] = q_g . k_t
-  for (int64_t t = 0; t < context; ++t) {
-    const scalar_t* k = row_of(key_blocks, t);
-    if (vector_path) {
-#ifdef SAGELLM_AVX512
-      __m512 kv[16];
-      const int64_t chunks = head_dim / 16;
-      for (int64_t c = 0; c < chunks; ++c) kv[c] = sagellm_simd::load16(k + c * 16);
-      for (int64_t g = 0; g < group; ++g) {
-        __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(q + g * head_dim), kv[0]);
-        for (int64_t c = 1; c < chunks; ++c) sum = _mm512_fmadd_ps(_mm512_loadu_ps(q + g * head_dim + c * 16), kv[c], sum);
-        scores[g * context + t] = _mm512_reduce_add_ps(sum);
-      }
-#endif
-    } else {
-      for (int64_t g = 0; g < group; ++g) {
-        float sum = 0.f;
-        for (int64_t d = 0; d < head_dim; ++d) sum += q[g * head_dim + d] * to_float(k[d]);
-        scores[g * context + t] = sum;
-      }
+void score_block_scalar(const Context<scalar_t>& c, const float* q, const scalar_t* rows, int64_t tokens, int64_t first,
+                        float* scores) {
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t hq = 0; hq < c.num_kv_heads * c.group; ++hq) {
+      const scalar_t* k = rows + t * c.row_elems() + (hq / c.group) * c.head_dim;
+      float sum = 0.f;
+      for (int64_t d = 0; d < c.head_dim; ++d) sum += q[hq * c.head_dim + d] * static_cast<float>(k[d]);
+      scores[hq * c.length + first + t] = sum;
     }
-  }
-  std::vector<float> inverse(group);
-  for (int64_t g = 0; g < group; ++g) inverse[g] = softmax_numerators(scores + g * context, context);
-  // acc[g] = sum_t p[g, t] v_t
-  std::fill(acc, acc + group * head_dim, 0.f);
-  for (int64_t t = 0; t < context; ++t) {
-    const scalar_t* v = row_of(value_blocks, t);
-    if (vector_path) {
-#ifdef SAGELLM_AVX512
-      const int64_t chunks = head_dim / 16;
-      for (int64_t c = 0; c < chunks; ++c) {
-        const __m512 vv = sagellm_simd::load16(v + c * 16);
-        for (int64_t g = 0; g < group; ++g) {
-          float* a = acc + g * head_dim + c * 16;
-          _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(scores[g * context + t]), vv, _mm512_loadu_ps(a)));
-        }
-      }
-#endif
-    } else {
-      for (int64_t g = 0; g < group; ++g) {
-        const float p = scores[g * context + t];
-        for (int64_t d = 0; d < head_dim; ++d) acc[g * head_dim + d] += p * to_float(v[d]);
-      }
+}
+
+template <typename scalar_t>
+void weigh_block_scalar(const Context<scalar_t>& c, const float* scores, const scalar_t* rows, int64_t tokens,
+                        int64_t first, float* acc) {
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t hq = 0; hq < c.num_kv_heads * c.group; ++hq) {
+      const scalar_t* v = rows + t * c.row_elems() + (hq / c.group) * c.head_dim;
+      const float p = scores[hq * c.length + first + t];
+      for (int64_t d = 0; d < c.head_dim; ++d) acc[hq * c.head_dim + d] += p * static_cast<float>(v[d]);
     }
+}
+
+// One pass over the sequence's blocks; ``visit`` gets block j and block j + 1 to prefetch as it goes (for the
+// last block, ``after``: the first block of the pass that follows, if any).
+template <typename scalar_t, typename Visit>
+void walk_blocks(const Context<scalar_t>& c, const scalar_t* blocks, const scalar_t* after, Visit visit) {
+  const int64_t count = c.num_blocks();
+  for (int64_t j = 0; j < count; ++j)
+    visit(c.block(blocks, j), c.tokens_in(j), j * c.block_size, j + 1 < count ? c.block(blocks, j + 1) : after);
+}
+
+template <typename scalar_t, int CHUNKS>
+void attend_sequence(const Context<scalar_t>& c, const scalar_t* query /* [Hq, D] */, float scale, float* scratch,
+                     scalar_t* out /* [Hq, D] */) {
+  const int64_t heads = c.num_kv_heads * c.group, width = heads * c.head_dim;
+  float* q = scratch;            // [Hq, D] scaled query, float32
+  float* acc = q + width;        // [Hq, D]
+  float* scores = acc + width;   // [Hq, length]
+  for (int64_t i = 0; i < width; ++i) q[i] = static_cast<float>(query[i]) * scale;
+  prefetch_rows(c.block(c.key_blocks, 0), c.tokens_in(0), c.row_elems());
+  walk_blocks(c, c.key_blocks, c.block(c.value_blocks, 0), [&](const scalar_t* rows, int64_t tokens, int64_t first, const scalar_t* next) {
+#ifdef SAGELLM_AVX512
+    if constexpr (CHUNKS > 0) return score_block<scalar_t, CHUNKS>(c, q, rows, tokens, first, scores, next);
+#endif
+    score_block_scalar(c, q, rows, tokens, first, scores);
+  });
+  std::vector<float> inverse(heads);
+  for (int64_t hq = 0; hq < heads; ++hq) inverse[hq] = softmax_numerators(scores + hq * c.length, c.length);
+  std::fill(acc, acc + width, 0.f);
+  walk_blocks(c, c.value_blocks, static_cast<const scalar_t*>(nullptr), [&](const scalar_t* rows, int64_t tokens, int64_t first, const scalar_t* next) {
+#ifdef SAGELLM_AVX512
+    if constexpr (CHUNKS > 0) return weigh_block<scalar_t, CHUNKS>(c, scores, rows, tokens, first, acc, next);
+#endif
+    weigh_block_scalar(c, scores, rows, tokens, first, acc);
+  });
+  for (int64_t hq = 0; hq < heads; ++hq)
+    for (int64_t d = 0; d < c.head_dim; ++d)
+      out[hq * c.head_dim + d] = static_cast<scalar_t>(acc[hq * c.head_dim + d] * inverse[hq]);
+}
+
+// The attend_sequence instance for this head_dim: register-held K/V chunks for the common sizes, else portable.
+template <typename scalar_t>
+auto pick_attend(int64_t head_dim) {
+#ifdef SAGELLM_AVX512
+  switch (head_dim) {
+    case 32: return &attend_sequence<scalar_t, 2>;
+    case 48: return &attend_sequence<scalar_t, 3>;
+    case 64: return &attend_sequence<scalar_t, 4>;
+    case 80: return &attend_sequence<scalar_t, 5>;
+    case 96: return &attend_sequence<scalar_t, 6>;
+    case 128: return &attend_sequence<scalar_t, 8>;
+    default: break;
   }
-  for (int64_t g = 0; g < group; ++g)
-    for (int64_t d = 0; d < head_dim; ++d) out[g * head_dim + d] = static_cast<scalar_t>(acc[g * head_dim + d] * inverse[g]);
+#endif
+  (void)head_dim;
+  return &attend_sequence<scalar_t, 0>;
 }
 
 }  // namespace
@@ -142,13 +217,17 @@ at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key
                   context_lens.is_contiguous(),
               "context_lens: int64 [B]");
   const int64_t batch = query.size(0), num_q_heads = query.size(1), head_dim = query.size(2);
-  const int64_t block_size = key_blocks.size(1), num_kv_heads = key_blocks.size(2);
+  const int64_t block_size = key_blocks.size(1), num_kv_heads = key_blocks.size(2), num_pool_blocks = key_blocks.size(0);
   TORCH_CHECK(key_blocks.size(3) == head_dim && num_q_heads % num_kv_heads == 0, "head shapes do not match");
   const int64_t group = num_q_heads / num_kv_heads, max_blocks = block_table.size(1);
   const int64_t* lens = context_lens.data_ptr<int64_t>();
+  const int64_t* table = block_table.data_ptr<int64_t>();
   int64_t longest = 1;
   for (int64_t b = 0; b < batch; ++b) {
     TORCH_CHECK(lens[b] >= 1 && lens[b] <= max_blocks * block_size, "context length outside the block table");
+    for (int64_t j = 0; j < (lens[b] + block_size - 1) / block_size; ++j)
+      TORCH_CHECK(table[b * max_blocks + j] >= 0 && table[b * max_blocks + j] < num_pool_blocks,
+                  "block id outside the pool");
     longest = std::max(longest, lens[b]);
   }
   auto out = at::empty_like(query);
@@ -156,15 +235,14 @@ at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key
     const scalar_t* q = query.data_ptr<scalar_t>();
     const scalar_t* k = key_blocks.data_ptr<scalar_t>();
     const scalar_t* v = value_blocks.data_ptr<scalar_t>();
-    const int64_t* table = block_table.data_ptr<int64_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, batch * num_kv_heads, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scratch(2 * group * head_dim + group * longest);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / num_kv_heads, h = task % num_kv_heads;
-        const int64_t offset = (b * num_q_heads + h * group) * head_dim;
-        attend_one<scalar_t>(q + offset, k, v, table + b * max_blocks, lens[b], block_size, num_kv_heads, h, group,
-                             head_dim, static_cast<float>(scale), scratch.data(), o + offset);
+    const auto attend = pick_attend<scalar_t>(head_dim);
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scratch(2 * num_q_heads * head_dim + num_q_heads * longest);
+      for (int64_t b = begin; b < end; ++b) {
+        const Context<scalar_t> c{k, v, table + b * max_blocks, lens[b], block_size, num_kv_heads, group, head_dim};
+        const int64_t offset = b * num_q_heads * head_dim;
+        attend(c, q + offset, static_cast<float>(scale), scratch.data(), o + offset);
       }
     });
   });
