@@ -78,3 +78,17 @@ def test_cached_blocks_are_evicted_when_the_pool_runs_short(
         assert sum(result.num_cached_tokens) > 0  # blocks were reused before they were evicted
     assert engine.kv.num_evictions > 0
     assert engine.kv.num_free_blocks == 5
+
+
+def test_cached_blocks_carry_the_prompt_length_of_their_last_user(
+    make_engine: Callable[..., LLMEngine], slices: list[list[int]]
+) -> None:
+    """KVBlockMeta.request_tokens (a lifetime-predictor feature) follows the request that last used the block."""
+    engine = make_engine()
+    short, long = slices[3], slices[-1]  # 32 and 64 tokens: the long prompt reuses the short one's first block
+    drive(engine, [short], sampling=SamplingParams(temperature=0.0, max_tokens=1))
+    metas = list(engine.kv._meta.values())
+    assert metas and {m.request_tokens for m in metas} == {len(short)}
+    drive(engine, [long], sampling=SamplingParams(temperature=0.0, max_tokens=1))
+    first = min(engine.kv._meta.values(), key=lambda m: m.created_at)
+    assert first.access_count >= 1 and first.request_tokens == len(long)

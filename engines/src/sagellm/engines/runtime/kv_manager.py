@@ -188,7 +188,12 @@ class KVManager:
         for entry in adopted:
             self.entries.add(entry, blocks[fresh[entry]])
             self._meta[entry] = KVBlockMeta(
-                entry, size_bytes=size, created_at=now, last_access=now, prefix_depth=fresh[entry]
+                entry,
+                size_bytes=size,
+                created_at=now,
+                last_access=now,
+                prefix_depth=fresh[entry],
+                request_tokens=seq.num_prompt_tokens,
             )
             if self.policy is not None:
                 self.policy.on_insert(entry, now)
@@ -254,7 +259,7 @@ class KVManager:
         is free + evictable blocks, the whole device when nothing runs, so
         a request that fits the pool is always admitted eventually.
         """
-        self._hold(entries)
+        self._hold(entries, seq.num_prompt_tokens)
         is_lower = [self.entries.device_block(e) is None for e in entries]
         run = swapped.run_after(len(entries)) if swapped is not None else []
         if swapped is not None:
@@ -280,13 +285,13 @@ class KVManager:
         self._let_go(entries[:first_lower])
         return None
 
-    def _hold(self, entries: list[EntryId]) -> None:
+    def _hold(self, entries: list[EntryId], request_tokens: int) -> None:
         """A sequence's pool references on the device-resident hit entries; none of them is evictable now."""
         now = time.monotonic()
         device = []
         for entry in entries:
             self._policy_access(entry, now)
-            self._touch(entry, now)
+            self._touch(entry, now, request_tokens)
             block = self.entries.device_block(entry)
             if block is not None:
                 device.append(block)
@@ -407,11 +412,13 @@ class KVManager:
             self._meta.pop(entry, None)
 
     # ------------------------------------------------------------------ small helpers
-    def _touch(self, entry: EntryId, now: float) -> None:
+    def _touch(self, entry: EntryId, now: float, request_tokens: int) -> None:
+        """A cache hit: the block's age, hit count and the prompt length of the request reusing it (predictors' features)."""
         meta = self._meta.get(entry)
         if meta is not None:
             meta.last_access = now
             meta.access_count += 1
+            meta.request_tokens = request_tokens
 
     def _policy_access(self, entry: EntryId, now: float) -> None:
         if self.policy is not None and self.entries.device_block(entry) is not None:
