@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from sagellm.core.config import load_config
 from sagellm.core.errors import ConfigError
@@ -101,3 +102,38 @@ def test_disagg_config_defaults_to_the_shm_channel_and_needs_the_prefix_cache() 
     assert config.kv_transfer.options["namespace"] == "ns-1"
     with pytest.raises(ConfigError):
         disagg_config(load_config(prefix_cache={"enabled": False}), "ns-2")
+
+
+def test_int8_kv_travels_with_its_scales(make_engine: Callable[..., LLMEngine], prompts: list[list[int]]) -> None:
+    """An int8 cache's codes and per-block scales arrive bit for bit, and decoding goes on from them."""
+    prompt, rid = prompts[4], "q8"
+    int8_pool = {"num_blocks": 160, "cache_dtype": "int8"}
+    prefill, decode = make_engine(kv_pool=int8_pool), make_engine(kv_pool=int8_pool)
+    prefill.add_request(prompt, SamplingParams(max_tokens=1, temperature=0.0), request_id=rid)
+    (first,) = _drain(prefill)
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    config = load_config(kv_transfer={"implementation": "shm", "options": {"namespace": namespace, "staging_mb": 64}})
+    with open_channel(config, prefill.kv.pool, "p") as src, open_channel(config, decode.kv.pool, "d") as dst:
+        assert src.geometry.dtype == "int8"
+        held = export_prompt_blocks(prefill, rid, prompt)
+        handle = src.transfer(held.block_ids, "d")
+        incoming = dst.receive(timeout=10)
+        assert incoming is not None
+        blocks = allocate_blocks(decode, incoming.num_blocks)
+        incoming.accept(blocks)
+        handle.wait(10)
+    for layer in range(prefill.kv.pool.layout.num_layers):
+        sent_scales, got_scales = prefill.kv.pool.kv_scales(layer), decode.kv.pool.kv_scales(layer)
+        for kind in range(2):
+            assert torch.equal(
+                prefill.kv.pool.kv_tensors(layer)[kind][held.block_ids], decode.kv.pool.kv_tensors(layer)[kind][blocks]
+            )
+            assert torch.equal(sent_scales[kind][held.block_ids], got_scales[kind][blocks])
+            assert bool((got_scales[kind][blocks] > 0).all())
+    release(prefill, held)
+    adopted = adopt_blocks(decode, rid, prompt, blocks)
+    decode.add_request([*prompt, first.new_token_ids[0]], SamplingParams(max_tokens=4, temperature=0.0), request_id=rid)
+    outputs = _drain(decode)
+    release(decode, adopted)
+    assert outputs[0].num_cached_tokens == len(blocks) * decode.kv.block_size
+    assert sum(len(o.new_token_ids) for o in outputs) == 4

@@ -15,6 +15,7 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError, InvalidRequestError, KVBlockError, NotSupportedError, OutOfBlocksError
 from sagellm.kv_transfer import (
     ChannelClosedError,
+    KVBlocks,
     NodeNameInUseError,
     PeerClosedError,
     SharedMemoryKVChannel,
@@ -208,10 +209,44 @@ def test_bad_names_and_options_are_config_errors() -> None:
         SharedMemoryKVChannel(make_kv(2), unique("n"), staging_mb=0)
 
 
-def test_int8_kv_is_not_supported() -> None:
+def test_int8_kv_needs_its_scales() -> None:
     kv = [(torch.zeros(2, 4, 2, 8, dtype=torch.int8), torch.zeros(2, 4, 2, 8, dtype=torch.int8))]
-    with pytest.raises(NotSupportedError):
+    with pytest.raises(NotSupportedError, match="scales"):
         SharedMemoryKVChannel(kv, unique("n"), namespace=NAMESPACE)
+    with pytest.raises(NotSupportedError, match="float32"):
+        KVBlocks(kv, [(torch.zeros(2), torch.zeros(3))])
+    with pytest.raises(NotSupportedError, match="int8"):
+        KVBlocks(make_kv(2), [(torch.zeros(2), torch.zeros(2))] * 2)
+
+
+def int8_kv(num_blocks: int) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
+    shape = (num_blocks, 4, 2, 8)
+    codes = [(torch.zeros(shape, dtype=torch.int8), torch.zeros(shape, dtype=torch.int8)) for _ in range(2)]
+    scales = [(torch.zeros(num_blocks), torch.zeros(num_blocks)) for _ in range(2)]
+    return codes, scales
+
+
+def test_int8_blocks_travel_with_their_scales() -> None:
+    (src_codes, src_scales), (dst_codes, dst_scales) = int8_kv(4), int8_kv(6)
+    for layer in range(2):
+        for kind in range(2):
+            src_codes[layer][kind][2].fill_(10 * layer + kind + 1)
+            src_scales[layer][kind][2] = 0.5 + layer + kind / 4
+    with (
+        SharedMemoryKVChannel(KVBlocks(src_codes, src_scales), unique("a"), namespace=NAMESPACE) as src,
+        SharedMemoryKVChannel(KVBlocks(dst_codes, dst_scales), unique("b"), namespace=NAMESPACE) as dst,
+    ):
+        assert src.geometry.dtype == "int8" and src.geometry.bytes_per_block == 2 * 2 * 64 + 2 * 2 * 4
+        handle = src.transfer([2], dst.node)
+        incoming = dst.receive(5)
+        assert incoming is not None
+        incoming.accept([5])
+        handle.wait(5)
+    for layer in range(2):
+        for kind in range(2):
+            assert bool((dst_codes[layer][kind][5] == 10 * layer + kind + 1).all())
+            assert float(dst_scales[layer][kind][5]) == 0.5 + layer + kind / 4
+            assert float(dst_scales[layer][kind][:5].abs().sum()) == 0.0  # nothing else written
 
 
 def test_junk_datagrams_are_ignored(pair) -> None:

@@ -6,8 +6,13 @@ per-layer ``(key, value)`` tensors, each ``[num_blocks, block_size, kv_heads,
 head_dim]`` of one float dtype. A staged transfer of ``n`` blocks is one
 contiguous run, layer-major, so every layer's keys are one tensor::
 
-    run: [ L0 K: n blocks ][ L0 V: n blocks ][ L1 K ][ L1 V ] ... [ metadata bytes (large ones only) ]
+    run: [ L0 K: n blocks ][ L0 V: n blocks ][ L1 K ][ L1 V ] ... [ scales ] [ metadata bytes (large ones only) ]
           each [n, block_size, kv_heads, head_dim] in the KV's dtype
+
+An int8 KV (codes, with one float32 scale per block of each layer's K and V,
+as sagellm-kv-pool keeps them: ``kv_scales(layer)``) ships its scales too,
+as ``[layers, 2, n]`` float32 after the codes; a block's codes mean nothing
+without them. Float KVs have no scales section.
 """
 
 from __future__ import annotations
@@ -20,9 +25,17 @@ import torch
 
 from sagellm.core.errors import KVBlockError, NotSupportedError
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+    "int8": torch.int8,
+}
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 WORDS = (torch.int64, torch.int32, torch.int16, torch.uint8)  # widest first
+SCALE_DTYPE = torch.float32  # an int8 KV's per-block scales
+ScalePair = tuple[torch.Tensor, torch.Tensor]  # one layer's (key, value) scales, each [num_blocks]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +53,21 @@ class BlockGeometry:
         return (self.block_size, self.num_kv_heads, self.head_dim)
 
     @property
-    def bytes_per_block(self) -> int:
-        """Keys and values of one block in every layer."""
+    def quantized(self) -> bool:
+        """int8 codes with per-block scales."""
+        return self.dtype == "int8"
+
+    @property
+    def code_bytes_per_block(self) -> int:
+        """Keys and values of one block in every layer, without scales."""
         itemsize = torch.empty((), dtype=DTYPES[self.dtype]).element_size()
         return 2 * self.num_layers * self.block_size * self.num_kv_heads * self.head_dim * itemsize
+
+    @property
+    def bytes_per_block(self) -> int:
+        """Keys and values of one block in every layer, with their scales where the KV is int8."""
+        scale_bytes = 2 * self.num_layers * SCALE_DTYPE.itemsize if self.quantized else 0
+        return self.code_bytes_per_block + scale_bytes
 
     def to_wire(self) -> list[Any]:
         return [self.num_layers, self.block_size, self.num_kv_heads, self.head_dim, self.dtype]
@@ -60,7 +84,9 @@ class BlockGeometry:
 class KVBlocks:
     """Per-layer (key, value) block tensors: gather named blocks into a staged run, scatter a run into blocks."""
 
-    def __init__(self, layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def __init__(
+        self, layers: Sequence[tuple[torch.Tensor, torch.Tensor]], scales: Sequence[ScalePair] | None = None
+    ) -> None:
         if not layers:
             raise NotSupportedError("a KV transfer channel needs at least one layer of KV tensors")
         first = layers[0][0]
@@ -74,9 +100,9 @@ class KVBlocks:
                     )
         if first.dtype not in DTYPE_NAMES:
             raise NotSupportedError(
-                f"KV dtype {first.dtype} cannot be transferred (float32, bfloat16, float16 only; an int8 cache "
-                "would need its per-block scales shipped too)"
+                f"KV dtype {first.dtype} cannot be transferred (float32, bfloat16, float16, or int8 with scales)"
             )
+        self.scales = _check_scales(scales, first, len(layers))
         self.layers = list(layers)
         self.num_blocks = int(first.shape[0])
         self.device = first.device
@@ -95,7 +121,10 @@ class KVBlocks:
             return kv
         kv_tensors = getattr(kv, "kv_tensors", None)
         if callable(kv_tensors):
-            return cls([tuple(kv_tensors(layer)) for layer in range(kv.layout.num_layers)])
+            layers = range(kv.layout.num_layers)
+            kv_scales = getattr(kv, "kv_scales", None)
+            scales = [kv_scales(layer) for layer in layers] if callable(kv_scales) else None
+            return cls([tuple(kv_tensors(layer)) for layer in layers], scales if scales and scales[0] else None)
         return cls([(k, v) for k, v in kv])
 
     def check_ids(self, block_ids: Sequence[int]) -> list[int]:
@@ -108,14 +137,20 @@ class KVBlocks:
     def staged_views(self, run: torch.Tensor, num_blocks: int) -> torch.Tensor:
         """``run`` (flat uint8) as [layers, 2, n, row] of this KV's words (one row = one block of one layer)."""
         g = self.geometry
-        nbytes = num_blocks * g.bytes_per_block
+        nbytes = num_blocks * g.code_bytes_per_block
         return run[:nbytes].view(self.word).view(g.num_layers, 2, num_blocks, -1)
 
     def staged_blocks(self, run: torch.Tensor, num_blocks: int) -> torch.Tensor:
         """``run`` as [layers, 2, n, block_size, heads, dim] in the KV dtype (for inspection and tests)."""
         g = self.geometry
-        nbytes = num_blocks * g.bytes_per_block
+        nbytes = num_blocks * g.code_bytes_per_block
         return run[:nbytes].view(DTYPES[g.dtype]).view(g.num_layers, 2, num_blocks, *g.block_shape)
+
+    def staged_scales(self, run: torch.Tensor, num_blocks: int) -> torch.Tensor:
+        """An int8 run's scales section as [layers, 2, n] float32."""
+        g = self.geometry
+        start, end = num_blocks * g.code_bytes_per_block, num_blocks * g.bytes_per_block
+        return run[start:end].view(SCALE_DTYPE).view(g.num_layers, 2, num_blocks)
 
     def gather(self, block_ids: Sequence[int], run: torch.Tensor) -> None:
         """Copy the named blocks of every layer into the staged ``run``, in the order given."""
@@ -129,6 +164,11 @@ class KVBlocks:
                     torch.index_select(tensor, 0, index, out=staged[layer, kind])
                 else:  # gather on the device, then one device-to-host copy
                     staged[layer, kind].copy_(tensor.index_select(0, index))
+        if self.scales is not None:
+            staged_scales = self.staged_scales(run, len(block_ids))
+            for layer, pair in enumerate(self.scales):
+                for kind, tensor in enumerate(pair):
+                    staged_scales[layer, kind].copy_(tensor.index_select(0, index))
 
     def scatter(self, run: torch.Tensor, block_ids: Sequence[int]) -> None:
         """Copy a staged ``run`` into the named blocks of every layer, in the order given."""
@@ -140,6 +180,33 @@ class KVBlocks:
             for kind, tensor in enumerate(pair):
                 source = staged[layer, kind]
                 tensor.index_copy_(0, index, source if tensor.device.type == "cpu" else source.to(tensor.device))
+        if self.scales is not None:
+            staged_scales = self.staged_scales(run, len(block_ids))
+            for layer, pair in enumerate(self.scales):
+                for kind, tensor in enumerate(pair):
+                    tensor.index_copy_(0, index, staged_scales[layer, kind].to(tensor.device))
+
+
+def _check_scales(scales: Sequence[ScalePair] | None, first: torch.Tensor, num_layers: int) -> list[ScalePair] | None:
+    """An int8 KV's per-layer (key, value) scales, each [num_blocks] float32; None for a float KV."""
+    if first.dtype != torch.int8:
+        if scales is not None:
+            raise NotSupportedError(f"per-block scales go with an int8 KV, not {first.dtype}")
+        return None
+    if scales is None:
+        raise NotSupportedError(
+            "an int8 KV cannot be transferred without its per-block scales: bind the channel to the pool "
+            "(its kv_scales(layer)) or pass scales="
+        )
+    pairs = [tuple(pair) for pair in scales]
+    expected = (first.shape[0],)
+    if len(pairs) != num_layers or any(
+        len(pair) != 2 or any(t.shape != expected or t.dtype != SCALE_DTYPE for t in pair) for pair in pairs
+    ):
+        raise NotSupportedError(
+            f"an int8 KV needs one (key, value) pair of float32 [{first.shape[0]}] scales per layer ({num_layers})"
+        )
+    return [(pair[0], pair[1]) for pair in pairs]
 
 
 def _as_rows(tensor: torch.Tensor, word: torch.dtype) -> torch.Tensor:
