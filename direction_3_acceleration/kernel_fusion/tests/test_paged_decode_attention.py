@@ -59,6 +59,44 @@ def test_fused_equals_reference(dtype: torch.dtype, lengths: list[int], head_dim
     torch.testing.assert_close(fused.float(), reference.float(), atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
 
 
+def int8_case(lengths: list[int], dtype: torch.dtype, head_dim: int = 64) -> tuple[tuple[torch.Tensor, ...], dict]:
+    """make_case's pool as int8 codes with per-block scales held in a strided [N, 2] buffer, as the pool keeps them."""
+    query, keys, values, table, lens = make_case(lengths, torch.float32, head_dim=head_dim)
+    both = torch.stack((keys, values), dim=1)  # [N, 2, bs, H, D]
+    scales = both.abs().amax(dim=(2, 3, 4)) / 127  # [N, 2]
+    codes = torch.round(both / scales.view(-1, 2, 1, 1, 1)).to(torch.int8)
+    key_codes, value_codes = codes[:, 0].contiguous(), codes[:, 1].contiguous()
+    return (query.to(dtype), key_codes, value_codes, table, lens), {
+        "key_scales": scales[:, 0],
+        "value_scales": scales[:, 1],
+    }
+
+
+@compiled
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("lengths", "head_dim"), [([17, 5, 64, 300], 64), ([9, 40], 20)])
+def test_int8_cache_equals_the_dequantized_reference(dtype: torch.dtype, lengths: list[int], head_dim: int) -> None:
+    args, scales = int8_case(lengths, dtype, head_dim)
+    assert fused_available(args[0], args[1]) and scales["key_scales"].stride(0) == 2
+    fused = paged_decode_attention(*args, **scales)
+    reference = paged_decode_attention_reference(*args, **scales)
+    dequantized = [
+        args[i].float() * scales[name].view(-1, 1, 1, 1) for i, name in ((1, "key_scales"), (2, "value_scales"))
+    ]
+    plain = paged_decode_attention_reference(args[0].float(), *dequantized, args[3], args[4]).to(dtype)
+    torch.testing.assert_close(reference, plain, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+    torch.testing.assert_close(fused.float(), reference.float(), atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+
+
+def test_scales_and_int8_blocks_go_together() -> None:
+    args, scales = int8_case([5], torch.float32)
+    with pytest.raises(InvalidRequestError, match="int8 blocks need both"):
+        paged_decode_attention(*args, key_scales=scales["key_scales"])
+    query, keys, values, table, lengths = make_case([5], torch.float32)
+    with pytest.raises(InvalidRequestError):
+        paged_decode_attention(query, keys, values, table, lengths, **scales)
+
+
 @compiled
 def test_padding_past_a_context_is_never_read() -> None:
     query, keys, values, table, lengths = make_case([20, 3], torch.float32)

@@ -5,23 +5,30 @@ Layout (the kv_pool's): ``key_blocks`` / ``value_blocks`` are
 sequence ``i``'s blocks in order; ``context_lens[i]`` tokens of them are
 attended to. Query heads ``h * G .. h * G + G - 1`` share KV head ``h``
 (transformers' ``repeat_kv`` order).
+
+An int8 cache (sagellm-kv-pool's ``cache_dtype: int8``) passes its codes as
+the blocks plus ``key_scales`` / ``value_scales``, float32 ``[num_blocks]``
+(one scale per block, value = code * scale); the kernel folds the scales
+into the scores and weights instead of dequantizing the context.
 """
 
 from __future__ import annotations
 
 import torch
 
+from sagellm.core.errors import InvalidRequestError
 from sagellm.kernel_fusion.cpu_extension import FUSED_DTYPES, load_kernels
 
 SOURCE = "paged_decode_attention"
 
 
 def fused_available(query: torch.Tensor, key_blocks: torch.Tensor) -> bool:
-    """Whether the C++ kernel takes these inputs (CPU, float32/bfloat16, one dtype, and it compiled)."""
+    """Whether the C++ kernel takes these inputs (CPU, float32/bfloat16 queries, a cache of the query's dtype or
+    int8 codes, and it compiled)."""
     return (
         query.device.type == "cpu"
         and query.dtype in FUSED_DTYPES
-        and key_blocks.dtype == query.dtype
+        and key_blocks.dtype in (query.dtype, torch.int8)
         and load_kernels(SOURCE) is not None
     )
 
@@ -33,9 +40,12 @@ def paged_decode_attention(
     block_table: torch.Tensor,
     context_lens: torch.Tensor,
     scale: float | None = None,
+    key_scales: torch.Tensor | None = None,
+    value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``softmax(q . K^T * scale) . V`` per sequence: [B, Hq, D] -> [B, Hq, D] in the query's dtype."""
     scale = query.shape[-1] ** -0.5 if scale is None else scale
+    _check_scales(key_blocks, key_scales, value_scales)
     if fused_available(query, key_blocks):
         kernels = load_kernels(SOURCE)
         return kernels.paged_decode_attention(
@@ -45,8 +55,22 @@ def paged_decode_attention(
             block_table.to(torch.long).contiguous(),
             context_lens.to(torch.long).contiguous(),
             float(scale),
+            key_scales,
+            value_scales,
         )
-    return paged_decode_attention_reference(query, key_blocks, value_blocks, block_table, context_lens, scale)
+    return paged_decode_attention_reference(
+        query, key_blocks, value_blocks, block_table, context_lens, scale, key_scales, value_scales
+    )
+
+
+def _check_scales(key_blocks: torch.Tensor, key_scales: torch.Tensor | None, value_scales: torch.Tensor | None) -> None:
+    quantized = key_blocks.dtype == torch.int8
+    if quantized != (key_scales is not None and value_scales is not None) or (
+        not quantized and (key_scales is not None or value_scales is not None)
+    ):
+        raise InvalidRequestError(
+            "key_scales and value_scales go with int8 key/value blocks, and int8 blocks need both"
+        )
 
 
 def paged_decode_attention_reference(
@@ -56,9 +80,12 @@ def paged_decode_attention_reference(
     block_table: torch.Tensor,
     context_lens: torch.Tensor,
     scale: float | None = None,
+    key_scales: torch.Tensor | None = None,
+    value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The same in plain PyTorch, one sequence at a time in float32 (the tests' reference, any device)."""
     scale = query.shape[-1] ** -0.5 if scale is None else scale
+    _check_scales(key_blocks, key_scales, value_scales)
     batch, num_q_heads, head_dim = query.shape
     block_size, num_kv_heads = key_blocks.shape[1], key_blocks.shape[2]
     group = num_q_heads // num_kv_heads
@@ -66,10 +93,16 @@ def paged_decode_attention_reference(
     for i in range(batch):
         length = int(context_lens[i])
         blocks = block_table[i, : -(-length // block_size)].to(torch.long)
-        keys = key_blocks.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:length].float()
-        values = value_blocks.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:length].float()
+        keys = _dequantized(key_blocks, key_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
+        values = _dequantized(value_blocks, value_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
         keys = keys.repeat_interleave(group, dim=1)  # [L, Hq, D]
         values = values.repeat_interleave(group, dim=1)
         scores = torch.einsum("hd,lhd->hl", query[i].float(), keys) * scale
         out[i] = torch.einsum("hl,lhd->hd", torch.softmax(scores, dim=-1), values).to(query.dtype)
     return out
+
+
+def _dequantized(blocks: torch.Tensor, scales: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+    """The named blocks as float32 (int8 codes times their block's scale)."""
+    picked = blocks.index_select(0, ids).float()
+    return picked if scales is None else picked * scales.index_select(0, ids).view(-1, 1, 1, 1).float()

@@ -1,10 +1,11 @@
-// AVX-512 helpers shared by this package's kernels: bf16/float32 loads and
+// AVX-512 helpers shared by this package's kernels: bf16/float32/int8 loads and
 // stores (round to nearest even, as c10::BFloat16 does for finite values) and
 // a polynomial exp. Included only where SAGELLM_AVX512 is defined.
 #pragma once
 
 #include <immintrin.h>
 
+#include <cstdint>
 #include <type_traits>
 
 #include <c10/util/BFloat16.h>
@@ -20,6 +21,11 @@ inline __m512 load16(const scalar_t* p) {
   } else {
     return _mm512_loadu_ps(reinterpret_cast<const float*>(p));
   }
+}
+
+// 16 int8 codes as float32.
+inline __m512 load16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
 
 // float32 lanes rounded to the nearest bf16, still as float32 bit patterns (low 16 bits zero).

@@ -11,12 +11,18 @@
 // context is hundreds of MB per step, so the kernel is bound by how well it
 // keeps DRAM busy, and one sequence's blocks sit at scattered addresses the
 // hardware prefetcher cannot guess.
+//
+// An int8 cache (codes with one float32 scale per block for K and one for V,
+// sagellm-kv-pool's format) is read as it is: a block's key scale multiplies
+// the block's q.k sums and its value scale the weights p, so the codes are
+// never dequantized into a copy and half the bytes cross memory.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -27,18 +33,27 @@
 
 namespace {
 
-// Where one sequence's context lives and what shape its rows have.
-template <typename scalar_t>
+// Per-block scales of an int8 cache (a strided [N] float32 view); absent (scale 1) for a float cache.
+struct BlockScales {
+  const float* data = nullptr;
+  int64_t stride = 0;
+
+  float of(int64_t block) const { return data == nullptr ? 1.f : data[block * stride]; }
+};
+
+// Where one sequence's context lives and what shape its rows have; kv_t is the cache's element type.
+template <typename kv_t>
 struct Context {
-  const scalar_t* key_blocks;    // [N, bs, Hkv, D]
-  const scalar_t* value_blocks;  // [N, bs, Hkv, D]
-  const int64_t* table;          // this sequence's block ids
+  const kv_t* key_blocks;    // [N, bs, Hkv, D]
+  const kv_t* value_blocks;  // [N, bs, Hkv, D]
+  BlockScales key_scales, value_scales;
+  const int64_t* table;      // this sequence's block ids
   int64_t length, block_size, num_kv_heads, group, head_dim;
 
   int64_t row_elems() const { return num_kv_heads * head_dim; }
   int64_t num_blocks() const { return (length + block_size - 1) / block_size; }
   int64_t tokens_in(int64_t j) const { return std::min(block_size, length - j * block_size); }
-  const scalar_t* block(const scalar_t* blocks, int64_t j) const { return blocks + table[j] * block_size * row_elems(); }
+  const kv_t* block(const kv_t* blocks, int64_t j) const { return blocks + table[j] * block_size * row_elems(); }
 };
 
 // Asks for ``tokens`` rows to be pulled into cache ahead of use (one row per token of the block being
@@ -75,11 +90,11 @@ inline float softmax_numerators(float* scores, int64_t n) {
 
 #ifdef SAGELLM_AVX512
 // scores[hq, t] = q_hq . k_t for every query head; CHUNKS = D / 16 (a compile-time count keeps K in registers).
-template <typename scalar_t, int CHUNKS>
-void score_block(const Context<scalar_t>& c, const float* q, const scalar_t* rows, int64_t tokens, int64_t first,
-                 float* scores, const scalar_t* next) {
+template <typename kv_t, int CHUNKS>
+void score_block(const Context<kv_t>& c, const float* q, const kv_t* rows, int64_t tokens, int64_t first,
+                 float block_scale, float* scores, const kv_t* next) {
   for (int64_t t = 0; t < tokens; ++t) {
-    const scalar_t* row = rows + t * c.row_elems();
+    const kv_t* row = rows + t * c.row_elems();
     if (next) prefetch_rows(next + t * c.row_elems(), 1, c.row_elems());
     for (int64_t h = 0; h < c.num_kv_heads; ++h) {
       __m512 k[CHUNKS];
@@ -88,16 +103,16 @@ void score_block(const Context<scalar_t>& c, const float* q, const scalar_t* row
         const float* qh = q + (h * c.group + g) * c.head_dim;
         __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(qh), k[0]);
         for (int ch = 1; ch < CHUNKS; ++ch) sum = _mm512_fmadd_ps(_mm512_loadu_ps(qh + ch * 16), k[ch], sum);
-        scores[(h * c.group + g) * c.length + first + t] = _mm512_reduce_add_ps(sum);
+        scores[(h * c.group + g) * c.length + first + t] = _mm512_reduce_add_ps(sum) * block_scale;
       }
     }
   }
 }
 
 // acc[hq] += sum_t p[hq, t] v_t over one block, the accumulators held in registers across its tokens.
-template <typename scalar_t, int CHUNKS>
-void weigh_block(const Context<scalar_t>& c, const float* scores, const scalar_t* rows, int64_t tokens, int64_t first,
-                 float* acc, const scalar_t* next) {
+template <typename kv_t, int CHUNKS>
+void weigh_block(const Context<kv_t>& c, const float* scores, const kv_t* rows, int64_t tokens, int64_t first,
+                 float block_scale, float* acc, const kv_t* next) {
   for (int64_t h = 0; h < c.num_kv_heads; ++h) {
     for (int64_t g = 0; g < c.group; ++g) {
       const int64_t hq = h * c.group + g;
@@ -108,8 +123,8 @@ void weigh_block(const Context<scalar_t>& c, const float* scores, const scalar_t
       const bool prefetching = next != nullptr && h == 0 && g == 0;
       for (int64_t t = 0; t < tokens; ++t) {
         if (prefetching) prefetch_rows(next + t * c.row_elems(), 1, c.row_elems());
-        const scalar_t* v = rows + t * c.row_elems() + h * c.head_dim;
-        const __m512 weight = _mm512_set1_ps(p[t]);
+        const kv_t* v = rows + t * c.row_elems() + h * c.head_dim;
+        const __m512 weight = _mm512_set1_ps(p[t] * block_scale);
         for (int ch = 0; ch < CHUNKS; ++ch) sum[ch] = _mm512_fmadd_ps(weight, sagellm_simd::load16(v + ch * 16), sum[ch]);
       }
       for (int ch = 0; ch < CHUNKS; ++ch) _mm512_storeu_ps(a + ch * 16, sum[ch]);
@@ -119,40 +134,42 @@ void weigh_block(const Context<scalar_t>& c, const float* scores, const scalar_t
 #endif
 
 // Portable versions of the two block passes (any head_dim; no AVX-512 needed).
-template <typename scalar_t>
-void score_block_scalar(const Context<scalar_t>& c, const float* q, const scalar_t* rows, int64_t tokens, int64_t first,
-                        float* scores) {
+template <typename kv_t>
+void score_block_scalar(const Context<kv_t>& c, const float* q, const kv_t* rows, int64_t tokens, int64_t first,
+                        float block_scale, float* scores) {
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t hq = 0; hq < c.num_kv_heads * c.group; ++hq) {
-      const scalar_t* k = rows + t * c.row_elems() + (hq / c.group) * c.head_dim;
+      const kv_t* k = rows + t * c.row_elems() + (hq / c.group) * c.head_dim;
       float sum = 0.f;
       for (int64_t d = 0; d < c.head_dim; ++d) sum += q[hq * c.head_dim + d] * static_cast<float>(k[d]);
-      scores[hq * c.length + first + t] = sum;
+      scores[hq * c.length + first + t] = sum * block_scale;
     }
 }
 
-template <typename scalar_t>
-void weigh_block_scalar(const Context<scalar_t>& c, const float* scores, const scalar_t* rows, int64_t tokens,
-                        int64_t first, float* acc) {
+template <typename kv_t>
+void weigh_block_scalar(const Context<kv_t>& c, const float* scores, const kv_t* rows, int64_t tokens,
+                        int64_t first, float block_scale, float* acc) {
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t hq = 0; hq < c.num_kv_heads * c.group; ++hq) {
-      const scalar_t* v = rows + t * c.row_elems() + (hq / c.group) * c.head_dim;
-      const float p = scores[hq * c.length + first + t];
+      const kv_t* v = rows + t * c.row_elems() + (hq / c.group) * c.head_dim;
+      const float p = scores[hq * c.length + first + t] * block_scale;
       for (int64_t d = 0; d < c.head_dim; ++d) acc[hq * c.head_dim + d] += p * static_cast<float>(v[d]);
     }
 }
 
-// One pass over the sequence's blocks; ``visit`` gets block j and block j + 1 to prefetch as it goes (for the
-// last block, ``after``: the first block of the pass that follows, if any).
-template <typename scalar_t, typename Visit>
-void walk_blocks(const Context<scalar_t>& c, const scalar_t* blocks, const scalar_t* after, Visit visit) {
+// One pass over the sequence's blocks; ``visit`` gets block j, its scale, and block j + 1 to prefetch as it goes
+// (for the last block, ``after``: the first block of the pass that follows, if any).
+template <typename kv_t, typename Visit>
+void walk_blocks(const Context<kv_t>& c, const kv_t* blocks, const BlockScales& scales, const kv_t* after,
+                 Visit visit) {
   const int64_t count = c.num_blocks();
   for (int64_t j = 0; j < count; ++j)
-    visit(c.block(blocks, j), c.tokens_in(j), j * c.block_size, j + 1 < count ? c.block(blocks, j + 1) : after);
+    visit(c.block(blocks, j), c.tokens_in(j), j * c.block_size, scales.of(c.table[j]),
+          j + 1 < count ? c.block(blocks, j + 1) : after);
 }
 
-template <typename scalar_t, int CHUNKS>
-void attend_sequence(const Context<scalar_t>& c, const scalar_t* query /* [Hq, D] */, float scale, float* scratch,
+template <typename scalar_t, typename kv_t, int CHUNKS>
+void attend_sequence(const Context<kv_t>& c, const scalar_t* query /* [Hq, D] */, float scale, float* scratch,
                      scalar_t* out /* [Hq, D] */) {
   const int64_t heads = c.num_kv_heads * c.group, width = heads * c.head_dim;
   float* q = scratch;            // [Hq, D] scaled query, float32
@@ -160,56 +177,99 @@ void attend_sequence(const Context<scalar_t>& c, const scalar_t* query /* [Hq, D
   float* scores = acc + width;   // [Hq, length]
   for (int64_t i = 0; i < width; ++i) q[i] = static_cast<float>(query[i]) * scale;
   prefetch_rows(c.block(c.key_blocks, 0), c.tokens_in(0), c.row_elems());
-  walk_blocks(c, c.key_blocks, c.block(c.value_blocks, 0), [&](const scalar_t* rows, int64_t tokens, int64_t first, const scalar_t* next) {
+  const kv_t* first_values = c.block(c.value_blocks, 0);
+  walk_blocks(c, c.key_blocks, c.key_scales, first_values,
+              [&](const kv_t* rows, int64_t tokens, int64_t first, float block_scale, const kv_t* next) {
 #ifdef SAGELLM_AVX512
-    if constexpr (CHUNKS > 0) return score_block<scalar_t, CHUNKS>(c, q, rows, tokens, first, scores, next);
+                if constexpr (CHUNKS > 0)
+                  return score_block<kv_t, CHUNKS>(c, q, rows, tokens, first, block_scale, scores, next);
 #endif
-    score_block_scalar(c, q, rows, tokens, first, scores);
-  });
+                score_block_scalar(c, q, rows, tokens, first, block_scale, scores);
+              });
   std::vector<float> inverse(heads);
   for (int64_t hq = 0; hq < heads; ++hq) inverse[hq] = softmax_numerators(scores + hq * c.length, c.length);
   std::fill(acc, acc + width, 0.f);
-  walk_blocks(c, c.value_blocks, static_cast<const scalar_t*>(nullptr), [&](const scalar_t* rows, int64_t tokens, int64_t first, const scalar_t* next) {
+  walk_blocks(c, c.value_blocks, c.value_scales, static_cast<const kv_t*>(nullptr),
+              [&](const kv_t* rows, int64_t tokens, int64_t first, float block_scale, const kv_t* next) {
 #ifdef SAGELLM_AVX512
-    if constexpr (CHUNKS > 0) return weigh_block<scalar_t, CHUNKS>(c, scores, rows, tokens, first, acc, next);
+                if constexpr (CHUNKS > 0)
+                  return weigh_block<kv_t, CHUNKS>(c, scores, rows, tokens, first, block_scale, acc, next);
 #endif
-    weigh_block_scalar(c, scores, rows, tokens, first, acc);
-  });
+                weigh_block_scalar(c, scores, rows, tokens, first, block_scale, acc);
+              });
   for (int64_t hq = 0; hq < heads; ++hq)
     for (int64_t d = 0; d < c.head_dim; ++d)
       out[hq * c.head_dim + d] = static_cast<scalar_t>(acc[hq * c.head_dim + d] * inverse[hq]);
 }
 
 // The attend_sequence instance for this head_dim: register-held K/V chunks for the common sizes, else portable.
-template <typename scalar_t>
+template <typename scalar_t, typename kv_t>
 auto pick_attend(int64_t head_dim) {
 #ifdef SAGELLM_AVX512
   switch (head_dim) {
-    case 32: return &attend_sequence<scalar_t, 2>;
-    case 48: return &attend_sequence<scalar_t, 3>;
-    case 64: return &attend_sequence<scalar_t, 4>;
-    case 80: return &attend_sequence<scalar_t, 5>;
-    case 96: return &attend_sequence<scalar_t, 6>;
-    case 128: return &attend_sequence<scalar_t, 8>;
+    case 32: return &attend_sequence<scalar_t, kv_t, 2>;
+    case 48: return &attend_sequence<scalar_t, kv_t, 3>;
+    case 64: return &attend_sequence<scalar_t, kv_t, 4>;
+    case 80: return &attend_sequence<scalar_t, kv_t, 5>;
+    case 96: return &attend_sequence<scalar_t, kv_t, 6>;
+    case 128: return &attend_sequence<scalar_t, kv_t, 8>;
     default: break;
   }
 #endif
   (void)head_dim;
-  return &attend_sequence<scalar_t, 0>;
+  return &attend_sequence<scalar_t, kv_t, 0>;
+}
+
+// An int8 cache's scales for one of K / V: float32 [N] (any stride), or absent for a float cache.
+BlockScales block_scales(const std::optional<at::Tensor>& scales, int64_t num_pool_blocks, const char* what) {
+  if (!scales.has_value()) return {};
+  const at::Tensor& s = *scales;
+  TORCH_CHECK(s.scalar_type() == at::kFloat && s.dim() == 1 && s.size(0) == num_pool_blocks && s.device().is_cpu(),
+              what, " scales: float32 [num_blocks] on CPU");
+  return {s.data_ptr<float>(), s.stride(0)};
+}
+
+// Runs every sequence on torch's thread pool, one task per sequence.
+template <typename scalar_t, typename kv_t>
+void attend_all(const at::Tensor& query, const kv_t* keys, const kv_t* values, BlockScales key_scales,
+                BlockScales value_scales, const int64_t* table, const int64_t* lens, int64_t max_blocks,
+                int64_t block_size, int64_t num_kv_heads, int64_t longest, double scale, at::Tensor& out) {
+  const int64_t batch = query.size(0), num_q_heads = query.size(1), head_dim = query.size(2);
+  const int64_t group = num_q_heads / num_kv_heads;
+  const scalar_t* q = query.data_ptr<scalar_t>();
+  scalar_t* o = out.data_ptr<scalar_t>();
+  const auto attend = pick_attend<scalar_t, kv_t>(head_dim);
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(2 * num_q_heads * head_dim + num_q_heads * longest);
+    for (int64_t b = begin; b < end; ++b) {
+      const Context<kv_t> c{keys,       values,       key_scales, value_scales, table + b * max_blocks,
+                            lens[b],    block_size,   num_kv_heads, group,      head_dim};
+      const int64_t offset = b * num_q_heads * head_dim;
+      attend(c, q + offset, static_cast<float>(scale), scratch.data(), o + offset);
+    }
+  });
 }
 
 }  // namespace
 
-// query [B, Hq, D]; key_blocks / value_blocks [N, block_size, Hkv, D] (query's dtype: float32 or bfloat16);
-// block_table [B, max_blocks] int64; context_lens [B] int64 (tokens each query attends to, itself included).
+// query [B, Hq, D]; key_blocks / value_blocks [N, block_size, Hkv, D] (query's dtype: float32 or bfloat16, or
+// int8 codes with key_scales / value_scales, float32 [N] per-block scales); block_table [B, max_blocks] int64;
+// context_lens [B] int64 (tokens each query attends to, itself included).
 at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key_blocks, const at::Tensor& value_blocks,
-                                  const at::Tensor& block_table, const at::Tensor& context_lens, double scale) {
+                                  const at::Tensor& block_table, const at::Tensor& context_lens, double scale,
+                                  const std::optional<at::Tensor>& key_scales,
+                                  const std::optional<at::Tensor>& value_scales) {
   TORCH_CHECK(query.dim() == 3 && query.is_contiguous() && query.device().is_cpu(), "query: contiguous [B, Hq, D] on CPU");
   TORCH_CHECK(key_blocks.dim() == 4 && key_blocks.is_contiguous() && value_blocks.is_contiguous() &&
                   key_blocks.sizes() == value_blocks.sizes(),
               "key/value blocks: contiguous [N, block_size, Hkv, D] of one shape");
-  TORCH_CHECK(key_blocks.scalar_type() == query.scalar_type() && value_blocks.scalar_type() == query.scalar_type(),
-              "key/value blocks must have the query's dtype");
+  const bool int8_cache = key_blocks.scalar_type() == at::kChar;
+  TORCH_CHECK(value_blocks.scalar_type() == key_blocks.scalar_type() &&
+                  (int8_cache || key_blocks.scalar_type() == query.scalar_type()),
+              "key/value blocks must have the query's dtype, or be int8 codes");
+  TORCH_CHECK(int8_cache == (key_scales.has_value() && value_scales.has_value()) &&
+                  (int8_cache || (!key_scales.has_value() && !value_scales.has_value())),
+              "key_scales and value_scales go with int8 blocks, and int8 blocks need both");
   TORCH_CHECK(block_table.scalar_type() == at::kLong && block_table.dim() == 2 && block_table.is_contiguous() &&
                   block_table.size(0) == query.size(0),
               "block_table: contiguous int64 [B, max_blocks]");
@@ -219,7 +279,7 @@ at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key
   const int64_t batch = query.size(0), num_q_heads = query.size(1), head_dim = query.size(2);
   const int64_t block_size = key_blocks.size(1), num_kv_heads = key_blocks.size(2), num_pool_blocks = key_blocks.size(0);
   TORCH_CHECK(key_blocks.size(3) == head_dim && num_q_heads % num_kv_heads == 0, "head shapes do not match");
-  const int64_t group = num_q_heads / num_kv_heads, max_blocks = block_table.size(1);
+  const int64_t max_blocks = block_table.size(1);
   const int64_t* lens = context_lens.data_ptr<int64_t>();
   const int64_t* table = block_table.data_ptr<int64_t>();
   int64_t longest = 1;
@@ -230,26 +290,26 @@ at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key
                   "block id outside the pool");
     longest = std::max(longest, lens[b]);
   }
+  const BlockScales ks = block_scales(key_scales, num_pool_blocks, "key");
+  const BlockScales vs = block_scales(value_scales, num_pool_blocks, "value");
   auto out = at::empty_like(query);
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, query.scalar_type(), "paged_decode_attention", [&] {
-    const scalar_t* q = query.data_ptr<scalar_t>();
-    const scalar_t* k = key_blocks.data_ptr<scalar_t>();
-    const scalar_t* v = value_blocks.data_ptr<scalar_t>();
-    scalar_t* o = out.data_ptr<scalar_t>();
-    const auto attend = pick_attend<scalar_t>(head_dim);
-    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scratch(2 * num_q_heads * head_dim + num_q_heads * longest);
-      for (int64_t b = begin; b < end; ++b) {
-        const Context<scalar_t> c{k, v, table + b * max_blocks, lens[b], block_size, num_kv_heads, group, head_dim};
-        const int64_t offset = b * num_q_heads * head_dim;
-        attend(c, q + offset, static_cast<float>(scale), scratch.data(), o + offset);
-      }
-    });
+    if (int8_cache) {
+      attend_all<scalar_t, int8_t>(query, key_blocks.data_ptr<int8_t>(), value_blocks.data_ptr<int8_t>(), ks, vs, table,
+                                   lens, max_blocks, block_size, num_kv_heads, longest, scale, out);
+    } else {
+      attend_all<scalar_t, scalar_t>(query, key_blocks.data_ptr<scalar_t>(), value_blocks.data_ptr<scalar_t>(), ks, vs,
+                                     table, lens, max_blocks, block_size, num_kv_heads, longest, scale, out);
+    }
   });
   return out;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("paged_decode_attention", &paged_decode_attention,
-        "decode attention of one query per sequence over paged K/V blocks, read in place");
+        "decode attention of one query per sequence over paged K/V blocks (float, or int8 with per-block scales), "
+        "read in place",
+        py::arg("query"), py::arg("key_blocks"), py::arg("value_blocks"), py::arg("block_table"),
+        py::arg("context_lens"), py::arg("scale"), py::arg("key_scales") = py::none(),
+        py::arg("value_scales") = py::none());
 }
