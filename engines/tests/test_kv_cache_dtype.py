@@ -36,11 +36,12 @@ from sagellm.core.types import KVLayout, Request, SamplingParams, SequenceState,
 from sagellm.engines import LLM, LLMEngine
 from sagellm.engines.cli.main import EXIT_BAD_INPUT, main
 from sagellm.engines.cli.options import add_engine_options, config_from_args
-from sagellm.engines.model.attention import decode_attention, gather_context
+from sagellm.engines.model.attention import FusedDecode, decode_attention, gather_context
 from sagellm.engines.model.attention_metadata import AttentionMetadata, PrefillChunk
 from sagellm.engines.model.kv_int8 import KVScales, paired_view, write_quantized
 from sagellm.engines.runtime.input_batch import ChunkWork
 from sagellm.engines.runtime.model_runner import ModelRunner
+from sagellm.kernel_fusion import CPUKernels
 from sagellm.kv_pool import PagedKVPool
 
 NEW_TOKENS = 16
@@ -116,9 +117,10 @@ def test_paired_view_only_where_one_view_is_both() -> None:
     assert paired_view(storage[0, :, :2], storage[1, :, 1:3]) is not None
 
 
-@pytest.mark.parametrize("paired", [True, False])
-def test_half_precision_decode_folds_the_scales_like_dequantizing_first(paired: bool) -> None:
-    """bf16 decode multiplies scores/probabilities by the block scales instead of dequantizing K and V."""
+@pytest.mark.parametrize(("paired", "fused"), [(True, False), (False, False), (True, True)])
+def test_half_precision_decode_folds_the_scales_like_dequantizing_first(paired: bool, fused: bool) -> None:
+    """bf16 decode multiplies scores/probabilities by the block scales instead of dequantizing K and V
+    (the PyTorch block-diagonal path, and the fused C++ kernel reading the codes in place)."""
     pool = PagedKVPool(LAYOUT)
     blocks = pool.allocate(5)
     slots = torch.tensor([b * 4 + o for b in blocks for o in range(4)])
@@ -130,9 +132,12 @@ def test_half_precision_decode_folds_the_scales_like_dequantizing_first(paired: 
     table = torch.tensor([blocks[:3] + [0, 0], blocks])  # two sequences: 10 and 20 tokens of context
     mask = torch.zeros(2, 1, 1, 20).index_fill_(3, torch.arange(10, 20), float("-inf"))
     mask[1] = 0.0
-    group = SimpleNamespace(token_idx=torch.arange(2), block_table=table, mask_bias=mask)
+    lens = torch.tensor([10, 20])
+    group = SimpleNamespace(token_idx=torch.arange(2), block_table=table, mask_bias=mask, context_lens=lens)
     query = torch.randn(2, 4, 8)  # 4 query heads over 2 KV heads
-    folded = decode_attention(query.bfloat16(), key_blocks, value_blocks, group, scales)  # type: ignore[arg-type]
+    kernels = FusedDecode.offered_by(CPUKernels()) if fused else None
+    assert kernels is None or kernels.serves(query.bfloat16(), key_blocks, group)  # type: ignore[arg-type]
+    folded = decode_attention(query.bfloat16(), key_blocks, value_blocks, group, scales, kernels)  # type: ignore[arg-type]
     deq_keys, deq_values = pool.read_kv(0, list(range(LAYOUT.num_blocks)), Tier.DEVICE, torch.float32)
     exact = decode_attention(query, deq_keys, deq_values, group)  # type: ignore[arg-type]
     assert folded.dtype == torch.bfloat16

@@ -10,16 +10,17 @@ chunks have many queries and go to SDPA, whose flash kernel wins there
 when its inputs are contiguous.
 
 A fused-kernel set from the registry (``--kernel-fusion cpu``: sagellm-kernel-fusion)
-may take over half-precision decode over float caches: its
-``paged_decode_attention`` reads K/V from the blocks in place, with no
-gathered copy and no block-diagonal padding (see :class:`FusedDecode`).
+may take over half-precision decode: its ``paged_decode_attention`` reads
+K/V from the blocks in place, with no gathered copy and no block-diagonal
+padding (see :class:`FusedDecode`), over float caches and over int8 codes
+with their per-block scales.
 
 int8 caches (``kv_pool.cache_dtype: int8``) take the same paths: writes
 quantize into the blocks and raise per-block scales (``kv_int8.py``);
 prefill and float32 gathers dequantize the blocks they read, and
-half-precision decode feeds the codes to its matmuls and applies the block
-scales to scores and probabilities. Float caches pass ``scales=None`` and
-run exactly the code they ran before.
+half-precision decode (fused, or the PyTorch block-diagonal path) feeds the
+codes in and applies the block scales to scores and probabilities. Float
+caches pass ``scales=None`` and run exactly the code they ran before.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class FusedDecode:
     """A registry fused-kernel set's ``paged_decode_attention``, used where it serves the inputs.
 
     float32 decode stays on SDPA (transformers' kernel: the tests' token-exact
-    reference), and int8 caches keep their own path.
+    reference). int8 caches pass their per-block scales along.
     """
 
     OP = "paged_decode_attention"
@@ -57,9 +58,19 @@ class FusedDecode:
         )
 
     def __call__(
-        self, query: torch.Tensor, key_blocks: torch.Tensor, value_blocks: torch.Tensor, group: DecodeGroup
+        self,
+        query: torch.Tensor,
+        key_blocks: torch.Tensor,
+        value_blocks: torch.Tensor,
+        group: DecodeGroup,
+        scales: KVScales | None = None,
     ) -> torch.Tensor:
-        return self.kernels.apply(self.OP, query, key_blocks, value_blocks, group.block_table, group.context_lens)
+        table, lens = group.block_table, group.context_lens
+        if scales is None:
+            return self.kernels.apply(self.OP, query, key_blocks, value_blocks, table, lens)
+        return self.kernels.apply(
+            self.OP, query, key_blocks, value_blocks, table, lens, key_scales=scales.key, value_scales=scales.value
+        )
 
 
 class LayerKV(NamedTuple):
@@ -142,8 +153,8 @@ def decode_attention(
     fused: FusedDecode | None = None,
 ) -> torch.Tensor:
     """One query per sequence: [B, Hq, D] -> [B, Hq, D]."""
-    if fused is not None and scales is None and fused.serves(query, key_blocks, group):
-        return fused(query, key_blocks, value_blocks, group)
+    if fused is not None and fused.serves(query, key_blocks, group):
+        return fused(query, key_blocks, value_blocks, group, scales)
     if scales is not None and query.dtype != torch.float32:
         return _decode_int8_block_diagonal(query, key_blocks, value_blocks, group, scales)
     key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)
