@@ -64,9 +64,16 @@ def metadata(slots: list[int], prefill: bool) -> AttentionMetadata:
     return AttentionMetadata(slot_mapping=torch.tensor(slots), decode=None, prefills=chunks)
 
 
-@pytest.mark.parametrize("paired", [True, False], ids=["K+V-in-one-pass", "K-then-V"])
-def test_int8_writes_equal_the_pools_own_writes_bit_for_bit(paired: bool) -> None:
-    """A 6-token prefill, then decode tokens one by one, louder and louder (every block scale grows)."""
+@pytest.mark.parametrize(
+    ("paired", "fused"),
+    [(True, False), (False, False), (True, True), (False, True)],
+    ids=["K+V-in-one-pass", "K-then-V", "K+V-fused-kernel", "K-then-V-fused-kernel"],
+)
+def test_int8_writes_equal_the_pools_own_writes_bit_for_bit(paired: bool, fused: bool) -> None:
+    """A 6-token prefill, then decode tokens one by one, louder and louder (every block scale grows);
+    with the fused kernel set's ``quantize_kv`` too."""
+    kernels = FusedDecode.offered_by(CPUKernels()) if fused else None
+    assert kernels is None or kernels.writes_int8
     ours, theirs = PagedKVPool(LAYOUT), PagedKVPool(LAYOUT)
     gen = torch.Generator().manual_seed(0)
     steps = [([13, 14, 15, 20, 21, 22], True)] + [([23 + i], False) for i in range(6)] + [([2, 5, 24, 25], True)]
@@ -79,7 +86,7 @@ def test_int8_writes_equal_the_pools_own_writes_bit_for_bit(paired: bool) -> Non
         assert (scales.codes is not None) and (scales.scales is not None)  # the paged pool keeps K and V adjacent
         if not paired:
             scales = KVScales(key_scales, value_scales)
-        write_quantized(k, v, key_blocks, value_blocks, scales, metadata(slots, prefill))
+        write_quantized(k, v, key_blocks, value_blocks, scales, metadata(slots, prefill), kernels)
         theirs.write_kv(1, torch.tensor(slots), k, v)
     for a, b in zip(ours.kv_tensors(1) + ours.kv_scales(1), theirs.kv_tensors(1) + theirs.kv_scales(1)):  # type: ignore[operator]
         assert torch.equal(a, b)

@@ -4,8 +4,8 @@
 :class:`sagellm.core.protocols.FusedKernel`; its first op is
 :func:`paged_decode_attention`, decode attention that reads K/V from the
 pool's blocks in place, plus one-pass :func:`rms_norm`, :func:`silu_mul`
-and :func:`rope_qk` (C++, compiled on first use; PyTorch references
-otherwise).
+and :func:`rope_qk`, and :func:`quantize_kv` for int8 KV writes (C++,
+compiled on first use; PyTorch references otherwise).
 """
 
 from sagellm.kernel_fusion.cpu_extension import load_kernels
@@ -19,6 +19,7 @@ from sagellm.kernel_fusion.decoder_ops import (
     silu_mul,
     silu_mul_reference,
 )
+from sagellm.kernel_fusion.kv_quantize import quantize_kv, quantize_kv_available, quantize_kv_reference
 from sagellm.kernel_fusion.paged_attention import (
     fused_available,
     paged_decode_attention,
@@ -34,6 +35,9 @@ __all__ = [
     "load_kernels",
     "paged_decode_attention",
     "paged_decode_attention_reference",
+    "quantize_kv",
+    "quantize_kv_available",
+    "quantize_kv_reference",
     "rms_norm",
     "rms_norm_reference",
     "rope_qk",

@@ -7,12 +7,14 @@ from typing import Any
 
 from sagellm.core.errors import ConfigError, InvalidRequestError
 from sagellm.kernel_fusion.decoder_ops import compiled_for, rms_norm, rope_qk, silu_mul
+from sagellm.kernel_fusion.kv_quantize import quantize_kv, quantize_kv_available
 from sagellm.kernel_fusion.paged_attention import fused_available, paged_decode_attention
 
 
 class CPUKernels:
     """Fused CPU kernels the engine may call by name: ``apply("paged_decode_attention", ...)``,
-    ``apply("rms_norm", x, weight, eps)``, ``apply("silu_mul", gate_up)``, ``apply("rope_qk", ...)``.
+    ``apply("rms_norm", x, weight, eps)``, ``apply("silu_mul", gate_up)``, ``apply("rope_qk", ...)``,
+    ``apply("quantize_kv", codes, scales, slots, values)`` (int8 KV writes, in place).
 
     Each op falls back to its PyTorch reference where the compiled kernel
     cannot serve (no compiler, another device or dtype), so calling it is
@@ -27,6 +29,7 @@ class CPUKernels:
             "rms_norm": rms_norm,
             "silu_mul": silu_mul,
             "rope_qk": rope_qk,
+            "quantize_kv": quantize_kv,
         }
 
     @classmethod
@@ -48,4 +51,6 @@ class CPUKernels:
         """Whether ``op`` would run compiled for these leading tensors (attention: query, key_blocks)."""
         if op == "paged_decode_attention":
             return fused_available(*tensors[:2])
+        if op == "quantize_kv":  # codes, values
+            return quantize_kv_available(*tensors[:2])
         return op in self._ops and bool(tensors) and compiled_for(tensors[0])

@@ -42,9 +42,11 @@ class FusedDecode:
     """
 
     OP = "paged_decode_attention"
+    WRITE_OP = "quantize_kv"  # int8 cache writes in one pass, where the set has it
 
     def __init__(self, kernels: Any) -> None:
         self.kernels = kernels
+        self.writes_int8 = self.WRITE_OP in getattr(kernels, "ops", ())
 
     @classmethod
     def offered_by(cls, kernels: Any) -> FusedDecode | None:
@@ -71,6 +73,13 @@ class FusedDecode:
         return self.kernels.apply(
             self.OP, query, key_blocks, value_blocks, table, lens, key_scales=scales.key, value_scales=scales.value
         )
+
+    def quantize_kv(self, codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> bool:
+        """Write ``values`` [P, T, H, D] into int8 ``codes`` [P, N, bs, H, D] / ``scales`` [P, N]; False: not served."""
+        if not (self.writes_int8 and self.kernels.serves(self.WRITE_OP, codes, values)):
+            return False
+        self.kernels.apply(self.WRITE_OP, codes, scales, slots, values)
+        return True
 
 
 class LayerKV(NamedTuple):
@@ -103,7 +112,7 @@ def paged_attention(
     if scales is None:
         write_kv(k, v, key_blocks, value_blocks, meta.slot_mapping)
     else:
-        write_quantized(k, v, key_blocks, value_blocks, scales, meta)
+        write_quantized(k, v, key_blocks, value_blocks, scales, meta, fused)
     if meta.decode is not None and not meta.prefills:
         # pure decode step: rows are in order
         return decode_attention(q, key_blocks, value_blocks, meta.decode, scales, fused)

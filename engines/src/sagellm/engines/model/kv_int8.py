@@ -32,6 +32,7 @@ layer, so an int8 cache costs some decode speed for half of bf16's bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -121,14 +122,38 @@ def write_quantized(
     value_blocks: torch.Tensor,
     scales: KVScales,
     meta: AttentionMetadata,
+    fused: Any = None,
 ) -> None:
-    """Quantize this step's K/V ([T, Hkv, D]) into int8 blocks, raising block scales where needed."""
+    """Quantize this step's K/V ([T, Hkv, D]) into int8 blocks, raising block scales where needed.
+
+    ``fused`` (the layer's :class:`~sagellm.engines.model.attention.FusedDecode`) does it in one
+    compiled pass where its kernel set has ``quantize_kv``; the result is the same bit for bit.
+    """
+    if fused is not None and _fused_write(fused, k, v, key_blocks, value_blocks, scales, meta.slot_mapping):
+        return
     writes = block_writes(meta, key_blocks.shape[1])
     if scales.codes is not None and scales.scales is not None:
         quantize_into(scales.codes, scales.scales, writes, torch.stack((k, v)))
     else:
         quantize_into(key_blocks.unsqueeze(0), scales.key.unsqueeze(0), writes, k.unsqueeze(0))
         quantize_into(value_blocks.unsqueeze(0), scales.value.unsqueeze(0), writes, v.unsqueeze(0))
+
+
+def _fused_write(
+    fused: Any,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_blocks: torch.Tensor,
+    value_blocks: torch.Tensor,
+    scales: KVScales,
+    slots: torch.Tensor,
+) -> bool:
+    if scales.codes is not None and scales.scales is not None:
+        return bool(fused.quantize_kv(scales.codes, scales.scales, slots, torch.stack((k, v))))
+    if not fused.quantize_kv(key_blocks.unsqueeze(0), scales.key.unsqueeze(0), slots, k.unsqueeze(0)):
+        return False
+    # V has K's dtype, device and layout: served as well
+    return bool(fused.quantize_kv(value_blocks.unsqueeze(0), scales.value.unsqueeze(0), slots, v.unsqueeze(0)))
 
 
 def quantize_into(codes: torch.Tensor, scales: torch.Tensor, writes: BlockWrites, values: torch.Tensor) -> None:
