@@ -38,13 +38,18 @@ def quantize_kv(codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, 
     _check(codes, scales, slots, values)
     if quantize_kv_available(codes, values) and _blocks_contiguous(codes):
         load_kernels(SOURCE).quantize_kv(codes, scales, slots.to(torch.long).contiguous(), values.contiguous())
-        return
-    quantize_kv_reference(codes, scales, slots, values)
+    else:
+        _write_blocks(codes, scales, slots, values)
 
 
 def quantize_kv_reference(codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> None:
     """The same, one touched block at a time in plain PyTorch (the tests' oracle)."""
     _check(codes, scales, slots, values)
+    _write_blocks(codes, scales, slots, values)
+
+
+def _write_blocks(codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> None:
+    """The reference's body, for inputs already checked (the fallback checks once, not twice)."""
     block_size = codes.shape[2]
     slot_list = [int(s) for s in slots]
     by_block: dict[int, list[int]] = {}

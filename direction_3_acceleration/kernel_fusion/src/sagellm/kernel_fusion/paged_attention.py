@@ -65,9 +65,7 @@ def paged_decode_attention(
 
 def _check_scales(key_blocks: torch.Tensor, key_scales: torch.Tensor | None, value_scales: torch.Tensor | None) -> None:
     quantized = key_blocks.dtype == torch.int8
-    if quantized != (key_scales is not None and value_scales is not None) or (
-        not quantized and (key_scales is not None or value_scales is not None)
-    ):
+    if (key_scales is not None, value_scales is not None) != (quantized, quantized):
         raise InvalidRequestError(
             "key_scales and value_scales go with int8 key/value blocks, and int8 blocks need both"
         )
