@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from sagellm.engines import LLM, LLMEngine
 from sagellm.engines.disagg import disagg_config
 from sagellm.engines.disagg.channel_api import open_channel
 from sagellm.engines.disagg.handoff import adopt_blocks, allocate_blocks, export_prompt_blocks, release
+from sagellm.kv_transfer import BlockGeometry
 
 NEW = 6
 
@@ -33,8 +35,15 @@ def _drain(engine: LLMEngine) -> list:
     return outputs
 
 
-def _hand_over(prefill: LLMEngine, decode: LLMEngine, prompt: list[int], rid: str, namespace: str) -> list[int]:
-    """Prefill ``prompt`` on one engine, ship its KV, decode the rest on the other; all tokens."""
+class Shipped(NamedTuple):
+    first_token: int
+    sent: list[int]  # the prefill engine's blocks, in prompt order
+    received: list[int]  # the decode engine's blocks they landed in
+    geometry: BlockGeometry
+
+
+def _ship(prefill: LLMEngine, decode: LLMEngine, prompt: list[int], rid: str, namespace: str) -> Shipped:
+    """Prefill ``prompt`` on one engine and ship its full blocks into the other over a real ``shm`` channel."""
     prefill.add_request(prompt, SamplingParams(max_tokens=1, temperature=0.0), request_id=rid)
     (first,) = _drain(prefill)
     config = load_config(kv_transfer={"implementation": "shm", "options": {"namespace": namespace, "staging_mb": 64}})
@@ -49,15 +58,25 @@ def _hand_over(prefill: LLMEngine, decode: LLMEngine, prompt: list[int], rid: st
         incoming.accept(blocks)
         handle.wait(10)
         assert handle.done()
-    adopted = adopt_blocks(decode, rid, prompt, blocks)
-    token = first.new_token_ids[0]
+    return Shipped(first.new_token_ids[0], list(held.block_ids), blocks, src.geometry)
+
+
+def _decode_on(decode: LLMEngine, prompt: list[int], rid: str, shipped: Shipped) -> list[int]:
+    """Adopt the shipped blocks and decode the rest of the request; all its tokens, the first included."""
+    adopted = adopt_blocks(decode, rid, prompt, shipped.received)
+    token = shipped.first_token
     decode.add_request([*prompt, token], SamplingParams(max_tokens=NEW - 1, temperature=0.0), request_id=rid)
     outputs = []
     while decode.has_unfinished():
         outputs += decode.step()
         release(decode, adopted)  # after admission: the request holds its own references now
-    assert outputs[0].num_cached_tokens == len(blocks) * decode.kv.block_size  # every shipped block was hit
+    assert outputs[0].num_cached_tokens == len(shipped.received) * decode.kv.block_size  # every shipped block was hit
     return [token, *(t for o in outputs for t in o.new_token_ids)]
+
+
+def _hand_over(prefill: LLMEngine, decode: LLMEngine, prompt: list[int], rid: str, namespace: str) -> list[int]:
+    """Prefill ``prompt`` on one engine, ship its KV, decode the rest on the other; all tokens."""
+    return _decode_on(decode, prompt, rid, _ship(prefill, decode, prompt, rid, namespace))
 
 
 @pytest.mark.parametrize("index", [1, 4, 5])  # prompts of several blocks (and a partial last one)
@@ -109,31 +128,14 @@ def test_int8_kv_travels_with_its_scales(make_engine: Callable[..., LLMEngine], 
     prompt, rid = prompts[4], "q8"
     int8_pool = {"num_blocks": 160, "cache_dtype": "int8"}
     prefill, decode = make_engine(kv_pool=int8_pool), make_engine(kv_pool=int8_pool)
-    prefill.add_request(prompt, SamplingParams(max_tokens=1, temperature=0.0), request_id=rid)
-    (first,) = _drain(prefill)
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    config = load_config(kv_transfer={"implementation": "shm", "options": {"namespace": namespace, "staging_mb": 64}})
-    with open_channel(config, prefill.kv.pool, "p") as src, open_channel(config, decode.kv.pool, "d") as dst:
-        assert src.geometry.dtype == "int8"
-        held = export_prompt_blocks(prefill, rid, prompt)
-        handle = src.transfer(held.block_ids, "d")
-        incoming = dst.receive(timeout=10)
-        assert incoming is not None
-        blocks = allocate_blocks(decode, incoming.num_blocks)
-        incoming.accept(blocks)
-        handle.wait(10)
+    shipped = _ship(prefill, decode, prompt, rid, f"t-{uuid.uuid4().hex[:8]}")
+    assert shipped.geometry.dtype == "int8"
+    sent, got = shipped.sent, shipped.received
     for layer in range(prefill.kv.pool.layout.num_layers):
         sent_scales, got_scales = prefill.kv.pool.kv_scales(layer), decode.kv.pool.kv_scales(layer)
         for kind in range(2):
-            assert torch.equal(
-                prefill.kv.pool.kv_tensors(layer)[kind][held.block_ids], decode.kv.pool.kv_tensors(layer)[kind][blocks]
-            )
-            assert torch.equal(sent_scales[kind][held.block_ids], got_scales[kind][blocks])
-            assert bool((got_scales[kind][blocks] > 0).all())
-    release(prefill, held)
-    adopted = adopt_blocks(decode, rid, prompt, blocks)
-    decode.add_request([*prompt, first.new_token_ids[0]], SamplingParams(max_tokens=4, temperature=0.0), request_id=rid)
-    outputs = _drain(decode)
-    release(decode, adopted)
-    assert outputs[0].num_cached_tokens == len(blocks) * decode.kv.block_size
-    assert sum(len(o.new_token_ids) for o in outputs) == 4
+            sent_codes, got_codes = prefill.kv.pool.kv_tensors(layer)[kind], decode.kv.pool.kv_tensors(layer)[kind]
+            assert torch.equal(sent_codes[sent], got_codes[got])
+            assert torch.equal(sent_scales[kind][sent], got_scales[kind][got])
+            assert bool((got_scales[kind][got] > 0).all())
+    assert len(_decode_on(decode, prompt, rid, shipped)) == NEW
