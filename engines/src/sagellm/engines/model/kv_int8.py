@@ -25,8 +25,11 @@ one pass when the pool keeps them side by side (the paged pool does: one
     [2, U, bs, H, D]    -> round -> int8 -> scatter back
 
 which is one small block per sequence in a decode step and about the
-chunk's own size in a prefill. On CPU a decode write is ~15 small ops per
-layer, so an int8 cache costs some decode speed for half of bf16's bytes.
+chunk's own size in a prefill. On CPU that is ~15 small ops per layer
+(~10 ms of a 64-sequence decode step), so where the layer's fused kernel
+set offers ``quantize_kv`` (sagellm-kernel-fusion) the same rule runs as
+one compiled pass instead, bit for bit equal; this module's PyTorch
+version serves everywhere else.
 """
 
 from __future__ import annotations
