@@ -3,7 +3,8 @@
 ``CPUKernels`` (registry name ``cpu``) implements
 :class:`sagellm.core.protocols.FusedKernel`; its first op is
 :func:`paged_decode_attention`, decode attention that reads K/V from the
-pool's blocks in place, plus one-pass :func:`rms_norm`, :func:`silu_mul`
+pool's blocks in place, :func:`paged_prefill_attention` for a step's
+prefill chunks over the same blocks, plus one-pass :func:`rms_norm`, :func:`silu_mul`
 and :func:`rope_qk`, and :func:`quantize_kv` for int8 KV writes (C++,
 compiled on first use; PyTorch references otherwise).
 """
@@ -25,6 +26,11 @@ from sagellm.kernel_fusion.paged_attention import (
     paged_decode_attention,
     paged_decode_attention_reference,
 )
+from sagellm.kernel_fusion.prefill_attention import (
+    paged_prefill_attention,
+    paged_prefill_attention_reference,
+    prefill_available,
+)
 from sagellm.kernel_fusion.version import __version__
 
 __all__ = [
@@ -35,6 +41,9 @@ __all__ = [
     "load_kernels",
     "paged_decode_attention",
     "paged_decode_attention_reference",
+    "paged_prefill_attention",
+    "paged_prefill_attention_reference",
+    "prefill_available",
     "quantize_kv",
     "quantize_kv_available",
     "quantize_kv_reference",

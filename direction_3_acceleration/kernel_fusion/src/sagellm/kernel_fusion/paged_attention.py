@@ -45,7 +45,7 @@ def paged_decode_attention(
 ) -> torch.Tensor:
     """``softmax(q . K^T * scale) . V`` per sequence: [B, Hq, D] -> [B, Hq, D] in the query's dtype."""
     scale = query.shape[-1] ** -0.5 if scale is None else scale
-    _check_scales(key_blocks, key_scales, value_scales)
+    check_scales(key_blocks, key_scales, value_scales)
     if fused_available(query, key_blocks):
         kernels = load_kernels(SOURCE)
         return kernels.paged_decode_attention(
@@ -63,7 +63,7 @@ def paged_decode_attention(
     )
 
 
-def _check_scales(key_blocks: torch.Tensor, key_scales: torch.Tensor | None, value_scales: torch.Tensor | None) -> None:
+def check_scales(key_blocks: torch.Tensor, key_scales: torch.Tensor | None, value_scales: torch.Tensor | None) -> None:
     quantized = key_blocks.dtype == torch.int8
     if (key_scales is not None, value_scales is not None) != (quantized, quantized):
         raise InvalidRequestError(
@@ -83,7 +83,7 @@ def paged_decode_attention_reference(
 ) -> torch.Tensor:
     """The same in plain PyTorch, one sequence at a time in float32 (the tests' reference, any device)."""
     scale = query.shape[-1] ** -0.5 if scale is None else scale
-    _check_scales(key_blocks, key_scales, value_scales)
+    check_scales(key_blocks, key_scales, value_scales)
     batch, num_q_heads, head_dim = query.shape
     block_size, num_kv_heads = key_blocks.shape[1], key_blocks.shape[2]
     group = num_q_heads // num_kv_heads
@@ -91,8 +91,8 @@ def paged_decode_attention_reference(
     for i in range(batch):
         length = int(context_lens[i])
         blocks = block_table[i, : -(-length // block_size)].to(torch.long)
-        keys = _dequantized(key_blocks, key_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
-        values = _dequantized(value_blocks, value_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
+        keys = dequantized_blocks(key_blocks, key_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
+        values = dequantized_blocks(value_blocks, value_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
         keys = keys.repeat_interleave(group, dim=1)  # [L, Hq, D]
         values = values.repeat_interleave(group, dim=1)
         scores = torch.einsum("hd,lhd->hl", query[i].float(), keys) * scale
@@ -100,7 +100,7 @@ def paged_decode_attention_reference(
     return out
 
 
-def _dequantized(blocks: torch.Tensor, scales: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+def dequantized_blocks(blocks: torch.Tensor, scales: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
     """The named blocks as float32 (int8 codes times their block's scale)."""
     picked = blocks.index_select(0, ids).float()
     return picked if scales is None else picked * scales.index_select(0, ids).view(-1, 1, 1, 1).float()
