@@ -130,6 +130,8 @@ class DomesticInterconnectSection(Section):
 
 class QuantizationSection(Section):
     implementation: str = "none"
+    # Engines: quantize the LM head along with the decoder's linears (False keeps it dense).
+    lm_head: bool = True
 
 
 class SparsitySection(Section):
