@@ -5,7 +5,9 @@ thread pools), on the same GGUF model, with the same token ids. sageLLM
 runs at its default dtype (``auto``: bf16 on CPUs with native bf16 dot
 products, else fp32); transformers runs at fp32 and, where the CPU has
 native bf16, at bf16 too, so each ratio is against a peer at the same
-precision as well as against the fp32 reference. Scenarios (the issue's list):
+precision as well as against the fp32 reference. sageLLM also runs with
+``--quantization w8a8``, with w8a8 plus ``--kv-cache-dtype int8`` (every
+speed option on), and without the fused kernels. Scenarios (the issue's list):
 
 * batch-1 decode tokens/s (128-token prompt, 128 new tokens);
 * aggregate tokens/s with 16 and 64 concurrent requests (sageLLM: all
@@ -60,7 +62,9 @@ def prompt_ids(tokenizer_encode: Any, count: int, length: int, offset: int = 0) 
 
 
 # ---------------------------------------------------------------------------- workers
-def run_sagellm(plan: Plan, quantization: str = "none", kernel_fusion: str = "auto") -> dict[str, Any]:
+def run_sagellm(
+    plan: Plan, quantization: str = "none", kernel_fusion: str = "auto", kv_cache_dtype: str = "auto"
+) -> dict[str, Any]:
     import torch
 
     from sagellm.core.types import SamplingParams
@@ -71,6 +75,7 @@ def run_sagellm(plan: Plan, quantization: str = "none", kernel_fusion: str = "au
         show_progress=False,
         quantization={"implementation": quantization},
         kernel_fusion={"implementation": kernel_fusion},
+        kv_pool={"cache_dtype": kv_cache_dtype},
     )
     engine = llm.engine
     encode = llm.tokenizer.encode
@@ -116,12 +121,18 @@ def run_sagellm(plan: Plan, quantization: str = "none", kernel_fusion: str = "au
     results["dtype"] = str(llm.engine.runner.model.dtype).replace("torch.", "")
     results["quantization"] = quantization
     results["kernel_fusion"] = kernel_fusion
+    results["kv_cache_dtype"] = kv_cache_dtype
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results
 
 
 def run_sagellm_w8a8(plan: Plan) -> dict[str, Any]:
     return run_sagellm(plan, quantization="w8a8")
+
+
+def run_sagellm_w8a8_kv8(plan: Plan) -> dict[str, Any]:
+    """Every speed option: int8 weights and activations, int8 KV cache."""
+    return run_sagellm(plan, quantization="w8a8", kv_cache_dtype="int8")
 
 
 def run_sagellm_unfused(plan: Plan) -> dict[str, Any]:
@@ -206,6 +217,7 @@ def run_transformers(plan: Plan, dtype: Any) -> dict[str, Any]:
 WORKERS = {
     "sagellm": run_sagellm,
     "sagellm-w8a8": run_sagellm_w8a8,
+    "sagellm-w8a8-kv8": run_sagellm_w8a8_kv8,
     "sagellm-unfused": run_sagellm_unfused,
     "transformers-fp32": run_transformers_fp32,
     "transformers-bf16": run_transformers_bf16,
@@ -227,7 +239,12 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
-OURS = (("sagellm", "sageLLM"), ("sagellm-w8a8", "sageLLM w8a8"), ("sagellm-unfused", "sageLLM unfused"))
+OURS = (
+    ("sagellm", "sageLLM"),
+    ("sagellm-w8a8", "sageLLM w8a8"),
+    ("sagellm-w8a8-kv8", "sageLLM w8a8 + int8 KV"),
+    ("sagellm-unfused", "sageLLM unfused"),
+)
 PEERS = (("transformers-fp32", "transformers fp32"), ("transformers-bf16", "transformers bf16"))
 
 

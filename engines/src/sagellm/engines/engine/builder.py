@@ -19,7 +19,7 @@ from sagellm.core.protocols import EvictionPolicy
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
-from sagellm.engines.model.attention import FusedDecode
+from sagellm.engines.model.attention import FusedAttention
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import FusedElementwise
 from sagellm.engines.model.llama import LlamaForCausalLM
@@ -50,14 +50,15 @@ def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LL
     q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
     model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
     if config.quantization.implementation != NO_IMPLEMENTATION:
-        quantize_model(model, registry.create_quantizer(config), calibration_token_ids(tokenizer))
+        quantizer = registry.create_quantizer(config)
+        quantize_model(model, quantizer, calibration_token_ids(tokenizer), include_head=config.quantization.lm_head)
     kernels = fused_kernel_set(config, device)
     if kernels is not None:
         used = model.use_fused_kernels(registry.create_fused_kernel(kernels))
         if not used and config.kernel_fusion.implementation != AUTO:
             raise ConfigError(
                 f"kernel_fusion '{kernels.implementation}' offers no op this engine can use "
-                f"(it uses: {FusedDecode.OP}, {', '.join(FusedElementwise.OPS)})"
+                f"(it uses: {FusedAttention.OP}, {', '.join(FusedElementwise.OPS)})"
             )
     return assemble_engine(config, model, tokenizer)
 

@@ -12,7 +12,7 @@ when its inputs are contiguous.
 A fused-kernel set from the registry (``--kernel-fusion cpu``: sagellm-kernel-fusion)
 may take over half-precision decode: its ``paged_decode_attention`` reads
 K/V from the blocks in place, with no gathered copy and no block-diagonal
-padding (see :class:`FusedDecode`), over float caches and over int8 codes
+padding (see :class:`FusedAttention`), over float caches and over int8 codes
 with their per-block scales.
 
 int8 caches (``kv_pool.cache_dtype: int8``) take the same paths: writes
@@ -30,26 +30,40 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk
+from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk, PrefillGroup
 from sagellm.engines.model.kv_int8 import KVScales, dequantize, gather_codes, write_quantized
 
 
-class FusedDecode:
-    """A registry fused-kernel set's ``paged_decode_attention``, used where it serves the inputs.
+class FusedAttention:
+    """A registry fused-kernel set's paged attention ops, used where they serve the inputs.
 
-    float32 decode stays on SDPA (transformers' kernel: the tests' token-exact
-    reference). int8 caches pass their per-block scales along.
+    ``paged_decode_attention`` (required) takes decode queries;
+    ``paged_prefill_attention``, where the set has it, takes all of a step's
+    prefill chunks in one call. float32 stays on SDPA (transformers' kernel:
+    the tests' token-exact reference). int8 caches pass their per-block
+    scales along.
     """
 
     OP = "paged_decode_attention"
+    PREFILL_OP = "paged_prefill_attention"
     WRITE_OP = "quantize_kv"  # int8 cache writes in one pass, where the set has it
 
     def __init__(self, kernels: Any) -> None:
         self.kernels = kernels
-        self.writes_int8 = self.WRITE_OP in getattr(kernels, "ops", ())
+        ops = getattr(kernels, "ops", ())
+        self.writes_int8 = self.WRITE_OP in ops
+        self.prefills = self.PREFILL_OP in ops
+
+    @property
+    def ops_used(self) -> list[str]:
+        return [
+            op
+            for op, used in ((self.OP, True), (self.PREFILL_OP, self.prefills), (self.WRITE_OP, self.writes_int8))
+            if used
+        ]
 
     @classmethod
-    def offered_by(cls, kernels: Any) -> FusedDecode | None:
+    def offered_by(cls, kernels: Any) -> FusedAttention | None:
         return cls(kernels) if cls.OP in getattr(kernels, "ops", ()) else None
 
     def serves(self, query: torch.Tensor, key_blocks: torch.Tensor, group: DecodeGroup) -> bool:
@@ -72,6 +86,36 @@ class FusedDecode:
             return self.kernels.apply(self.OP, query, key_blocks, value_blocks, table, lens)
         return self.kernels.apply(
             self.OP, query, key_blocks, value_blocks, table, lens, key_scales=scales.key, value_scales=scales.value
+        )
+
+    def serves_prefill(self, query: torch.Tensor, key_blocks: torch.Tensor) -> bool:
+        return (
+            self.prefills
+            and query.dtype != torch.float32
+            and bool(self.kernels.serves(self.PREFILL_OP, query, key_blocks))
+        )
+
+    def prefill(
+        self,
+        query: torch.Tensor,
+        key_blocks: torch.Tensor,
+        value_blocks: torch.Tensor,
+        group: PrefillGroup,
+        out: torch.Tensor,
+        scales: KVScales | None = None,
+    ) -> None:
+        """Attend every prefill chunk's rows of ``query`` [T, Hq, D] into the same rows of ``out``."""
+        extra = {} if scales is None else {"key_scales": scales.key, "value_scales": scales.value}
+        self.kernels.apply(
+            self.PREFILL_OP,
+            query,
+            key_blocks,
+            value_blocks,
+            group.chunk_rows,
+            group.context_lens,
+            group.block_table,
+            out=out,
+            **extra,
         )
 
     def quantize_kv(self, codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> bool:
@@ -101,7 +145,7 @@ def paged_attention(
     value_blocks: torch.Tensor,
     meta: AttentionMetadata,
     scales: KVScales | None = None,
-    fused: FusedDecode | None = None,
+    fused: FusedAttention | None = None,
 ) -> torch.Tensor:
     """Write this step's K/V into the pool, then attend every query to its context.
 
@@ -122,6 +166,9 @@ def paged_attention(
         query = q.index_select(0, group.token_idx)
         attended = decode_attention(query, key_blocks, value_blocks, group, scales, fused)
         out.index_copy_(0, group.token_idx, attended)
+    if fused is not None and meta.prefill_group is not None and fused.serves_prefill(q, key_blocks):
+        fused.prefill(q, key_blocks, value_blocks, meta.prefill_group, out, scales)
+        return out
     for chunk in meta.prefills:
         out[chunk.begin : chunk.end] = prefill_attention(q, k, v, key_blocks, value_blocks, chunk, scales)
     return out
@@ -159,7 +206,7 @@ def decode_attention(
     value_blocks: torch.Tensor,
     group: DecodeGroup,
     scales: KVScales | None = None,
-    fused: FusedDecode | None = None,
+    fused: FusedAttention | None = None,
 ) -> torch.Tensor:
     """One query per sequence: [B, Hq, D] -> [B, Hq, D]."""
     if fused is not None and fused.serves(query, key_blocks, group):

@@ -48,6 +48,15 @@ class PrefillChunk:
 
 
 @dataclass(slots=True)
+class PrefillGroup:
+    """Every prefill chunk of a step at once, for a fused kernel that attends them in one call."""
+
+    chunk_rows: torch.Tensor  # [C, 2] int64 rows [begin, end) of each chunk in the flat batch
+    context_lens: torch.Tensor  # [C] int64 tokens of context of each (cached + its own)
+    block_table: torch.Tensor  # [C, num_blocks] each chunk's blocks, padded with block 0
+
+
+@dataclass(slots=True)
 class BlockWrites:
     """Where the step's new tokens land, by block (int8 caches rescale whole blocks; see kv_int8.py)."""
 
@@ -63,3 +72,4 @@ class AttentionMetadata:
     decode: DecodeGroup | None
     prefills: list[PrefillChunk]
     block_writes: BlockWrites | None = None  # int8 caches only: filled by the first layer, reused by the rest
+    prefill_group: PrefillGroup | None = None  # the prefills again, batched (None when there are none)

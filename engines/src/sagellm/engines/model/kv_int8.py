@@ -129,7 +129,7 @@ def write_quantized(
 ) -> None:
     """Quantize this step's K/V ([T, Hkv, D]) into int8 blocks, raising block scales where needed.
 
-    ``fused`` (the layer's :class:`~sagellm.engines.model.attention.FusedDecode`) does it in one
+    ``fused`` (the layer's :class:`~sagellm.engines.model.attention.FusedAttention`) does it in one
     compiled pass where its kernel set has ``quantize_kv``; the result is the same bit for bit.
     """
     if fused is not None and _fused_write(fused, k, v, key_blocks, value_blocks, scales, meta.slot_mapping):

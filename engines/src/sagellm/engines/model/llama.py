@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagellm.core.errors import ModelLoadError
-from sagellm.engines.model.attention import FusedDecode, LayerKV, paged_attention
+from sagellm.engines.model.attention import FusedAttention, LayerKV, paged_attention
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import FusedElementwise, RopeInputs
@@ -47,7 +47,7 @@ class DecoderLayer(nn.Module):
         self.o_proj = _fused_linear(take, q4, prefix, ["self_attn.o_proj.weight"])
         self.gate_up = _fused_linear(take, q4, prefix, ["mlp.gate_proj.weight", "mlp.up_proj.weight"])
         self.down = _fused_linear(take, q4, prefix, ["mlp.down_proj.weight"])
-        self.fused_decode: FusedDecode | None = None  # set by LlamaForCausalLM.use_fused_kernels
+        self.fused_attention: FusedAttention | None = None  # set by LlamaForCausalLM.use_fused_kernels
         self.fused_ops: FusedElementwise | None = None
 
     def forward(
@@ -69,7 +69,7 @@ class DecoderLayer(nn.Module):
             q = apply_rotary(q.view(-1, cfg.num_heads, cfg.head_dim), cos, sin)
             k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
-        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_decode)
+        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_attention)
         hidden = hidden + self.o_proj(attended.reshape(-1, cfg.q_size))
         x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps, ops)
         gate_up = self.gate_up(x)
@@ -99,11 +99,11 @@ class LlamaForCausalLM(nn.Module):
         )
         self.norm = nn.Parameter(take("model.norm.weight"), requires_grad=False)
         lm_head = weights.pop("lm_head.weight", None)
-        if config.tie_word_embeddings or lm_head is None:
-            self.lm_head = self.embed
-        else:
-            self.lm_head = nn.Parameter(lm_head, requires_grad=False)
+        untied = None if config.tie_word_embeddings or lm_head is None else lm_head
         self.to(device)
+        # Made after the move, so a tied head shares the embedding's storage on the device instead of copying it;
+        # a Linear, so a quantizer can swap it like the decoder's linears (see quantize.py).
+        self.lm_head = Linear(self.embed.detach() if untied is None else untied.to(device))
         # 4-bit kernels for small batches where the checkpoint's weights are 4-bit (see linear.py).
         self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
         self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
@@ -111,12 +111,14 @@ class LlamaForCausalLM(nn.Module):
 
     def use_fused_kernels(self, kernels: Any) -> list[str]:
         """Route what ``kernels`` (a registry FusedKernel set) offers into the layers; returns the ops used."""
-        decode = FusedDecode.offered_by(kernels)
+        attention = FusedAttention.offered_by(kernels)
         elementwise = FusedElementwise.offered_by(kernels, self.embed)
         for layer in self.layers:
-            layer.fused_decode, layer.fused_ops = decode, elementwise
+            layer.fused_attention, layer.fused_ops = attention, elementwise
         self.fused_ops = elementwise
-        return ([] if decode is None else [FusedDecode.OP]) + ([] if elementwise is None else list(elementwise.OPS))
+        return ([] if attention is None else attention.ops_used) + (
+            [] if elementwise is None else list(elementwise.OPS)
+        )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -139,7 +141,7 @@ class LlamaForCausalLM(nn.Module):
         for layer, kv_cache in zip(self.layers, kv_caches):
             hidden = layer(hidden, rope, kv_cache, meta)
         hidden = rms_norm(hidden.index_select(0, logits_idx), self.norm, self.config.rms_norm_eps, self.fused_ops)
-        return F.linear(hidden, self.lm_head).float()
+        return self.lm_head(hidden).float()
 
 
 def _fused_linear(

@@ -37,8 +37,16 @@ def calibration_token_ids(tokenizer: Tokenizer, count: int = CALIBRATION_TOKENS)
     return tokenizer.encode("\n\n".join(solutions + questions))[:count]
 
 
-def quantize_model(model: LlamaForCausalLM, quantizer: Any, calibration_ids: list[int]) -> int:
-    """Give every decoder linear the quantizer's weights and kernel; returns how many were quantized."""
+def quantize_model(
+    model: LlamaForCausalLM, quantizer: Any, calibration_ids: list[int], include_head: bool = True
+) -> int:
+    """Give every decoder linear (and the LM head, unless told not to) the quantizer's weights and kernel.
+
+    Returns how many linears were quantized. The head is a fifth of
+    SmolLM2-135M's weights and, at 64 rows, a fifth of a bf16 decode step;
+    int8 runs it ~1.8x faster at 64 rows and 4.5x at one (bound by weight
+    bytes there). Its quality cost, ~0.5-1 % more perplexity, is in the README.
+    """
     kernel = getattr(quantizer, "linear", None)
     if not callable(kernel):
         raise ConfigError(
@@ -46,6 +54,8 @@ def quantize_model(model: LlamaForCausalLM, quantizer: Any, calibration_ids: lis
             "its weights; choose another --quantization"
         )
     linears = [module for module in model.layers.modules() if isinstance(module, Linear)]
+    if include_head:
+        linears.append(model.lm_head)
     wants_ranges = "activation_absmax" in inspect.signature(quantizer.quantize).parameters
     ranges = activation_ranges(model, linears, calibration_ids) if wants_ranges else {}
     for linear in linears:

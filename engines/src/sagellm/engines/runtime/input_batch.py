@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from sagellm.core.types import SequenceState
-from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk
+from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk, PrefillGroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
     decode_rows: list[int] = []
     decode_works: list[ChunkWork] = []
     prefills: list[PrefillChunk] = []
+    prefill_works: list[ChunkWork] = []
     for work in works:
         seq, begin = work.seq, len(input_ids)
         input_ids.extend(seq.token_ids[work.start : work.end])
@@ -61,6 +62,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
             decode_works.append(work)
         else:
             prefills.append(_prefill_chunk(work, begin, block_size, device))
+            prefill_works.append(work)
         if work.samples:
             logits_rows.append(len(input_ids) - 1)
             sampled.append(seq)
@@ -68,6 +70,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
         slot_mapping=torch.tensor(slot_mapping, dtype=torch.long, device=device),
         decode=_decode_group(decode_rows, decode_works, block_size, device) if decode_rows else None,
         prefills=prefills,
+        prefill_group=_prefill_group(prefills, prefill_works, block_size, device) if prefills else None,
     )
     return InputBatch(
         input_ids=torch.tensor(input_ids, dtype=torch.long, device=device),
@@ -86,6 +89,16 @@ def _prefill_chunk(work: ChunkWork, begin: int, block_size: int, device: torch.d
     query_pos = torch.arange(work.start, work.end, device=device).unsqueeze(1)
     key_pos = torch.arange(work.end, device=device).unsqueeze(0)
     return PrefillChunk(begin, end, block_table=table, context_len=work.end, mask=key_pos <= query_pos)
+
+
+def _prefill_group(
+    chunks: Sequence[PrefillChunk], works: Sequence[ChunkWork], block_size: int, device: torch.device
+) -> PrefillGroup:
+    return PrefillGroup(
+        chunk_rows=torch.tensor([[c.begin, c.end] for c in chunks], dtype=torch.long, device=device),
+        context_lens=torch.tensor([c.context_len for c in chunks], dtype=torch.long, device=device),
+        block_table=block_tables(works, block_size, device),
+    )
 
 
 def block_tables(works: Sequence[ChunkWork], block_size: int, device: torch.device) -> torch.Tensor:
