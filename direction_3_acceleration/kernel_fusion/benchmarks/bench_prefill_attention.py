@@ -19,21 +19,18 @@ and ``.md`` to ``--out`` (default benchmarks/results/).
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _cli import bench_main
 
 from sagellm.kernel_fusion import load_kernels, paged_prefill_attention
 
-HERE = Path(__file__).resolve().parent
 HEADS, KV_HEADS, HEAD_DIM, BLOCK = 9, 3, 64, 16
 Inputs = dict[str, Any]
 
@@ -138,18 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke-test size (a few seconds)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="output directory")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    args = parser.parse_args()
-    report = run(args.quick, args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_prefill_attention.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (args.out / "bench_prefill_attention.md").write_text(table)
-    print(table)
-    return 0
+    return bench_main("bench_prefill_attention", __doc__, run, markdown)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,18 @@ SOURCE = "paged_decode_attention"
 
 
 def fused_available(query: torch.Tensor, key_blocks: torch.Tensor) -> bool:
-    """Whether the C++ kernel takes these inputs (CPU, float32/bfloat16 queries, a cache of the query's dtype or
-    int8 codes, and it compiled)."""
+    """Whether the C++ kernel takes these inputs (see :func:`serves_paged_cache`)."""
+    return serves_paged_cache(SOURCE, query, key_blocks)
+
+
+def serves_paged_cache(source: str, query: torch.Tensor, key_blocks: torch.Tensor) -> bool:
+    """Whether the attention kernel built from ``csrc/<source>.cpp`` takes these inputs: CPU, float32/bfloat16
+    queries, a cache of the query's dtype or int8 codes, and it compiled."""
     return (
         query.device.type == "cpu"
         and query.dtype in FUSED_DTYPES
         and key_blocks.dtype in (query.dtype, torch.int8)
-        and load_kernels(SOURCE) is not None
+        and load_kernels(source) is not None
     )
 
 

@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from sagellm.kernel_fusion.cpu_extension import FUSED_DTYPES, load_kernels
-from sagellm.kernel_fusion.paged_attention import check_scales, dequantized_blocks
+from sagellm.kernel_fusion.cpu_extension import load_kernels
+from sagellm.kernel_fusion.paged_attention import check_scales, dequantized_blocks, serves_paged_cache
 
 SOURCE = "paged_prefill_attention"
 
 
 def prefill_available(query: torch.Tensor, key_blocks: torch.Tensor) -> bool:
     """Whether the C++ kernel takes these inputs (as :func:`.paged_attention.fused_available`)."""
-    return (
-        query.device.type == "cpu"
-        and query.dtype in FUSED_DTYPES
-        and key_blocks.dtype in (query.dtype, torch.int8)
-        and load_kernels(SOURCE) is not None
-    )
+    return serves_paged_cache(SOURCE, query, key_blocks)
 
 
 def paged_prefill_attention(
