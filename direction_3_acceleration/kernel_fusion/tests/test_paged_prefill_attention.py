@@ -113,6 +113,9 @@ def test_bad_inputs_raise() -> None:
         paged_prefill_attention(query, keys, values, rows, torch.tensor([2]), table)
     with pytest.raises(RuntimeError, match="more blocks"):
         paged_prefill_attention(query, keys, values, rows, torch.tensor([999]), table)
+    args, scales = as_int8(make_case([(5, 5)], torch.float32))
+    with pytest.raises(RuntimeError, match="key scales"):  # fewer scales than pool blocks: never read past them
+        paged_prefill_attention(*args, key_scales=scales["key_scales"][:1], value_scales=scales["value_scales"])
 
 
 def test_scales_and_int8_blocks_go_together() -> None:

@@ -89,20 +89,33 @@ def paged_decode_attention_reference(
     """The same in plain PyTorch, one sequence at a time in float32 (the tests' reference, any device)."""
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     check_scales(key_blocks, key_scales, value_scales)
-    batch, num_q_heads, head_dim = query.shape
-    block_size, num_kv_heads = key_blocks.shape[1], key_blocks.shape[2]
-    group = num_q_heads // num_kv_heads
     out = torch.empty_like(query)
-    for i in range(batch):
-        length = int(context_lens[i])
-        blocks = block_table[i, : -(-length // block_size)].to(torch.long)
-        keys = dequantized_blocks(key_blocks, key_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
-        values = dequantized_blocks(value_blocks, value_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
-        keys = keys.repeat_interleave(group, dim=1)  # [L, Hq, D]
-        values = values.repeat_interleave(group, dim=1)
+    for i in range(query.shape[0]):
+        keys, values = context_per_query_head(
+            key_blocks, value_blocks, block_table[i], int(context_lens[i]), query.shape[1], key_scales, value_scales
+        )
         scores = torch.einsum("hd,lhd->hl", query[i].float(), keys) * scale
         out[i] = torch.einsum("hl,lhd->hd", torch.softmax(scores, dim=-1), values).to(query.dtype)
     return out
+
+
+def context_per_query_head(
+    key_blocks: torch.Tensor,
+    value_blocks: torch.Tensor,
+    table: torch.Tensor,
+    length: int,
+    num_q_heads: int,
+    key_scales: torch.Tensor | None = None,
+    value_scales: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sequence's first ``length`` keys and values, float32 [L, Hq, D], each KV head repeated for its
+    query heads (the references' view of a context; ``table`` lists the sequence's blocks)."""
+    block_size, num_kv_heads, head_dim = key_blocks.shape[1:]
+    blocks = table[: -(-length // block_size)].to(torch.long)
+    group = num_q_heads // num_kv_heads
+    keys = dequantized_blocks(key_blocks, key_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
+    values = dequantized_blocks(value_blocks, value_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
+    return keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1)
 
 
 def dequantized_blocks(blocks: torch.Tensor, scales: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:

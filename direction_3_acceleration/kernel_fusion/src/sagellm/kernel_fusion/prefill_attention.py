@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from sagellm.kernel_fusion.cpu_extension import load_kernels
-from sagellm.kernel_fusion.paged_attention import check_scales, dequantized_blocks, serves_paged_cache
+from sagellm.kernel_fusion.paged_attention import check_scales, context_per_query_head, serves_paged_cache
 
 SOURCE = "paged_prefill_attention"
 
@@ -86,13 +86,10 @@ def paged_prefill_attention_reference(
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     check_scales(key_blocks, key_scales, value_scales)
     out = torch.zeros_like(query) if out is None else out
-    block_size, num_kv_heads, head_dim = key_blocks.shape[1:]
-    group = query.shape[1] // num_kv_heads
     for (begin, end), length, table in zip(chunk_rows.tolist(), context_lens.tolist(), block_tables):
-        blocks = table[: -(-length // block_size)].to(torch.long)
-        keys = dequantized_blocks(key_blocks, key_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
-        values = dequantized_blocks(value_blocks, value_scales, blocks).reshape(-1, num_kv_heads, head_dim)[:length]
-        keys, values = keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1)  # [L, Hq, D]
+        keys, values = context_per_query_head(
+            key_blocks, value_blocks, table, length, query.shape[1], key_scales, value_scales
+        )
         scores = torch.einsum("nhd,lhd->hnl", query[begin:end].float(), keys) * scale
         first = length - (end - begin)
         positions = torch.arange(first, length, device=query.device).unsqueeze(1)

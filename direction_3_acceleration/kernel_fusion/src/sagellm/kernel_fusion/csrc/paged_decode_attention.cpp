@@ -26,6 +26,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "block_scales.h"
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define SAGELLM_AVX512 1
 #include "avx512_math.h"
@@ -33,13 +35,7 @@
 
 namespace {
 
-// Per-block scales of an int8 cache (a strided [N] float32 view); absent (scale 1) for a float cache.
-struct BlockScales {
-  const float* data = nullptr;
-  int64_t stride = 0;
-
-  float of(int64_t block) const { return data == nullptr ? 1.f : data[block * stride]; }
-};
+using sagellm_kv::BlockScales;
 
 // Where one sequence's context lives and what shape its rows have; kv_t is the cache's element type.
 template <typename kv_t>
@@ -220,15 +216,6 @@ auto pick_attend(int64_t head_dim) {
   return &attend_sequence<scalar_t, kv_t, 0>;
 }
 
-// An int8 cache's scales for one of K / V: float32 [N] (any stride), or absent for a float cache.
-BlockScales block_scales(const std::optional<at::Tensor>& scales, int64_t num_pool_blocks, const char* what) {
-  if (!scales.has_value()) return {};
-  const at::Tensor& s = *scales;
-  TORCH_CHECK(s.scalar_type() == at::kFloat && s.dim() == 1 && s.size(0) == num_pool_blocks && s.device().is_cpu(),
-              what, " scales: float32 [num_blocks] on CPU");
-  return {s.data_ptr<float>(), s.stride(0)};
-}
-
 // Runs every sequence on torch's thread pool, one task per sequence.
 template <typename scalar_t, typename kv_t>
 void attend_all(const at::Tensor& query, const kv_t* keys, const kv_t* values, BlockScales key_scales,
@@ -290,8 +277,8 @@ at::Tensor paged_decode_attention(const at::Tensor& query, const at::Tensor& key
                   "block id outside the pool");
     longest = std::max(longest, lens[b]);
   }
-  const BlockScales ks = block_scales(key_scales, num_pool_blocks, "key");
-  const BlockScales vs = block_scales(value_scales, num_pool_blocks, "value");
+  const BlockScales ks = sagellm_kv::block_scales(key_scales, num_pool_blocks, "key");
+  const BlockScales vs = sagellm_kv::block_scales(value_scales, num_pool_blocks, "value");
   auto out = at::empty_like(query);
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, query.scalar_type(), "paged_decode_attention", [&] {
     if (int8_cache) {

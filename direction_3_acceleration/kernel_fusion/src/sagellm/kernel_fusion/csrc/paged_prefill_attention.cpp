@@ -24,6 +24,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "block_scales.h"
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define SAGELLM_AVX512 1
 #include "avx512_math.h"
@@ -35,12 +37,7 @@ constexpr int64_t ROWS_PER_TASK = 32;
 constexpr int64_t KEYS_PER_TILE = 128;  // a multiple of 16
 constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
 
-struct BlockScales {
-  const float* data = nullptr;
-  int64_t stride = 0;
-
-  float of(int64_t block) const { return data == nullptr ? 1.f : data[block * stride]; }
-};
+using sagellm_kv::BlockScales;
 
 // One prefill chunk: rows [begin, end) of the step's flat batch, the last (end - begin) positions of a context of
 // `length` tokens whose blocks `table` lists.
@@ -59,8 +56,9 @@ struct Cache {
   int64_t block_size, num_kv_heads, head_dim;
 
   int64_t row_elems() const { return num_kv_heads * head_dim; }
-  int64_t offset(const Chunk& c, int64_t position, int64_t head) const {
-    return (c.table[position / block_size] * block_size + position % block_size) * row_elems() + head * head_dim;
+  // Element offset of KV head `head` at slot `within` of pool block `block`.
+  int64_t offset(int64_t block, int64_t within, int64_t head) const {
+    return (block * block_size + within) * row_elems() + head * head_dim;
   }
 };
 
@@ -72,7 +70,7 @@ void fill_tile(const Cache<kv_t>& cache, const Chunk& c, int64_t head, int64_t f
   for (int64_t j = 0; j < count; ++j) {
     const int64_t position = first + j;
     const int64_t block = c.table[position / cache.block_size];
-    const int64_t at = cache.offset(c, position, head);
+    const int64_t at = cache.offset(block, position % cache.block_size, head);
     const float key_scale = cache.key_scales.of(block), value_scale = cache.value_scales.of(block);
     const kv_t* k = cache.key_blocks + at;
     const kv_t* v = cache.value_blocks + at;
@@ -283,12 +281,6 @@ void run(const at::Tensor& out, const at::Tensor& query, const at::Tensor& key_b
   });
 }
 
-BlockScales scales_of(const std::optional<at::Tensor>& scales) {
-  if (!scales.has_value()) return {};
-  TORCH_CHECK(scales->scalar_type() == at::kFloat && scales->dim() == 1, "block scales must be float32 [num_blocks]");
-  return {scales->data_ptr<float>(), scales->stride(0)};
-}
-
 // out[begin:end] for every chunk (rows, context lengths and block tables given per chunk); other rows untouched.
 void paged_prefill_attention(at::Tensor out, const at::Tensor& query, const at::Tensor& key_blocks,
                              const at::Tensor& value_blocks, const at::Tensor& chunk_rows,
@@ -328,7 +320,8 @@ void paged_prefill_attention(at::Tensor out, const at::Tensor& query, const at::
   TORCH_CHECK(quantized == key_scales.has_value() && quantized == value_scales.has_value(),
               "int8 blocks need key and value scales, float blocks take none");
   TORCH_CHECK(quantized || key_blocks.scalar_type() == query.scalar_type(), "float blocks must match the query dtype");
-  const BlockScales ks = scales_of(key_scales), vs = scales_of(value_scales);
+  const BlockScales ks = sagellm_kv::block_scales(key_scales, num_blocks, "key");
+  const BlockScales vs = sagellm_kv::block_scales(value_scales, num_blocks, "value");
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, query.scalar_type(), "paged_prefill_attention", [&] {
     if (quantized) {
       run<scalar_t, int8_t>(out, query, key_blocks, value_blocks, chunks, scale, ks, vs);
