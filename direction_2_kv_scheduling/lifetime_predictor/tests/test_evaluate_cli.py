@@ -15,6 +15,7 @@ def test_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["--limit", "600", "--horizons", "30", "--mode", "online", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "| online (online) | at use | 30 |" in table and "baseline: reused before" in table
+    assert "| look-ahead table (learns from test answers) | at eviction | 30 |" in table
     rows = json.loads(out.read_text())["rows"]
     assert {r["asked"] for r in rows} == {"at use", "at eviction"}
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["num"] > 0 for r in rows)

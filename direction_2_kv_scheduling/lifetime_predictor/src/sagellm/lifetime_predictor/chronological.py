@@ -37,6 +37,8 @@ from sagellm.core.errors import ConfigError
 from sagellm.core.protocols import LifetimePredictor
 from sagellm.core.types import KVBlockMeta
 from sagellm.lifetime_predictor.binary_scores import BinaryScores, score
+from sagellm.lifetime_predictor.features import encode, time_bin
+from sagellm.lifetime_predictor.lookahead import lookahead_scores
 from sagellm.lifetime_predictor.trace_uses import BlockUse
 
 
@@ -71,6 +73,7 @@ class TestPredictions:
     wait_s: np.ndarray  # float64 [n], the predictions (inf allowed)
     next_gap_s: np.ndarray  # float64 [n], inf where never used again
     reuses: np.ndarray  # int64 [n], access_count at the question (for the heuristic baseline)
+    keys: tuple[tuple[tuple[int, ...], ...], ...]  # per question: look-ahead keys, fine to coarse
     end_s: float
 
     def scores(self, horizon_s: float) -> BinaryScores:
@@ -78,6 +81,12 @@ class TestPredictions:
         actual = self.next_gap_s[known] <= horizon_s
         wait = self.wait_s[known]
         return score(wait <= horizon_s, actual, -wait)
+
+    def lookahead_scores(self, horizon_s: float) -> BinaryScores:
+        """The look-ahead table on these questions (see :mod:`~sagellm.lifetime_predictor.lookahead`)."""
+        known = self.time_s + horizon_s <= self.end_s
+        keys = [key for key, keep in zip(self.keys, known) if keep]
+        return lookahead_scores(keys, self.next_gap_s[known] <= horizon_s)
 
     def heuristic_scores(self, horizon_s: float) -> BinaryScores:
         """Baseline without learning: "reused before, so it will be again"."""
@@ -94,12 +103,16 @@ class _Answers:
         self.waits: list[float] = []
         self.gaps: list[float] = []
         self.reuses: list[int] = []
+        self.keys: list[tuple[tuple[int, ...], ...]] = []
 
-    def add(self, time_s: float, wait_s: float, gap_s: float | None, reuses: int) -> None:
+    def add(self, time_s: float, predictor: LifetimePredictor, meta: KVBlockMeta, gap_s: float | None) -> None:
+        """Ask ``predictor`` about ``meta`` at ``time_s`` and keep the answer next to the truth."""
         self.times.append(time_s)
-        self.waits.append(wait_s)
+        self.waits.append(predictor.predict(meta, time_s))
         self.gaps.append(np.inf if gap_s is None else gap_s)
-        self.reuses.append(reuses)
+        self.reuses.append(meta.access_count)
+        bins, idle = encode(meta), time_bin(time_s - meta.last_access)
+        self.keys.append(((*bins, idle), (bins[0], idle)))  # every bin; reuses and idle time
 
     def freeze(self, end_s: float) -> TestPredictions:
         return TestPredictions(
@@ -107,6 +120,7 @@ class _Answers:
             wait_s=np.asarray(self.waits, dtype=np.float64),
             next_gap_s=np.asarray(self.gaps, dtype=np.float64),
             reuses=np.asarray(self.reuses, dtype=np.int64),
+            keys=tuple(self.keys),
             end_s=end_s,
         )
 
@@ -136,7 +150,7 @@ def run_split(
                 arrivals += 1
                 if arrivals % settings.query_every == 0:
                     _query(predictor, uses, times, i, settings, rng, at_query)
-            at_use.add(use.time_s, predictor.predict(use.meta, use.time_s), use.next_gap_s, use.meta.access_count)
+            at_use.add(use.time_s, predictor, use.meta, use.next_gap_s)
         known_at, outcome = _outcome(use, settings.never_after_s)
         heapq.heappush(pending, (known_at, next(order), use.meta, outcome))
     return at_use.freeze(uses[-1].time_s), at_query.freeze(uses[-1].time_s)
@@ -161,7 +175,7 @@ def _query(
         if use.time_s >= now or (use.next_gap_s is not None and use.time_s + use.next_gap_s <= now):
             continue  # used again since: not idle in a cache
         gap = None if use.next_gap_s is None else use.time_s + use.next_gap_s - now
-        answers.add(now, predictor.predict(use.meta, now), gap, use.meta.access_count)
+        answers.add(now, predictor, use.meta, gap)
 
 
 def _outcome(use: BlockUse, never_after_s: float) -> tuple[float, float | None]:

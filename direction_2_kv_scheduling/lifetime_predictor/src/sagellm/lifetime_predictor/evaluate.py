@@ -4,8 +4,11 @@
     python -m sagellm.lifetime_predictor.evaluate --trace my.jsonl --horizons 10,60 --json out.json
 
 Prints one Markdown row per horizon and mode, next to two baselines on
-the same test uses: always answering the commoner class, and "reused
-before, so again". Exit code 2 with a message on bad input.
+the same test uses (always answering the commoner class, and "reused
+before, so again") and a bound: the look-ahead table, each feature key's
+commoner answer learnt from the first half of the test questions' own
+answers and scored on the second half. Exit code 2 with a message on bad
+input.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sagellm.lifetime_predictor.trace_uses import load_uses
 
 EXIT_BAD_INPUT = 2
 ASKED = ("at use", "at eviction")  # the two test sets of run_split
+LOOKAHEAD = "look-ahead table (learns from test answers)"  # see sagellm.lifetime_predictor.lookahead
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +84,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for asked, answers in zip(ASKED, answer_sets):
         for horizon in horizons:
             rows.append(_row("baseline: reused before", asked, horizon, answers.heuristic_scores(horizon), 0.0))
+    for asked, answers in zip(ASKED, answer_sets):
+        for horizon in horizons:
+            rows.append(_row(LOOKAHEAD, asked, horizon, answers.lookahead_scores(horizon), 0.0))
     return {
         "trace": str(args.trace or "bundled mooncake_synthetic_trace"),
         "num_block_uses": len(uses),
