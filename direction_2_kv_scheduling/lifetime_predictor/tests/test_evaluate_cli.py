@@ -41,3 +41,10 @@ def test_bad_trace_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     trace.write_text('{"timestamp": 0, "hash_ids": [1]}\nnot json\n')
     assert main(["--trace", str(trace)]) == EXIT_BAD_INPUT
     assert "t.jsonl:2" in capsys.readouterr().err
+
+
+def test_horizons_past_the_trace_are_left_out_with_a_note(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--limit", "600", "--horizons", "30,100000", "--never-after", "100000", "--mode", "online"]) == 0
+    captured = capsys.readouterr()
+    assert "| 100000 |" not in captured.out and "| 30 |" in captured.out
+    assert "T = 100000 s" in captured.err

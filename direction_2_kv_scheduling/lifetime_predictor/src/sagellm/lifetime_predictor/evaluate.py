@@ -87,12 +87,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for asked, answers in zip(ASKED, answer_sets):
         for horizon in horizons:
             rows.append(_row(LOOKAHEAD, asked, horizon, answers.lookahead_scores(horizon), 0.0))
+    unanswerable = sorted({r["horizon_s"] for r in rows if r["num"] == 0})
+    if unanswerable:
+        print(
+            f"note: no test question for T = {', '.join(f'{h:g}' for h in unanswerable)} s has its answer inside "
+            "the trace; those rows are left out (use a smaller T or --train-share)",
+            file=sys.stderr,
+        )
     return {
         "trace": str(args.trace or "bundled mooncake_synthetic_trace"),
         "num_block_uses": len(uses),
         "train_share": args.train_share,
         "never_after_s": args.never_after,
-        "rows": rows,
+        "rows": [r for r in rows if r["num"] > 0],
     }
 
 
