@@ -11,14 +11,14 @@ from sagellm.core.errors import ConfigError
 from sagellm.core.types import KVBlockMeta
 from sagellm.lifetime_predictor.binary_scores import roc_auc, score
 from sagellm.lifetime_predictor.chronological import SplitSettings, run_split
-from sagellm.lifetime_predictor.trace_uses import load_uses, uses_from_rows
+from sagellm.lifetime_predictor.trace_uses import BUNDLED_TRACES, load_uses, uses_from_rows
 
 
 def _rows() -> list[dict[str, object]]:
-    """Conversation A every 10 s (re-sending its prefix plus a block), one-off prompts in between."""
+    """Conversation A every 10 s (re-sending its prompt plus a block), one-off prompts in between."""
     rows: list[dict[str, object]] = []
     for turn in range(30):
-        rows.append({"timestamp": turn * 10_000, "input_length": 512 * (turn + 1), "hash_ids": list(range(turn + 1))})
+        rows.append({"timestamp": turn * 10_000, "input_length": 512 * (turn + 2), "hash_ids": list(range(turn + 2))})
         rows.append({"timestamp": turn * 10_000 + 5_000, "input_length": 512, "hash_ids": [1000 + turn]})
     return rows
 
@@ -58,6 +58,18 @@ def test_uses_carry_online_features_and_future_answers() -> None:
     assert max(u.meta.turn for u in uses if u.meta.block_id < 1000) == 29  # each turn re-sends the previous prompt
 
 
+def test_a_turn_continues_past_the_previous_prompts_partial_block() -> None:
+    # System prompt block 0 is shared by all; turn 2 re-sends turn 1's full blocks (0, 1) but not its
+    # partial block 2, whose hash changed once the answer was appended.
+    rows = [
+        {"timestamp": 0, "input_length": 1100, "hash_ids": [0, 1, 2]},
+        {"timestamp": 1_000, "input_length": 1700, "hash_ids": [0, 1, 3, 4]},
+        {"timestamp": 2_000, "input_length": 600, "hash_ids": [0, 9]},  # shares only the system prompt
+    ]
+    turns = {u.meta.block_id: u.meta.turn for u in uses_from_rows(rows)}
+    assert (turns[2], turns[4], turns[9]) == (0, 1, 0)
+
+
 def test_outcomes_arrive_only_after_they_happen() -> None:
     spy = _Spy()
     settings = SplitSettings(horizons_s=(10.0,), never_after_s=30.0, train_share=0.05)
@@ -92,9 +104,27 @@ def test_auc_and_scores() -> None:
     assert (s.accuracy, s.precision, s.recall, s.majority_accuracy) == (0.75, 1.0, 0.5, 0.5)
 
 
-def test_bundled_trace_loads() -> None:
-    uses = load_uses(limit=50)
+@pytest.mark.parametrize("name", [None, *BUNDLED_TRACES])
+def test_bundled_traces_load(name: str | None) -> None:
+    uses = load_uses(name, limit=50)
     assert len(uses) > 50 and all(a.time_s <= b.time_s for a, b in zip(uses, uses[1:]))
+
+
+def test_min_depth_leaves_shallow_blocks_out_of_the_questions() -> None:
+    class _Depths(_Spy):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depths: list[int] = []
+
+        def predict(self, block_meta: KVBlockMeta, now: float = 0.0) -> float:
+            self.depths.append(block_meta.prefix_depth)
+            return super().predict(block_meta, now)
+
+    everything, deep = _Depths(), _Depths()
+    uses = uses_from_rows(_rows())
+    run_split(everything, uses, SplitSettings(horizons_s=(10.0,), never_after_s=30.0))  # type: ignore[arg-type]
+    run_split(deep, uses, SplitSettings(horizons_s=(10.0,), never_after_s=30.0, min_depth=2))  # type: ignore[arg-type]
+    assert min(everything.depths) == 0 and min(deep.depths) == 2
 
 
 def test_bad_settings() -> None:
@@ -102,3 +132,5 @@ def test_bad_settings() -> None:
         SplitSettings(train_share=1.0)
     with pytest.raises(ConfigError):
         SplitSettings(horizons_s=(600.0,), never_after_s=60.0)
+    with pytest.raises(ConfigError):
+        SplitSettings(min_depth=-1)

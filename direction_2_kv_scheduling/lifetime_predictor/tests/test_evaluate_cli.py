@@ -26,6 +26,8 @@ def test_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     [
         (["--implementation", "no-such"], "no-such"),
         (["--trace", "/no/such/trace.jsonl"], "cannot read"),
+        (["--trace", "mooncake-nope"], "bundled traces: mooncake-synthetic"),
+        (["--min-depth", "-1"], "min_depth"),
         (["--train-share", "1.5"], "train_share"),
         (["--option", "batch_size"], "KEY=VALUE"),
         (["--option", "batch_size=0"], "batch_size"),

@@ -51,12 +51,15 @@ class SplitSettings:
     query_every: int = 4  # request arrivals between eviction-time queries
     queries_per_arrival: int = 64
     seed: int = 0
+    min_depth: int = 0  # ask only about blocks this deep in their prompt (1: leave out a shared system prompt)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.train_share < 1.0:
             raise ConfigError(f"train_share must be in (0, 1), got {self.train_share}")
         if not self.horizons_s or min(self.horizons_s) <= 0:
             raise ConfigError(f"horizons must be > 0 s, got {self.horizons_s}")
+        if self.min_depth < 0:
+            raise ConfigError(f"min_depth must be >= 0, got {self.min_depth}")
         if self.never_after_s < max(self.horizons_s):
             raise ConfigError(f"never_after_s ({self.never_after_s}) must be >= the largest horizon")
 
@@ -150,7 +153,8 @@ def run_split(
                 arrivals += 1
                 if arrivals % settings.query_every == 0:
                     _query(predictor, uses, times, i, settings, rng, at_query)
-            at_use.add(use.time_s, predictor, use.meta, use.next_gap_s)
+            if use.meta.prefix_depth >= settings.min_depth:
+                at_use.add(use.time_s, predictor, use.meta, use.next_gap_s)
         known_at, outcome = _outcome(use, settings.never_after_s)
         heapq.heappush(pending, (known_at, next(order), use.meta, outcome))
     return at_use.freeze(uses[-1].time_s), at_query.freeze(uses[-1].time_s)
@@ -174,6 +178,8 @@ def _query(
         use = uses[rng.randrange(first, now_index)]
         if use.time_s >= now or (use.next_gap_s is not None and use.time_s + use.next_gap_s <= now):
             continue  # used again since: not idle in a cache
+        if use.meta.prefix_depth < settings.min_depth:
+            continue
         gap = None if use.next_gap_s is None else use.time_s + use.next_gap_s - now
         answers.add(now, predictor, use.meta, gap)
 

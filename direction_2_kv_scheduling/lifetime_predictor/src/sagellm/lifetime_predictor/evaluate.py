@@ -27,7 +27,7 @@ from sagellm.core.errors import SageLLMError
 from sagellm.core.registry import create_lifetime_predictor
 from sagellm.lifetime_predictor.binary_scores import BinaryScores
 from sagellm.lifetime_predictor.chronological import SplitSettings, run_split
-from sagellm.lifetime_predictor.trace_uses import load_uses
+from sagellm.lifetime_predictor.trace_uses import BUNDLED_TRACES, DEFAULT_TRACE, load_uses
 
 EXIT_BAD_INPUT = 2
 ASKED = ("at use", "at eviction")  # the two test sets of run_split
@@ -39,12 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sagellm.lifetime_predictor.evaluate",
         description="Score a lifetime predictor on a block-hash trace: learn from the past, predict the future.",
     )
-    parser.add_argument("--trace", type=Path, default=None, help="Mooncake-style jsonl(.gz); default: bundled trace")
+    parser.add_argument(
+        "--trace",
+        default=DEFAULT_TRACE,
+        help=f"a bundled trace ({', '.join(BUNDLED_TRACES)}; default {DEFAULT_TRACE}) or a Mooncake-style jsonl(.gz)",
+    )
     parser.add_argument("--implementation", default="online", help="predictor from core's registry (default online)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="predictor option")
     parser.add_argument("--horizons", default="30,60,120", help="T values in seconds, comma-separated")
     parser.add_argument("--train-share", type=float, default=0.7, help="first share of block uses that trains")
     parser.add_argument("--never-after", type=float, default=1200.0, help="seconds after which a use counts as never")
+    parser.add_argument(
+        "--min-depth",
+        type=int,
+        default=0,
+        help="ask only about blocks at this prefix depth or deeper (1 leaves out a system prompt all requests share)",
+    )
     parser.add_argument("--mode", choices=("online", "frozen", "both"), default="both")
     parser.add_argument("--limit", type=int, default=None, help="replay only the first N requests")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -74,7 +84,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     modes = ("online", "frozen") if args.mode == "both" else (args.mode,)
     rows: list[dict[str, Any]] = []
     for mode in modes:
-        settings = SplitSettings(horizons, args.train_share, args.never_after, online=mode == "online")
+        settings = SplitSettings(
+            horizons, args.train_share, args.never_after, online=mode == "online", min_depth=args.min_depth
+        )
         started = time.perf_counter()
         answer_sets = run_split(create_lifetime_predictor(section), uses, settings)
         seconds = time.perf_counter() - started
@@ -95,10 +107,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             file=sys.stderr,
         )
     return {
-        "trace": str(args.trace or "bundled mooncake_synthetic_trace"),
+        "trace": args.trace,
         "num_block_uses": len(uses),
         "train_share": args.train_share,
         "never_after_s": args.never_after,
+        "min_depth": args.min_depth,
         "rows": [r for r in rows if r["num"] > 0],
     }
 

@@ -14,7 +14,12 @@ from typing import IO, Any
 from sagellm.core.errors import ConfigError
 from sagellm.core.types import KVBlockMeta
 
-BUNDLED_TRACE = "mooncake_synthetic_trace.jsonl.gz"
+BUNDLED_TRACES = {  # name -> file under data/ (see data/NOTICE.md)
+    "mooncake-synthetic": "mooncake_synthetic_trace.jsonl.gz",
+    "mooncake-conversation": "mooncake_conversation_trace.jsonl.gz",
+}
+DEFAULT_TRACE = "mooncake-synthetic"
+BLOCK_TOKENS = 512  # tokens per hash id in Mooncake traces
 
 
 class TraceError(ConfigError):
@@ -37,12 +42,16 @@ class BlockUse:
 
 
 def load_uses(path: str | Path | None = None, limit: int | None = None) -> list[BlockUse]:
-    """Every block use of the trace (default: the bundled Mooncake trace), in time order."""
+    """Every block use of the trace, in time order.
+
+    ``path``: a jsonl(.gz) file, or the name of a bundled trace (``BUNDLED_TRACES``);
+    default ``DEFAULT_TRACE``.
+    """
     rows = sorted(_read_rows(path), key=lambda row: float(row.get("timestamp", 0)))
     if limit is not None:
         rows = rows[:limit]
     if not rows:
-        raise TraceError(f"{path or BUNDLED_TRACE}: no requests")
+        raise TraceError(f"{path or DEFAULT_TRACE}: no requests")
     return uses_from_rows(rows)
 
 
@@ -52,7 +61,7 @@ def uses_from_rows(rows: Iterable[dict[str, Any]]) -> list[BlockUse]:
     metas: list[KVBlockMeta] = []
     first_seen: dict[int, float] = {}
     reuses: dict[int, int] = {}
-    turn_after: dict[int, int] = {}  # last block of a request -> that request's turn
+    turn_after: dict[int, int] = {}  # a request's last (and last full) block -> that request's turn
     for number, row in enumerate(rows, 1):
         time_s, prompt_tokens, hash_ids = _fields(row, number)
         turn = _turn(hash_ids, turn_after)
@@ -72,13 +81,27 @@ def uses_from_rows(rows: Iterable[dict[str, Any]]) -> list[BlockUse]:
                 )
             )
             times.append(time_s)
-        if hash_ids:
-            turn_after[hash_ids[-1]] = turn
+        for block in _conversation_ends(hash_ids, prompt_tokens):
+            turn_after[block] = turn
     return [BlockUse(t, m, gap) for t, m, gap in zip(times, metas, _next_gaps(times, metas))]
 
 
+def _conversation_ends(hash_ids: list[int], prompt_tokens: int) -> list[int]:
+    """The blocks a next turn of this request's conversation would re-send last.
+
+    A next turn re-sends the prompt and the answer, so the prompt's last,
+    partial block changes hash: its last *full* block is what the next turn
+    still contains (the last block too, for traces that re-send prompts
+    whole). Depth 0 never counts: it is the system prompt every request of
+    a deployment may share.
+    """
+    full = min(len(hash_ids), prompt_tokens // BLOCK_TOKENS) if prompt_tokens > 0 else len(hash_ids)
+    ends = {hash_ids[depth] for depth in (len(hash_ids) - 1, full - 1) if depth >= 1}
+    return sorted(ends)
+
+
 def _turn(hash_ids: list[int], turn_after: dict[int, int]) -> int:
-    """A request that re-sends an earlier request's whole prompt continues its conversation."""
+    """A request that re-sends an earlier request's prompt (up to its last full block) continues its conversation."""
     for block in reversed(hash_ids):
         previous = turn_after.get(block)
         if previous is not None:
@@ -102,21 +125,23 @@ def _read_rows(path: str | Path | None) -> Iterator[dict[str, Any]]:
         with _open(path) as lines:
             for number, line in enumerate(lines, 1):
                 if line.strip():
-                    yield _json(line, f"{path or BUNDLED_TRACE}:{number}")
+                    yield _json(line, f"{path or DEFAULT_TRACE}:{number}")
     except OSError as exc:
-        raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
+        bundled = ", ".join(BUNDLED_TRACES)
+        raise TraceError(f"cannot read trace {path}: {exc.strerror or exc} (bundled traces: {bundled})") from None
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not a text file (expected jsonl)") from None
 
 
 def _open(path: str | Path | None) -> IO[str]:
-    if path is None:
-        data = resources.files("sagellm.lifetime_predictor").joinpath("data", BUNDLED_TRACE).read_bytes()
+    name = DEFAULT_TRACE if path is None else str(path)
+    if name in BUNDLED_TRACES:
+        data = resources.files("sagellm.lifetime_predictor").joinpath("data", BUNDLED_TRACES[name]).read_bytes()
         return io.StringIO(gzip.decompress(data).decode("utf-8"))
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+    file = Path(name)
+    if file.suffix == ".gz":
+        return gzip.open(file, "rt", encoding="utf-8")
+    return file.open(encoding="utf-8")
 
 
 def _json(line: str, where: str) -> dict[str, Any]:
