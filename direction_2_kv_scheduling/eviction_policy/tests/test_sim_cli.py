@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -81,6 +82,17 @@ def test_missing_or_unreadable_path_exits_2(tmp_path: Path, capsys: pytest.Captu
     assert main(["--trace", str(binary)]) == 2
     with pytest.raises(TraceError):
         load_trace(binary)
+
+
+def test_gzipped_traces_read_like_plain_ones(tmp_path: Path) -> None:
+    plain = _write_trace(tmp_path / "t.jsonl", num_requests=20)
+    packed = tmp_path / "t.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert load_trace(packed) == load_trace(plain)
+    not_gzip = tmp_path / "fake.jsonl.gz"
+    not_gzip.write_text("{}\n")
+    with pytest.raises(TraceError, match="not a text file"):
+        load_trace(not_gzip)
 
 
 def test_module_entry_point_runs(tmp_path: Path) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sagellm.core.errors import ConfigError
 
@@ -49,20 +50,27 @@ class Trace:
 def load_trace(path: str | Path) -> Trace:
     """Read a Mooncake-style jsonl trace: one object per line with ``timestamp`` (ms) and ``hash_ids``.
 
-    Other fields (``input_length``, ``output_length``) are ignored. Raises
+    A ``.gz`` file is read through gzip. Other fields (``input_length``,
+    ``output_length``) are ignored. Raises
     :class:`TraceError` naming the file and line when anything is off.
     """
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as lines:
+        with _open_text(path) as lines:
             requests = tuple(_parse(lines, path))
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError):  # BadGzipFile is an OSError: caught first
+        raise TraceError(f"{path}: not a text file (expected jsonl or jsonl.gz)") from None
     except OSError as exc:
         raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise TraceError(f"{path}: not a text file (expected jsonl)") from None
     if not requests:
         raise TraceError(f"{path}: no requests (expected one JSON object per line)")
-    return Trace(requests=requests, name=path.stem)
+    return Trace(requests=requests, name=Path(path.name.removesuffix(".gz")).stem)
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
 
 
 def trace_from_rows(rows: Iterable[dict[str, Any]], name: str = "trace") -> Trace:
