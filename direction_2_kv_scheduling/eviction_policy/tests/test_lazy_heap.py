@@ -58,3 +58,14 @@ def test_compaction_keeps_order_and_bounds_memory() -> None:
             heap.push(block, float(round_ * 1000 + (999 - block)))
     assert len(heap._heap) <= 2 * len(heap) + 1024
     assert _drain(heap) == list(range(999, -1, -1))
+
+
+def test_update_many_raises_tracked_and_pushes_new_blocks() -> None:
+    one_by_one, batched = LazyHeap(), LazyHeap()
+    for heap in (one_by_one, batched):
+        heap.push(1, 1.0, 10)
+        heap.push(2, 2.0, 11)
+    one_by_one.raise_key(1, 5.0, 12)
+    one_by_one.push(3, 3.0, 13)
+    batched.update_many([1, 3], [5.0, 3.0], [12, 13])
+    assert _drain(batched) == _drain(one_by_one) == [2, 3, 1]

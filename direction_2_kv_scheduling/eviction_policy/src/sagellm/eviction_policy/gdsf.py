@@ -104,15 +104,14 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         blocks = list(self._segment)
         self._segment.clear()
         worth = self._segment_worth(blocks)
-        heap, now = self._heap, self._segment_now
-        worth_of = self._worth_of
-        for block_id in blocks:
-            block_worth = worth_of[block_id] = max(worth, worth_of.get(block_id, 0.0))
-            key = self._clock + self._hits[block_id] * block_worth
-            if block_id in heap:  # a hit: clock, hits and worth never fall, so neither does the key: O(1)
-                self._raise(block_id, key, now)
-            else:
-                self._push(block_id, key, now)
+        worth_of, hits, clock = self._worth_of, self._hits, self._clock
+        keys = []
+        for block_id in blocks:  # clock, hits and worth never fall, so a tracked block's key only rises
+            block_worth = worth_of.get(block_id, 0.0)
+            if block_worth < worth:
+                block_worth = worth_of[block_id] = worth
+            keys.append(clock + hits[block_id] * block_worth)
+        self._rank_many(blocks, keys, self._segment_now)
 
     def _segment_worth(self, blocks: list[BlockId]) -> float:
         """Cost of the segment's deepest block — its last, as a chain is touched root to tail."""

@@ -14,6 +14,7 @@ go to the older touch, and within one instant to the deeper block
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 
 from sagellm.core.types import BlockId, EvictionContext
 from sagellm.eviction_policy.base import BaseEvictionPolicy
@@ -35,6 +36,10 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
     def _raise(self, block_id: BlockId, key: float, now: float) -> None:
         """Re-rank a tracked block touched at ``now`` to a key no smaller than its current one: O(1)."""
         self._heap.raise_key(block_id, key, self._touch.next(now))
+
+    def _rank_many(self, blocks: Sequence[BlockId], keys: Sequence[float], now: float) -> None:
+        """:meth:`_raise` the tracked and :meth:`_push` the new of ``blocks``, touched in this order at ``now``."""
+        self._heap.update_many(blocks, keys, self._touch.take(now, len(blocks)))
 
     def select_victims(self, context: EvictionContext) -> list[BlockId]:
         wanted = context.num_blocks
