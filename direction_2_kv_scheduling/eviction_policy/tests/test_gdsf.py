@@ -64,3 +64,42 @@ def test_aging_and_removal() -> None:
     assert victims(policy, 1) == [2] and policy.clock == 1.0
     policy.on_remove(2)
     assert len(policy) == 1 and 2 not in policy and victims(policy, 2) == [1]
+
+
+def _hit_raised_by_its_segment(end_segment_by_hook: bool) -> list[BlockId]:
+    """Block 30 is hit in the same instant as deep block 20: that instant's worth (1.8) lifts its key to 3.6."""
+    policy = GDSFEvictionPolicy(block_meta=_meta)
+    insert(policy, [30], now=1.0)  # worth 1, key 1
+    insert(policy, [99], now=2.0)  # worth 1, key 1
+    insert(policy, [98], now=3.0)
+    policy.on_access(98, now=4.0)
+    policy.on_access(98, now=5.0)  # three hits at worth 1: key 3
+    policy.on_access(30, now=6.0)  # ranked at once at a lower bound, 2 x 1.0 ...
+    policy.on_insert(20, now=6.0)  # ... until the instant ends: depth 40 -> worth 1.8, key 3.6
+    if end_segment_by_hook:
+        policy.on_access(99, now=7.0)  # 99: key 2
+    return victims(policy, 4)
+
+
+def test_a_hit_gets_its_segments_worth_when_a_hook_ends_the_segment() -> None:
+    assert _hit_raised_by_its_segment(end_segment_by_hook=True) == [20, 99, 98, 30]
+
+
+def test_a_hit_gets_its_segments_worth_when_a_decision_ends_the_segment() -> None:
+    # The decision only settles the segment's worth; 30's key is raised when its entry surfaces.
+    assert _hit_raised_by_its_segment(end_segment_by_hook=False) == [99, 20, 98, 30]
+
+
+def test_a_block_inserted_and_hit_in_one_instant_is_ranked_once_with_both_hits() -> None:
+    policy = GDSFEvictionPolicy(depth_cost=0.0)
+    insert(policy, [1], now=1.0)
+    policy.on_access(1, now=1.0)  # two hits: key 2
+    insert(policy, [2], now=2.0)  # key 1
+    assert victims(policy, 2) == [2, 1] and policy.frequency(1) == 2
+
+
+def test_removing_a_block_of_the_open_segment() -> None:
+    policy = insert(GDSFEvictionPolicy(), [1, 2, 3], now=1.0)
+    policy.on_remove(3)
+    assert 3 not in policy and victims(policy, 3) == [2, 1]
+    assert policy.worth(1) == pytest.approx(1.02)  # the segment is two blocks long now

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import pytest
-
 from sagellm.eviction_policy.instant_order import InstantBatch, TouchOrder
 
 
@@ -47,13 +45,3 @@ def test_batch_follows_blocks_that_moved_or_left() -> None:
     del first[3]
     batch.flush()
     assert list(first) == [1] and list(second) == [2]
-
-
-@pytest.mark.parametrize(("tail_first", "now"), [(True, 5.0), (True, 0.0), (False, 5.0)])
-def test_take_numbers_touches_as_next_would(tail_first: bool, now: float) -> None:
-    one_by_one, batched = TouchOrder(tail_first), TouchOrder(tail_first)
-    for order in (one_by_one, batched):
-        order.next(1.0)  # an earlier instant
-    expected = [one_by_one.next(now) for _ in range(5)] + [one_by_one.next(now)]
-    got = [*batched.take(now, 5), batched.next(now)]
-    assert got == expected and list(batched.take(now, 0)) == []

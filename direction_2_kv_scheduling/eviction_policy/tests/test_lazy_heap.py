@@ -60,12 +60,25 @@ def test_compaction_keeps_order_and_bounds_memory() -> None:
     assert _drain(heap) == list(range(999, -1, -1))
 
 
-def test_update_many_raises_tracked_and_pushes_new_blocks() -> None:
-    one_by_one, batched = LazyHeap(), LazyHeap()
-    for heap in (one_by_one, batched):
-        heap.push(1, 1.0, 10)
-        heap.push(2, 2.0, 11)
-    one_by_one.raise_key(1, 5.0, 12)
-    one_by_one.push(3, 3.0, 13)
-    batched.update_many([1, 3], [5.0, 3.0], [12, 13])
-    assert _drain(batched) == _drain(one_by_one) == [2, 3, 1]
+def test_raise_key_may_keep_the_current_order() -> None:
+    heap = LazyHeap()
+    heap.push(1, 1.0, 5)
+    heap.push(2, 2.0, 6)
+    heap.raise_key(1, 3.0)
+    assert heap.key(1) == 3.0 and _drain(heap) == [2, 1]
+
+
+def test_settle_raises_keys_that_were_lower_bounds_as_they_surface() -> None:
+    heap = LazyHeap()
+    for block, key in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        heap.push(block, key, block)
+    final = {1: 2.5}  # block 1 was ranked at a lower bound; its real key is 2.5
+    settled: list[int] = []
+
+    def settle(block: int, key: float) -> float:
+        settled.append(block)
+        return max(key, final.pop(block, key))
+
+    popped = [heap.pop(settle) for _ in range(3)]
+    assert [entry[2] for entry in popped if entry] == [2, 1, 3]
+    assert popped[1] == (2.5, 1, 1) and settled.count(1) == 2  # settled, re-inserted, then taken as is

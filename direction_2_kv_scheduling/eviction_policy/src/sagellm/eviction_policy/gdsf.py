@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 from sagellm.core.errors import ConfigError
 from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta
@@ -41,13 +42,20 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
     shared prefix hit by a short prompt still guards the long chains it
     leads to (an ancestor is worth at least its descendants).
 
-    A segment is ranked when its instant ends (the next hook with another
-    ``now``, or a decision): a heap push per new block (O(log n)), a key
-    raise per hit block (O(1): clock, hits and worth only grow). The segment's depth is that of its last
-    block, from ``block_meta`` — the constructor argument, else the lookup
-    of the latest ``EvictionContext`` (a cache passes the same one every
-    time) — and at least its length - 1 (the fallback without metadata).
-    Without timestamps (``now == 0``) every hook is its own segment.
+    The segment's depth is that of its last block, from ``block_meta`` —
+    the constructor argument, else the lookup of the latest
+    ``EvictionContext`` (a cache passes the same one every time) — and at
+    least its length - 1 (the fallback without metadata); its worth is
+    known when its instant ends. Until then a hit block is ranked at a
+    lower bound, the worth it already had (a key raise, O(1)), and a new
+    block waits unranked. When a *hook* ends the instant (another ``now``),
+    the hits are raised to their final keys, O(1) each, and the new blocks
+    pushed, O(log n) each. When a *decision* ends it, the decision pushes
+    the new blocks but leaves the hits at their lower bounds: a hit's key
+    is raised only if its entry reaches the top of the heap
+    (:meth:`LazyHeap.pop`'s ``settle``), so a decision pays for the entries
+    it meets, not for every block touched since the last one. Without
+    timestamps (``now == 0``) every hook is its own segment.
     """
 
     def __init__(
@@ -63,10 +71,11 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         self._depth_cost = depth_cost
         self._meta_lookup = block_meta
         self._fixed_lookup = block_meta is not None
-        self._segment: OrderedDict[BlockId, None] = OrderedDict()  # blocks touched in the open instant
-        self._segment_now = 0.0
-        self._worth_of: dict[BlockId, float] = {}  # worth of each ranked block's segment
+        self._open: _Segment | None = None  # the segment of the latest instant, until it ends
+        self._pending: dict[BlockId, _Pending] = {}  # ranked at a lower bound, worth not yet settled
+        self._worth_of: dict[BlockId, float] = {}  # settled worth of each ranked block
         self._reference_bytes = 0
+        self._settle_key = self._settle
 
     @property
     def name(self) -> str:
@@ -75,12 +84,15 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
     def worth(self, block_id: BlockId) -> float:
         """Cost / size of one hit of a ranked block (1.0 while its segment is still open)."""
         self._close_segment()
-        return self._worth_of.get(block_id, 1.0)
+        return self._settled_worth(block_id) or 1.0
 
     def on_remove(self, block_id: BlockId) -> None:
         super().on_remove(block_id)
-        self._segment.pop(block_id, None)
+        self._pending.pop(block_id, None)
         self._worth_of.pop(block_id, None)
+        if self._open is not None:
+            self._open.unranked.pop(block_id, None)
+            self._open.blocks.pop(block_id, None)
 
     def select_victims(self, context: EvictionContext) -> list[BlockId]:
         if context.block_meta is not None and not self._fixed_lookup:
@@ -89,39 +101,94 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         return super().select_victims(context)
 
     def _rank(self, block_id: BlockId, now: float, new: bool) -> None:
-        if now != self._segment_now or now == 0.0:
-            self._close_segment()
-            self._segment_now = now
-        self._segment[block_id] = None  # ranked (again) when the segment closes
-        self._segment.move_to_end(block_id)
+        segment = self._open
+        if segment is None or now != segment.now or now == 0.0:
+            self._close_segment(rank_now=True)
+            segment = self._open = _Segment(now)
+        segment.blocks[block_id] = None
+        segment.blocks.move_to_end(block_id)
+        order = self._touch.next(now)
+        if new or block_id in segment.unranked:
+            segment.unranked[block_id] = order  # pushed once the segment's worth is known
+        else:  # a hit: raised now to a lower bound, O(1); to its final key when the segment ends
+            pending = self._pending.get(block_id)
+            if pending is not None and pending.segment is segment:
+                worth = pending.worth  # touched again in the open segment
+            else:
+                worth = self._settled_worth(block_id)
+                if pending is not None:  # keep what its ended segment was worth; the new key exceeds the old
+                    self._worth_of[block_id] = worth
+            hits, clock = self._hits[block_id], self._clock
+            self._pending[block_id] = _Pending(clock, hits, worth, segment)
+            self._heap.raise_key(block_id, clock + hits * worth, order)
         if now == 0.0:
-            self._close_segment()
+            self._close_segment(rank_now=True)
 
-    def _close_segment(self) -> None:
-        """Rank the open segment's blocks at the cost of its deepest block, tail first."""
-        if not self._segment:
+    def _close_segment(self, rank_now: bool = False) -> None:
+        """Settle the open segment's worth (the cost of its deepest block) and push its new blocks.
+
+        A hook that ends the segment (``rank_now``) also raises its hit
+        blocks' keys to their final values, O(1) each; a decision leaves them
+        to :meth:`_settle`, which raises the ones whose entries surface — the
+        decision pays a push per new block and nothing per hit.
+        """
+        segment = self._open
+        if segment is None:
             return
-        blocks = list(self._segment)
-        self._segment.clear()
-        worth = self._segment_worth(blocks)
-        worth_of, hits, clock = self._worth_of, self._hits, self._clock
-        keys = []
-        for block_id in blocks:  # clock, hits and worth never fall, so a tracked block's key only rises
-            block_worth = worth_of.get(block_id, 0.0)
-            if block_worth < worth:
-                block_worth = worth_of[block_id] = worth
-            keys.append(clock + hits[block_id] * block_worth)
-        self._rank_many(blocks, keys, self._segment_now)
+        self._open = None
+        worth = segment.worth = self._segment_worth(segment)
+        clock, hits, worth_of, heap = self._clock, self._hits, self._worth_of, self._heap
+        for block_id, order in segment.unranked.items():
+            worth_of[block_id] = worth
+            heap.push(block_id, clock + hits[block_id] * worth, order)
+        if rank_now:
+            self._rank_hits(segment, worth)
 
-    def _segment_worth(self, blocks: list[BlockId]) -> float:
+    def _rank_hits(self, segment: _Segment, worth: float) -> None:
+        """Raise the ended segment's hit blocks from their lower bounds to their final keys: O(1) each."""
+        pending_of, worth_of = self._pending, self._worth_of
+        for block_id in segment.blocks:
+            pending = pending_of.get(block_id)
+            if pending is None or pending.segment is not segment:
+                continue
+            del pending_of[block_id]
+            worth_of[block_id] = max(worth, pending.worth)
+            if worth > pending.worth:
+                self._heap.raise_key(block_id, pending.clock + pending.hits * worth)
+
+    def _settle(self, block_id: BlockId, key: float) -> float:
+        """Final key of a block whose entry reached the top (``key`` is its current one)."""
+        pending = self._pending.get(block_id)
+        if pending is None or pending.segment.worth is None:
+            return key
+        del self._pending[block_id]
+        worth = self._worth_of[block_id] = max(pending.worth, pending.segment.worth)
+        return max(key, pending.clock + pending.hits * worth)
+
+    def _settled_worth(self, block_id: BlockId) -> float:
+        """The block's worth with every ended segment it was touched in; 0.0 if it has none."""
+        worth = self._worth_of.get(block_id, 0.0)
+        pending = self._pending.get(block_id)
+        if pending is not None and pending.segment.worth is not None:
+            return max(worth, pending.worth, pending.segment.worth)
+        return worth
+
+    def _segment_worth(self, segment: _Segment) -> float:
         """Cost of the segment's deepest block — its last, as a chain is touched root to tail."""
-        meta = self._meta_lookup(blocks[-1]) if self._meta_lookup is not None else None
-        depth = len(blocks) - 1 if meta is None else max(len(blocks) - 1, meta.prefix_depth)
+        last = next(reversed(segment.blocks))
+        meta = self._meta_lookup(last) if self._meta_lookup is not None else None
+        depth = len(segment.blocks) - 1 if meta is None else max(len(segment.blocks) - 1, meta.prefix_depth)
         size = 1.0 if meta is None else self._size(meta)
         return (1.0 + self._depth_cost * depth) / size
 
     def _worth(self, block_id: BlockId) -> float:
-        return self._worth_of.get(block_id, 1.0)
+        return self._settled_worth(block_id) or 1.0
+
+    def _in_use_key(self, block_id: BlockId, context: EvictionContext) -> float:
+        if self._pending.get(block_id) is not None:  # keyed afresh from its settled worth: no lower bound left
+            self._worth_of[block_id] = self._settled_worth(block_id)
+            del self._pending[block_id]
+        return super()._in_use_key(block_id, context)
 
     def _size(self, meta: KVBlockMeta) -> float:
         if meta.size_bytes <= 0:
@@ -129,3 +196,24 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         if self._reference_bytes == 0:
             self._reference_bytes = meta.size_bytes
         return meta.size_bytes / self._reference_bytes
+
+
+class _Segment:
+    """The blocks touched in one instant, in touch order; ``worth`` is set when the instant ends."""
+
+    __slots__ = ("blocks", "now", "unranked", "worth")
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.blocks: OrderedDict[BlockId, None] = OrderedDict()
+        self.unranked: dict[BlockId, int] = {}  # new blocks, not in the heap yet -> their touch order
+        self.worth: float | None = None
+
+
+class _Pending(NamedTuple):
+    """A block ranked at ``clock + hits × worth`` before its segment's worth was known."""
+
+    clock: float
+    hits: int
+    worth: float
+    segment: _Segment

@@ -14,7 +14,7 @@ go to the older touch, and within one instant to the deeper block
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable
 
 from sagellm.core.types import BlockId, EvictionContext
 from sagellm.eviction_policy.base import BaseEvictionPolicy
@@ -37,9 +37,8 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
         """Re-rank a tracked block touched at ``now`` to a key no smaller than its current one: O(1)."""
         self._heap.raise_key(block_id, key, self._touch.next(now))
 
-    def _rank_many(self, blocks: Sequence[BlockId], keys: Sequence[float], now: float) -> None:
-        """:meth:`_raise` the tracked and :meth:`_push` the new of ``blocks``, touched in this order at ``now``."""
-        self._heap.update_many(blocks, keys, self._touch.take(now, len(blocks)))
+    _settle_key: Callable[[BlockId, float], float] | None = None
+    """A policy that ranks blocks by a lower bound first sets this (see :meth:`LazyHeap.pop`)."""
 
     def select_victims(self, context: EvictionContext) -> list[BlockId]:
         wanted = context.num_blocks
@@ -49,7 +48,7 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
         chosen: list[Entry] = []
         in_use: list[BlockId] = []
         while len(chosen) < wanted:
-            entry = heap.pop()
+            entry = heap.pop(self._settle_key)
             if entry is None:
                 break
             if is_evictable(entry[2]):

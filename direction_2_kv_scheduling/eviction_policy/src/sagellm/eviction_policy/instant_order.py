@@ -21,7 +21,6 @@ heaps, :class:`InstantBatch` reorders the tail of ``OrderedDict`` queues.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
 
 from sagellm.core.types import BlockId
 
@@ -56,16 +55,6 @@ class TouchOrder:
             self._position = 0
         self._position += 1
         return self._instant * _SLOTS_PER_INSTANT - self._position
-
-    def take(self, now: float, count: int) -> Iterable[int]:
-        """The numbers of ``count`` touches at ``now``, as ``count`` calls of :meth:`next` would give them."""
-        if count <= 0:
-            return ()
-        first = self.next(now)
-        if now == 0.0 or not self._tail_first:
-            return [first, *(self.next(now) for _ in range(count - 1))]
-        self._position += count - 1
-        return range(first, first - count, -1)
 
 
 class InstantBatch:

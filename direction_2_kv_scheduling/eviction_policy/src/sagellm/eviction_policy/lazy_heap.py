@@ -24,7 +24,7 @@ operation is O(log n) amortised and memory stays linear in tracked blocks.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from itertools import count
 
 from sagellm.core.types import BlockId
@@ -55,33 +55,29 @@ class LazyHeap:
         if len(self._heap) > 2 * len(self._entry) + _COMPACT_SLACK:
             self._compact()
 
-    def raise_key(self, block_id: BlockId, key: float, order: int) -> None:
-        """Set a tracked block's key to ``(key, order)``, which must not sort before its current one: O(1)."""
-        self._current[block_id] = (key, order)
+    def raise_key(self, block_id: BlockId, key: float, order: int | None = None) -> None:
+        """Set a tracked block's key to ``(key, order)``, which must not sort before its current one: O(1).
 
-    def update_many(self, blocks: Sequence[BlockId], keys: Sequence[float], orders: Iterable[int]) -> None:
-        """:meth:`raise_key` for tracked blocks, :meth:`push` for new ones, in one pass.
-
-        For policies that rank a batch of touched blocks at once (GDSF's
-        segments): the per-call overhead of the two methods is most of their
-        cost, and a decision pays it for every block touched since the last one.
+        ``order=None`` keeps the block's current order.
         """
-        entries, current, heap = self._entry, self._current, self._heap
-        for block_id, key, order in zip(blocks, keys, orders):
-            current[block_id] = (key, order)
-            if block_id not in entries:
-                entries[block_id] = order
-                heapq.heappush(heap, (key, order, block_id))
-        if len(heap) > 2 * len(entries) + _COMPACT_SLACK:
-            self._compact()
+        if order is None:
+            order = self._current[block_id][1]
+        self._current[block_id] = (key, order)
 
     def discard(self, block_id: BlockId) -> None:
         """Forget ``block_id``; its entry goes stale."""
         if self._entry.pop(block_id, None) is not None:
             del self._current[block_id]
 
-    def pop(self) -> Entry | None:
-        """Remove and return the smallest up-to-date entry; ``None`` when empty."""
+    def pop(self, settle: Callable[[BlockId, float], float] | None = None) -> Entry | None:
+        """Remove and return the smallest up-to-date entry; ``None`` when empty.
+
+        ``settle(block, key)`` lets a policy raise a key it only knew a lower
+        bound of when it ranked the block (GDSF's open segments): it returns
+        the block's final key, never below ``key``. It runs on the entries
+        that surface, so the policy pays for blocks that reach the top, not
+        for every block it ranked.
+        """
         heap, entries, current = self._heap, self._entry, self._current
         while heap:
             entry = heapq.heappop(heap)
@@ -89,10 +85,13 @@ class LazyHeap:
             if entries.get(block_id) != entry[1]:
                 continue  # stale: the block was removed or pushed again
             key, order = current[block_id]
+            if settle is not None:
+                key = settle(block_id, key)
             if key == entry[0] and order == entry[1]:
                 del entries[block_id], current[block_id]
                 return entry
             entries[block_id] = order  # behind its current key: put it where it belongs
+            current[block_id] = (key, order)
             heapq.heappush(heap, (key, order, block_id))
         return None
 
