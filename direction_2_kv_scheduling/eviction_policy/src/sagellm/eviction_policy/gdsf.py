@@ -112,12 +112,12 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
             segment.unranked[block_id] = order  # pushed once the segment's worth is known
         else:  # a hit: raised now to a lower bound, O(1); to its final key when the segment ends
             pending = self._pending.get(block_id)
-            if pending is not None and pending.segment is segment:
+            if pending is None:
+                worth = self._worth_of.get(block_id, 0.0)
+            elif pending.segment is segment:
                 worth = pending.worth  # touched again in the open segment
             else:
-                worth = self._settled_worth(block_id)
-                if pending is not None:  # keep what its ended segment was worth; the new key exceeds the old
-                    self._worth_of[block_id] = worth
+                worth = self._fold(block_id)  # the new key below exceeds the old one's final value
             hits, clock = self._hits[block_id], self._clock
             self._pending[block_id] = _Pending(clock, hits, worth, segment)
             self._heap.raise_key(block_id, clock + hits * worth, order)
@@ -142,17 +142,16 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
             worth_of[block_id] = worth
             heap.push(block_id, clock + hits[block_id] * worth, order)
         if rank_now:
-            self._rank_hits(segment, worth)
+            self._rank_hits(segment)
 
-    def _rank_hits(self, segment: _Segment, worth: float) -> None:
+    def _rank_hits(self, segment: _Segment) -> None:
         """Raise the ended segment's hit blocks from their lower bounds to their final keys: O(1) each."""
-        pending_of, worth_of = self._pending, self._worth_of
+        pending_of = self._pending
         for block_id in segment.blocks:
             pending = pending_of.get(block_id)
             if pending is None or pending.segment is not segment:
                 continue
-            del pending_of[block_id]
-            worth_of[block_id] = max(worth, pending.worth)
+            worth = self._fold(block_id)
             if worth > pending.worth:
                 self._heap.raise_key(block_id, pending.clock + pending.hits * worth)
 
@@ -161,9 +160,7 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         pending = self._pending.get(block_id)
         if pending is None or pending.segment.worth is None:
             return key
-        del self._pending[block_id]
-        worth = self._worth_of[block_id] = max(pending.worth, pending.segment.worth)
-        return max(key, pending.clock + pending.hits * worth)
+        return max(key, pending.clock + pending.hits * self._fold(block_id))
 
     def _settled_worth(self, block_id: BlockId) -> float:
         """The block's worth with every ended segment it was touched in; 0.0 if it has none."""
@@ -171,6 +168,15 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         pending = self._pending.get(block_id)
         if pending is not None and pending.segment.worth is not None:
             return max(worth, pending.worth, pending.segment.worth)
+        return worth
+
+    def _fold(self, block_id: BlockId) -> float:
+        """Keep the ended segment's worth as the block's own and drop its lower-bound record.
+
+        The caller raises the block's key from the bound to its final value.
+        """
+        worth = self._worth_of[block_id] = self._settled_worth(block_id)
+        del self._pending[block_id]
         return worth
 
     def _segment_worth(self, segment: _Segment) -> float:
@@ -185,9 +191,8 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
         return self._settled_worth(block_id) or 1.0
 
     def _in_use_key(self, block_id: BlockId, context: EvictionContext) -> float:
-        if self._pending.get(block_id) is not None:  # keyed afresh from its settled worth: no lower bound left
-            self._worth_of[block_id] = self._settled_worth(block_id)
-            del self._pending[block_id]
+        if block_id in self._pending:  # keyed afresh from its settled worth: no lower bound left
+            self._fold(block_id)
         return super()._in_use_key(block_id, context)
 
     def _size(self, meta: KVBlockMeta) -> float:
