@@ -80,22 +80,25 @@ class TestPredictions:
     end_s: float
 
     def scores(self, horizon_s: float) -> BinaryScores:
-        known = self.time_s + horizon_s <= self.end_s
-        actual = self.next_gap_s[known] <= horizon_s
+        known, actual = self._answered(horizon_s)
         wait = self.wait_s[known]
         return score(wait <= horizon_s, actual, -wait)
 
     def lookahead_scores(self, horizon_s: float) -> BinaryScores:
         """The look-ahead table on these questions (see :mod:`~sagellm.lifetime_predictor.lookahead`)."""
-        known = self.time_s + horizon_s <= self.end_s
-        keys = [key for key, keep in zip(self.keys, known) if keep]
-        return lookahead_scores(keys, self.next_gap_s[known] <= horizon_s)
+        known, actual = self._answered(horizon_s)
+        return lookahead_scores([key for key, keep in zip(self.keys, known) if keep], actual)
 
     def heuristic_scores(self, horizon_s: float) -> BinaryScores:
         """Baseline without learning: "reused before, so it will be again"."""
-        known = self.time_s + horizon_s <= self.end_s
+        known, actual = self._answered(horizon_s)
         reuses = self.reuses[known]
-        return score(reuses > 0, self.next_gap_s[known] <= horizon_s, reuses.astype(np.float64))
+        return score(reuses > 0, actual, reuses.astype(np.float64))
+
+    def _answered(self, horizon_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Which questions' answers lie inside the trace, and those answers ("used again within T")."""
+        known = self.time_s + horizon_s <= self.end_s
+        return known, self.next_gap_s[known] <= horizon_s
 
 
 class _Answers:

@@ -26,7 +26,7 @@ from sagellm.core.config import LifetimePredictorSection
 from sagellm.core.errors import SageLLMError
 from sagellm.core.registry import create_lifetime_predictor
 from sagellm.lifetime_predictor.binary_scores import BinaryScores
-from sagellm.lifetime_predictor.chronological import SplitSettings, run_split
+from sagellm.lifetime_predictor.chronological import SplitSettings, TestPredictions, run_split
 from sagellm.lifetime_predictor.trace_uses import BUNDLED_TRACES, DEFAULT_TRACE, load_uses
 
 EXIT_BAD_INPUT = 2
@@ -93,12 +93,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         for asked, answers in zip(ASKED, answer_sets):
             for horizon in horizons:
                 rows.append(_row(f"{args.implementation} ({mode})", asked, horizon, answers.scores(horizon), seconds))
-    for asked, answers in zip(ASKED, answer_sets):
-        for horizon in horizons:
-            rows.append(_row("baseline: reused before", asked, horizon, answers.heuristic_scores(horizon), 0.0))
-    for asked, answers in zip(ASKED, answer_sets):
-        for horizon in horizons:
-            rows.append(_row(LOOKAHEAD, asked, horizon, answers.lookahead_scores(horizon), 0.0))
+    references = (
+        ("baseline: reused before", TestPredictions.heuristic_scores),
+        (LOOKAHEAD, TestPredictions.lookahead_scores),
+    )
+    for name, scores_of in references:
+        for asked, answers in zip(ASKED, answer_sets):
+            for horizon in horizons:
+                rows.append(_row(name, asked, horizon, scores_of(answers, horizon), 0.0))
     unanswerable = sorted({r["horizon_s"] for r in rows if r["num"] == 0})
     if unanswerable:
         print(
