@@ -1,6 +1,9 @@
 """Decision time and hook cost of every eviction policy at 100K tracked blocks.
 
-Steady state of a full pool: a fraction of the tracked blocks is in use
+Steady state of a full pool, reached by untimed decisions first (until the
+hooks have touched every block ~3 times: a heap policy's cost grows as its
+entries age, and a fresh pool's first thousands of decisions flatter it
+two- to three-fold): a fraction of the tracked blocks is in use
 (``is_evictable`` rejects them; a random set that slowly churns), every
 decision is followed, untimed, by what the cache does next: it removes the
 victims (``on_remove``), reuses those block ids for new cached blocks
@@ -35,6 +38,8 @@ from sagellm.eviction_policy import LRUEvictionPolicy
 
 HITS_PER_DECISION = 8
 CHURN_PER_DECISION = 4  # in-use blocks that are released, and others that become in use
+WARMUP_TOUCHES_PER_BLOCK = 3  # untimed decisions first, until the hooks touched each block ~3 times
+WARMUP_BUDGET_S = 20.0  # ... or for this long, whichever comes first (slow peers)
 
 
 class NaiveSortPolicy:
@@ -88,22 +93,40 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+def warmup_decisions(num_tracked: int) -> int:
+    return -(-WARMUP_TOUCHES_PER_BLOCK * num_tracked // (HITS_PER_DECISION + CHURN_PER_DECISION))
+
+
 def decisions(
-    policy: EvictionPolicy, num_tracked: int, in_use_share: float, num_victims: int, num_decisions: int
+    policy: EvictionPolicy,
+    num_tracked: int,
+    in_use_share: float,
+    num_victims: int,
+    num_decisions: int,
+    warmup: int = 0,
 ) -> list[float]:
-    """µs per ``select_victims`` in the steady state described in the module docstring."""
+    """µs per ``select_victims`` in the steady state described in the module docstring.
+
+    ``warmup`` untimed decisions (at most ``WARMUP_BUDGET_S`` of them) come first.
+    """
     rng = random.Random(0)
     fill(policy, num_tracked)
     pinned = InUse(rng.sample(range(num_tracked), int(in_use_share * num_tracked)))
     held = pinned.blocks  # mutated in place by churn(); the callback is one set probe, as cheap as a real one gets
-    samples = []
-    gc.collect()
-    for step in range(num_decisions):
+    samples: list[float] = []
+    warm_until = time.perf_counter() + WARMUP_BUDGET_S
+    step = 0
+    while len(samples) < num_decisions:
+        step += 1
+        warming = step <= warmup and time.perf_counter() < warm_until
+        if not warming and not samples:
+            gc.collect()
         now = 1.0 + step * TICK_S
         context = EvictionContext(num_victims, now, lambda b: b not in held, block_meta)
         start = time.perf_counter_ns()
         victims = policy.select_victims(context)
-        samples.append((time.perf_counter_ns() - start) / 1000)
+        if not warming:
+            samples.append((time.perf_counter_ns() - start) / 1000)
         for block in victims:
             policy.on_remove(block)
             policy.on_insert(block, now)
@@ -181,7 +204,8 @@ def run(num_tracked: int, shares: list[float], num_decisions: int, names: list[s
         budget = max(5, num_decisions // 100) if naive else num_decisions  # a naive decision costs ~100x more
         for share in shares:
             for num_victims in (1, 32):
-                samples = decisions(make(), num_tracked, share, num_victims, budget)
+                warmup = 0 if naive else warmup_decisions(num_tracked)  # sorting everything has no state to age
+                samples = decisions(make(), num_tracked, share, num_victims, budget, warmup)
                 rows.append(
                     {
                         "policy": name,
@@ -189,6 +213,7 @@ def run(num_tracked: int, shares: list[float], num_decisions: int, names: list[s
                         "in_use_share": share,
                         "num_victims": num_victims,
                         "decisions": budget,
+                        "warmup_decisions": warmup,
                         "p50_us": percentile(samples, 50),
                         "p99_us": percentile(samples, 99),
                         "mean_us": sum(samples) / len(samples),

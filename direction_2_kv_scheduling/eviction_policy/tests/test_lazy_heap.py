@@ -82,3 +82,15 @@ def test_settle_raises_keys_that_were_lower_bounds_as_they_surface() -> None:
     popped = [heap.pop(settle) for _ in range(3)]
     assert [entry[2] for entry in popped if entry] == [2, 1, 3]
     assert popped[1] == (2.5, 1, 1) and settled.count(1) == 2  # settled, re-inserted, then taken as is
+
+
+def test_top_fixes_what_lies_ahead_and_leaves_the_smallest_in_place() -> None:
+    heap = LazyHeap()
+    for block in range(4):
+        heap.push(block, float(block))
+    heap.raise_key(0, 10.0)  # behind: fixed on the way
+    heap.discard(1)  # stale: dropped on the way
+    assert heap.top() == (2.0, 2, 2)
+    assert heap.top() == (2.0, 2, 2) and 2 in heap and len(heap) == 3, "top does not remove"
+    assert _drain(heap) == [2, 3, 0]
+    assert heap.top() is None

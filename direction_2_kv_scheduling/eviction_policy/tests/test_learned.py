@@ -8,7 +8,7 @@ import pytest
 from eviction_test_helpers import evict, insert, victims
 
 from sagellm.core.protocols import LifetimePredictor
-from sagellm.core.types import KVBlockMeta
+from sagellm.core.types import EvictionContext, KVBlockMeta
 from sagellm.eviction_policy import LearnedEvictionPolicy
 
 
@@ -119,3 +119,27 @@ def test_a_class_crowded_with_in_use_blocks_rests_while_another_has_candidates()
     pinned = set(range(99))
     assert victims(_crowded(), 1, pinned=pinned, now=300.0) == [500], "class 0 gave up after 64 in-use blocks"
     assert victims(_crowded(), 1, pinned=pinned | {500}, now=300.0) == [99], "no other candidate: walked on"
+
+
+def test_a_crowded_class_costs_fewer_look_ups_each_decision_and_recovers() -> None:
+    policy, pinned = _crowded(), set(range(100))  # all of class 0 in use
+    looked: list[int] = []
+
+    def evictable(block: int) -> bool:
+        looked.append(block)
+        return block not in pinned
+
+    def decide(now: float) -> list[int]:
+        looked.clear()
+        return policy.select_victims(EvictionContext(num_blocks=1, now=now, is_evictable=evictable))
+
+    per_decision = []
+    for step in range(8):
+        assert decide(300.0 + step) == [500], "class 0 has no candidate"
+        per_decision.append(len(looked))
+    assert per_decision == [65, 33, 17, 9, 5, 3, 3, 3]  # in-use blocks met (halved down to 2 x victims), + block 500
+    pinned.clear()  # the requests finished: class 0's blocks are candidates again
+    assert decide(400.0)[0] in range(100), "class 0's head is a candidate again"
+    pinned.update(range(50))
+    decide(401.0)
+    assert len(looked) > 2, "a class that yields a block gets a larger limit back"

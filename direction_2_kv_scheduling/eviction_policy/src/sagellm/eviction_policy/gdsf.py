@@ -53,7 +53,7 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
     pushed, O(log n) each. When a *decision* ends it, the decision pushes
     the new blocks but leaves the hits at their lower bounds: a hit's key
     is raised only if its entry reaches the top of the heap
-    (:meth:`LazyHeap.pop`'s ``settle``), so a decision pays for the entries
+    (:meth:`LazyHeap.top`'s ``settle``), so a decision pays for the entries
     it meets, not for every block touched since the last one. Without
     timestamps (``now == 0``) every hook is its own segment.
     """

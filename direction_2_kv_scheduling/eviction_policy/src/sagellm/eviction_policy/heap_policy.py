@@ -2,8 +2,8 @@
 
 LFU, GDSF and Belady differ only in how a block's key is computed; the walk
 that turns a heap into victims is the same and lives here. A decision pops
-the smallest keys until it has ``num_blocks`` evictable ones, then puts the
-victims back unchanged (a policy never forgets a block before ``on_remove``)
+the smallest keys until it has ``num_blocks`` evictable ones (the last one
+it only looks at), then puts the victims back unchanged (a policy never forgets a block before ``on_remove``)
 and re-keys the in-use blocks it met (:meth:`_in_use_key`), so in-use blocks
 do not pile up at the top and get re-scanned by every decision — the same
 reason LRU promotes them. Cost: O((victims + in-use met) · log n). Equal keys
@@ -38,27 +38,34 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
         self._heap.raise_key(block_id, key, self._touch.next(now))
 
     _settle_key: Callable[[BlockId, float], float] | None = None
-    """A policy that ranks blocks by a lower bound first sets this (see :meth:`LazyHeap.pop`)."""
+    """A policy that ranks blocks by a lower bound first sets this (see :meth:`LazyHeap.top`)."""
 
     def select_victims(self, context: EvictionContext) -> list[BlockId]:
         wanted = context.num_blocks
         if wanted <= 0:
             return []
-        heap, is_evictable = self._heap, context.is_evictable
+        heap, is_evictable, settle = self._heap, context.is_evictable, self._settle_key
         chosen: list[Entry] = []
         in_use: list[BlockId] = []
-        while len(chosen) < wanted:
-            entry = heap.pop(self._settle_key)
+        last: Entry | None = None
+        while True:
+            entry = heap.top(settle)
             if entry is None:
                 break
             if is_evictable(entry[2]):
+                if len(chosen) + 1 == wanted:
+                    last = entry  # the last victim stays where it is: no pop and push back
+                    break
                 chosen.append(entry)
             else:
                 in_use.append(entry[2])
+            heap.pop()
         for entry in chosen:
             heap.restore(entry)
         for block_id in in_use:
             self._push(block_id, self._in_use_key(block_id, context), context.now)
+        if last is not None:
+            chosen.append(last)
         if chosen:
             self._on_selected(chosen)
         return [entry[2] for entry in chosen]

@@ -69,31 +69,41 @@ class LazyHeap:
         if self._entry.pop(block_id, None) is not None:
             del self._current[block_id]
 
-    def pop(self, settle: Callable[[BlockId, float], float] | None = None) -> Entry | None:
-        """Remove and return the smallest up-to-date entry; ``None`` when empty.
+    def top(self, settle: Callable[[BlockId, float], float] | None = None) -> Entry | None:
+        """The smallest up-to-date entry, left in the heap; ``None`` when empty.
 
-        ``settle(block, key)`` lets a policy raise a key it only knew a lower
-        bound of when it ranked the block (GDSF's open segments): it returns
-        the block's final key, never below ``key``. It runs on the entries
-        that surface, so the policy pays for blocks that reach the top, not
-        for every block it ranked.
+        Stale entries on the way are dropped; an entry behind its block's
+        current key is moved there in one sift (``heapreplace``) and the
+        search goes on. ``settle(block, key)`` lets a policy raise a key it
+        only knew a lower bound of when it ranked the block (GDSF's open
+        segments): it returns the block's final key, never below ``key``. It
+        runs on the entries that surface, so the policy pays for blocks that
+        reach the top, not for every block it ranked.
         """
         heap, entries, current = self._heap, self._entry, self._current
         while heap:
-            entry = heapq.heappop(heap)
+            entry = heap[0]
             block_id = entry[2]
             if entries.get(block_id) != entry[1]:
-                continue  # stale: the block was removed or pushed again
+                heapq.heappop(heap)  # stale: the block was removed or pushed again
+                continue
             key, order = current[block_id]
             if settle is not None:
                 key = settle(block_id, key)
             if key == entry[0] and order == entry[1]:
-                del entries[block_id], current[block_id]
                 return entry
             entries[block_id] = order  # behind its current key: put it where it belongs
             current[block_id] = (key, order)
-            heapq.heappush(heap, (key, order, block_id))
+            heapq.heapreplace(heap, (key, order, block_id))
         return None
+
+    def pop(self, settle: Callable[[BlockId, float], float] | None = None) -> Entry | None:
+        """Remove and return the smallest up-to-date entry (:meth:`top`); ``None`` when empty."""
+        entry = self.top(settle)
+        if entry is not None:
+            heapq.heappop(self._heap)
+            del self._entry[entry[2]], self._current[entry[2]]
+        return entry
 
     def restore(self, entry: Entry) -> None:
         """Put back an entry :meth:`pop` returned, unchanged."""

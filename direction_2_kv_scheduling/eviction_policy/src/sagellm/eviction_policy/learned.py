@@ -71,6 +71,7 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         self._predictor: LifetimePredictor = predictor if predictor is not None else ReuseIntervalPredictor()
         self._classes: list[OrderedDict[BlockId, None]] = [OrderedDict() for _ in range(num_classes)]
+        self._skip_budget = [_SKIP_LIMIT] * num_classes  # halved each time a class's walk stops at in-use blocks
         self._meta: dict[BlockId, KVBlockMeta] = {}
         self._history: OrderedDict[BlockId, KVBlockMeta] = OrderedDict()
         self._history_ratio = history_ratio
@@ -135,7 +136,7 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
             self._batch.flush()
         in_use: list[tuple[int, BlockId]] = []
         walks = [iter(queue) for queue in self._classes]
-        skips = max(_SKIP_LIMIT, 2 * wanted)
+        skips: list[int] | None = [max(budget, 2 * wanted) for budget in self._skip_budget]
         heads = [self._next_candidate(c, walks[c], context, in_use, skips) for c in range(len(walks))]
         victims: list[BlockId] = []
         while len(victims) < wanted:
@@ -163,19 +164,29 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
         walk: Iterator[BlockId],
         context: EvictionContext,
         in_use: list[tuple[int, BlockId]],
-        skips: int | None,
+        skips: list[int] | None,
     ) -> tuple[float, BlockId | None]:
         """(predicted wait, block) of the next evictable block of class ``c``; (-1, None) when none is left
-        or after ``skips`` in-use blocks (``None``: no limit)."""
+        or after ``skips[c]`` in-use blocks (``None``: no limit).
+
+        A class whose walk stops at its limit gets half the limit next
+        decision (down to 1), and twice it (up to ``_SKIP_LIMIT``) after one
+        that yields a block:
+        a class crowded with in-use blocks (new blocks of running requests)
+        costs a few look-ups per decision instead of ``_SKIP_LIMIT``.
+        """
         is_evictable = context.is_evictable
+        left = None if skips is None else skips[c]
         for block_id in walk:
             if is_evictable(block_id):
+                self._skip_budget[c] = min(_SKIP_LIMIT, 2 * self._skip_budget[c])
                 wait = self._predictor.predict(self._meta[block_id], context.now)
                 return (wait if wait == wait else 0.0), block_id  # NaN: no idea, so no reason to evict
             in_use.append((c, block_id))
-            if skips is not None:
-                skips -= 1
-                if skips <= 0:
+            if left is not None:
+                left -= 1
+                if left <= 0:
+                    self._skip_budget[c] = max(1, self._skip_budget[c] // 2)
                     break
         return -1.0, None
 
