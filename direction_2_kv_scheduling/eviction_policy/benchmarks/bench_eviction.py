@@ -5,14 +5,17 @@ hooks have touched every block ~3 times: a heap policy's cost grows as its
 entries age, and a fresh pool's first thousands of decisions flatter it
 two- to three-fold): a fraction of the tracked blocks is in use
 (``is_evictable`` rejects them; a random set that slowly churns), every
-decision is followed, untimed, by what the cache does next: it removes the
+decision is followed by what the cache does next: it removes the
 victims (``on_remove``), reuses those block ids for new cached blocks
 (``on_insert``) and records a few prefix hits (``on_access``). A simulated
 clock advances 1 ms per decision (hooks between two decisions share an
 instant); ``block_meta`` gives every block a prefix depth (GDSF reads it).
 
 * decision: one ``select_victims`` call, timed alone (µs, p50 / p99 / mean),
-* on_access: single calls timed alone on a steady-state policy (p50 / p99),
+* hooks per decision: those hooks, timed together (µs per decision, mean) —
+  a policy may do work in its hooks that spares its decisions, and this
+  column shows what that costs,
+* on_access: single calls timed alone on a freshly filled policy (p50 / p99),
   and ``on_insert`` + ``on_remove`` of a block timed in batches (µs per pair),
 * peer: the naive policy that sorts all evictable candidates by last access
   time on every decision, measured in the same run.
@@ -104,8 +107,8 @@ def decisions(
     num_victims: int,
     num_decisions: int,
     warmup: int = 0,
-) -> list[float]:
-    """µs per ``select_victims`` in the steady state described in the module docstring.
+) -> tuple[list[float], list[float]]:
+    """µs per ``select_victims``, and µs of the hooks that follow each, in the steady state of the module docstring.
 
     ``warmup`` untimed decisions (at most ``WARMUP_BUDGET_S`` of them) come first.
     """
@@ -114,6 +117,7 @@ def decisions(
     pinned = InUse(rng.sample(range(num_tracked), int(in_use_share * num_tracked)))
     held = pinned.blocks  # mutated in place by churn(); the callback is one set probe, as cheap as a real one gets
     samples: list[float] = []
+    hooks: list[float] = []
     warm_until = time.perf_counter() + WARMUP_BUDGET_S
     step = 0
     while len(samples) < num_decisions:
@@ -125,16 +129,21 @@ def decisions(
         context = EvictionContext(num_victims, now, lambda b: b not in held, block_meta)
         start = time.perf_counter_ns()
         victims = policy.select_victims(context)
-        if not warming:
-            samples.append((time.perf_counter_ns() - start) / 1000)
+        decided = time.perf_counter_ns()
+        hits = rng.sample(range(num_tracked), HITS_PER_DECISION)
+        taken = pinned.churn(rng, num_tracked)  # blocks that become in use through a prefix hit
+        started = time.perf_counter_ns()
         for block in victims:
             policy.on_remove(block)
             policy.on_insert(block, now)
-        for block in rng.sample(range(num_tracked), HITS_PER_DECISION):
+        for block in hits:
             policy.on_access(block, now)
-        for block in pinned.churn(rng, num_tracked):
-            policy.on_access(block, now)  # a block becomes in use through a prefix hit
-    return samples
+        for block in taken:
+            policy.on_access(block, now)
+        if not warming:
+            samples.append((decided - start) / 1000)
+            hooks.append((time.perf_counter_ns() - started) / 1000)
+    return samples, hooks
 
 
 def fill(policy: EvictionPolicy, num_tracked: int) -> None:
@@ -205,7 +214,7 @@ def run(num_tracked: int, shares: list[float], num_decisions: int, names: list[s
         for share in shares:
             for num_victims in (1, 32):
                 warmup = 0 if naive else warmup_decisions(num_tracked)  # sorting everything has no state to age
-                samples = decisions(make(), num_tracked, share, num_victims, budget, warmup)
+                samples, hooks_after = decisions(make(), num_tracked, share, num_victims, budget, warmup)
                 rows.append(
                     {
                         "policy": name,
@@ -217,6 +226,7 @@ def run(num_tracked: int, shares: list[float], num_decisions: int, names: list[s
                         "p50_us": percentile(samples, 50),
                         "p99_us": percentile(samples, 99),
                         "mean_us": sum(samples) / len(samples),
+                        "hooks_per_decision_us": sum(hooks_after) / len(hooks_after),
                         **hooks,
                     }
                 )
@@ -236,11 +246,12 @@ def _add_ratios(rows: list[dict[str, object]]) -> None:
 def markdown(rows: list[dict[str, object]]) -> str:
     head = (
         "| policy | tracked | in use | victims | decision p50 / p99 / mean µs | naive ÷ this "
-        "| on_access p50 / p99 µs | insert+remove µs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| hooks per decision µs | on_access p50 / p99 µs | insert+remove µs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {r['policy']} | {r['tracked_blocks']:,} | {r['in_use_share']:.0%} | {r['num_victims']} "
         f"| {r['p50_us']:.1f} / {r['p99_us']:.1f} / {r['mean_us']:.1f} | {r['naive_over_this']:,.0f}× "
+        f"| {r['hooks_per_decision_us']:.1f} "
         f"| {r['on_access_p50_us']:.2f} / {r['on_access_p99_us']:.2f} | {r['insert_remove_us']:.2f} |"
         for r in rows
     ]

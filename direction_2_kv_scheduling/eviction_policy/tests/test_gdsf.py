@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from eviction_test_helpers import insert, victims
 
@@ -103,3 +105,26 @@ def test_removing_a_block_of_the_open_segment() -> None:
     policy.on_remove(3)
     assert 3 not in policy and victims(policy, 3) == [2, 1]
     assert policy.worth(1) == pytest.approx(1.02)  # the segment is two blocks long now
+
+
+@pytest.mark.parametrize("make", [LFUEvictionPolicy, GDSFEvictionPolicy])
+def test_tidying_in_the_hooks_changes_no_victim(make: type[LFUEvictionPolicy]) -> None:
+    """Hooks fix lagging heap entries early; the victims must be those of fixing them only in decisions."""
+    rng = random.Random(3)
+    tidy, lazy = make(), make()
+    lazy._tidy = lambda: None  # type: ignore[method-assign]
+    for block in range(300):
+        for policy in (tidy, lazy):
+            policy.on_insert(block, now=1.0 + block // 8)
+    for step in range(400):
+        now = 100.0 + step
+        pinned, wanted = set(rng.sample(range(300), 60)), rng.choice([1, 1, 4])
+        chosen = [victims(policy, wanted, pinned=pinned, now=now) for policy in (tidy, lazy)]
+        assert chosen[0] == chosen[1], step
+        hits = rng.sample(range(300), 6)
+        for policy in (tidy, lazy):
+            for block in chosen[0]:
+                policy.on_remove(block)
+                policy.on_insert(block, now)
+            for block in hits:
+                policy.on_access(block, now)

@@ -94,3 +94,23 @@ def test_top_fixes_what_lies_ahead_and_leaves_the_smallest_in_place() -> None:
     assert heap.top() == (2.0, 2, 2) and 2 in heap and len(heap) == 3, "top does not remove"
     assert _drain(heap) == [2, 3, 0]
     assert heap.top() is None
+
+
+def test_tidy_looks_at_no_more_entries_than_its_budget() -> None:
+    heap = LazyHeap()
+    for block in range(5):
+        heap.push(block, float(block))
+    for block in range(3):
+        heap.raise_key(block, 10.0 + block)  # three lagging entries on top
+    looked: list[int] = []
+
+    def settle(block: int, key: float) -> float:
+        looked.append(block)
+        return key
+
+    heap.tidy(settle, budget=2)
+    assert looked == [0, 1], "two looks, two entries moved"
+    heap.tidy(settle, budget=2)
+    assert looked == [0, 1, 2, 3], "the third moved, then an up-to-date top: done"
+    looked.clear()
+    assert heap.top(settle) == (3.0, 3, 3) and looked == [3], "nothing left to fix"

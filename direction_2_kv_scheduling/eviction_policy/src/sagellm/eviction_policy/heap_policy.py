@@ -6,7 +6,9 @@ the smallest keys until it has ``num_blocks`` evictable ones (the last one
 it only looks at), then puts the victims back unchanged (a policy never forgets a block before ``on_remove``)
 and re-keys the in-use blocks it met (:meth:`_in_use_key`), so in-use blocks
 do not pile up at the top and get re-scanned by every decision — the same
-reason LRU promotes them. Cost: O((victims + in-use met) · log n). Equal keys
+reason LRU promotes them. Cost: O((victims + in-use met) · log n), plus
+the lagging entries a decision meets — few, as hooks tidy the top
+(:meth:`_tidy`). Equal keys
 go to the older touch, and within one instant to the deeper block
 (:class:`~sagellm.eviction_policy.instant_order.TouchOrder`).
 """
@@ -39,6 +41,10 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
 
     _settle_key: Callable[[BlockId, float], float] | None = None
     """A policy that ranks blocks by a lower bound first sets this (see :meth:`LazyHeap.top`)."""
+
+    def _tidy(self) -> None:
+        """Hooks call this: fix a few lagging entries at the top now, so a decision need not (:meth:`LazyHeap.tidy`)."""
+        self._heap.tidy(self._settle_key)
 
     def select_victims(self, context: EvictionContext) -> list[BlockId]:
         wanted = context.num_blocks

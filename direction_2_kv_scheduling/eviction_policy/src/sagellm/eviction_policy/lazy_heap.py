@@ -80,10 +80,27 @@ class LazyHeap:
         runs on the entries that surface, so the policy pays for blocks that
         reach the top, not for every block it ranked.
         """
+        return self._surface(settle, -1)
+
+    def tidy(self, settle: Callable[[BlockId, float], float] | None = None, budget: int = 3) -> None:
+        """:meth:`top`, looking at no more than ``budget`` entries: drops or moves the stale and lagging ones.
+
+        Policies call it from their hooks: the work a raised key leaves for
+        later is then done a little at a time between decisions, and a
+        decision finds an up-to-date entry on top instead of fixing the
+        ones that have lagged since the last one.
+        """
+        self._surface(settle, budget)
+
+    def _surface(self, settle: Callable[[BlockId, float], float] | None, budget: int) -> Entry | None:
+        """:meth:`top`, giving up (``None``) before a look at entry number ``budget + 1`` (``-1``: never)."""
         heap, entries, current = self._heap, self._entry, self._current
         while heap:
             entry = heap[0]
             block_id = entry[2]
+            if budget == 0:
+                return None
+            budget -= 1
             if entries.get(block_id) != entry[1]:
                 heapq.heappop(heap)  # stale: the block was removed or pushed again
                 continue

@@ -24,8 +24,12 @@ class LFUEvictionPolicy(HeapEvictionPolicy):
     keys go oldest touch first; blocks touched in one instant tail first
     (``tail_first``, see :mod:`~sagellm.eviction_policy.instant_order`).
     ``worth`` is 1 per hit here; GDSF weighs hits by recompute cost / size.
-    Inserts and victims are O(log n) on a :class:`LazyHeap`; a hit is O(1)
-    (the key only rises, so the heap entry is fixed when it surfaces).
+    Inserts and victims are O(log n) on a :class:`LazyHeap`; a hit raises
+    the key in O(1) (it only rises, so the heap entry is fixed when it
+    surfaces). Every hook then tidies the top of the heap a little
+    (:meth:`LazyHeap.tidy`, up to three entries), so the entries that
+    surface between decisions are fixed by hooks and a decision starts
+    from an up-to-date top.
     """
 
     def __init__(self, aging: bool = True, tail_first: bool = True) -> None:
@@ -49,6 +53,7 @@ class LFUEvictionPolicy(HeapEvictionPolicy):
             return
         self._hits[block_id] = 1
         self._rank(block_id, now, new=True)
+        self._tidy()
 
     def on_access(self, block_id: BlockId, now: float = 0.0) -> None:
         hits = self._hits.get(block_id)
@@ -56,6 +61,7 @@ class LFUEvictionPolicy(HeapEvictionPolicy):
             return  # never announced: not ours to rank
         self._hits[block_id] = hits + 1
         self._rank(block_id, now, new=False)
+        self._tidy()
 
     def on_remove(self, block_id: BlockId) -> None:
         super().on_remove(block_id)
