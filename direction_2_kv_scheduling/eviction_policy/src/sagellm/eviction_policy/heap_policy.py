@@ -3,13 +3,13 @@
 LFU, GDSF and Belady differ only in how a block's key is computed; the walk
 that turns a heap into victims is the same and lives here. A decision pops
 the smallest keys until it has ``num_blocks`` evictable ones (the last one
-it only looks at), then puts the victims back unchanged (a policy never forgets a block before ``on_remove``)
-and re-keys the in-use blocks it met (:meth:`_in_use_key`), so in-use blocks
-do not pile up at the top and get re-scanned by every decision — the same
-reason LRU promotes them. Cost: O((victims + in-use met) · log n), plus
-the lagging entries a decision meets — few, as hooks tidy the top
-(:meth:`_tidy`). Equal keys
-go to the older touch, and within one instant to the deeper block
+it only looks at), then puts the victims back unchanged (a policy never
+forgets a block before ``on_remove``) and re-keys the in-use blocks it met
+(:meth:`_in_use_key`), so in-use blocks do not pile up at the top and get
+re-scanned by every decision — the same reason LRU promotes them. Cost:
+O((victims + in-use met) · log n), plus the lagging entries a decision
+meets — few, as hooks tidy the top (:meth:`_tidy`). Equal keys go to the
+older touch, and within one instant to the deeper block
 (:class:`~sagellm.eviction_policy.instant_order.TouchOrder`).
 """
 
@@ -65,7 +65,7 @@ class HeapEvictionPolicy(BaseEvictionPolicy):
                 chosen.append(entry)
             else:
                 in_use.append(entry[2])
-            heap.pop()
+            heap.pop_top()
         for entry in chosen:
             heap.restore(entry)
         for block_id in in_use:

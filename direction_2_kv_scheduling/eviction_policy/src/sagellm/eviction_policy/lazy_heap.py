@@ -118,8 +118,13 @@ class LazyHeap:
         """Remove and return the smallest up-to-date entry (:meth:`top`); ``None`` when empty."""
         entry = self.top(settle)
         if entry is not None:
-            heapq.heappop(self._heap)
-            del self._entry[entry[2]], self._current[entry[2]]
+            self.pop_top()
+        return entry
+
+    def pop_top(self) -> Entry:
+        """Remove the entry :meth:`top` has just returned (nothing may change the heap in between)."""
+        entry = heapq.heappop(self._heap)
+        del self._entry[entry[2]], self._current[entry[2]]
         return entry
 
     def restore(self, entry: Entry) -> None:

@@ -170,10 +170,10 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
         or after ``skips[c]`` in-use blocks (``None``: no limit).
 
         A class whose walk stops at its limit gets half the limit next
-        decision (down to 1), and twice it (up to ``_SKIP_LIMIT``) after one
-        that yields a block:
-        a class crowded with in-use blocks (new blocks of running requests)
-        costs a few look-ups per decision instead of ``_SKIP_LIMIT``.
+        decision (never below 2 x victims), and twice it (up to
+        ``_SKIP_LIMIT``) after one that yields a block: a class crowded with
+        in-use blocks (new blocks of running requests) costs a few look-ups
+        per decision instead of ``_SKIP_LIMIT``.
         """
         is_evictable = context.is_evictable
         left = None if skips is None else skips[c]
