@@ -84,7 +84,7 @@ class GDSFEvictionPolicy(LFUEvictionPolicy):
     def worth(self, block_id: BlockId) -> float:
         """Cost / size of one hit of a ranked block (1.0 while its segment is still open)."""
         self._close_segment()
-        return self._settled_worth(block_id) or 1.0
+        return self._worth(block_id)
 
     def on_remove(self, block_id: BlockId) -> None:
         super().on_remove(block_id)

@@ -96,11 +96,11 @@ class LazyHeap:
         """:meth:`top`, giving up (``None``) before a look at entry number ``budget + 1`` (``-1``: never)."""
         heap, entries, current = self._heap, self._entry, self._current
         while heap:
-            entry = heap[0]
-            block_id = entry[2]
             if budget == 0:
                 return None
             budget -= 1
+            entry = heap[0]
+            block_id = entry[2]
             if entries.get(block_id) != entry[1]:
                 heapq.heappop(heap)  # stale: the block was removed or pushed again
                 continue
