@@ -81,6 +81,28 @@ def test_mismatched_reports_are_refused() -> None:
             compare(report(), current, DEFAULT_THRESHOLDS)
 
 
+def on_machine(data: dict[str, Any], cpu: str, isa: list[str], peak: str) -> dict[str, Any]:
+    data["environment"] = {"cpu": {"model": cpu, "isa": isa}, "cuda_device": None}
+    data["notes"] = {"mfu": peak}
+    return data
+
+
+EPYC = ("AMD EPYC", ["avx2", "avx512f", "avx512_bf16"], "cpu avx512_bf16, bfloat16: 320 GFLOP/s/core x 2 cores (table)")
+XEON = ("Intel Xeon", ["avx2", "avx512f", "avx512_bf16", "amx_bf16"], "cpu amx_bf16, bfloat16: 2560 GFLOP/s/core x 2")
+
+
+def test_peak_derived_metrics_are_gated_only_on_the_same_machine() -> None:
+    """The Xeon run is faster, yet its MFU reads 80 % lower: its table peak (AMX) is 8x the EPYC's."""
+    base = on_machine(report(mfu=0.05, output_throughput_tps=50.0), *EPYC)
+    faster_elsewhere = on_machine(report(mfu=0.01, output_throughput_tps=80.0), *XEON)
+    checks = by_metric(compare(base, faster_elsewhere, DEFAULT_THRESHOLDS))
+    assert checks["mfu"].status == "n/a (other machine)" and not checks["mfu"].failed
+    assert checks["output_throughput_tps"].status == "ok"  # throughput is still gated across machines
+    slower_here = on_machine(report(mfu=0.01, output_throughput_tps=10.0), *EPYC)
+    checks = by_metric(compare(base, slower_here, DEFAULT_THRESHOLDS))
+    assert checks["mfu"].failed and checks["output_throughput_tps"].failed
+
+
 def test_checked_in_thresholds_match_the_defaults() -> None:
     assert load_thresholds(BASELINES / "thresholds.yaml") == list(DEFAULT_THRESHOLDS)
 
@@ -119,6 +141,15 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "| run | metric | baseline | current | change | threshold | status |" in out
     assert "| Q1 | avg_ttft_ms | 100 | 120 | +20.0% | +80% | ok |" in out
     assert "ci-gate: pass" in out
+
+    xeon = write(tmp_path, "xeon.json", on_machine(report(mfu=0.01), *XEON))
+    epyc = write(tmp_path, "epyc.json", on_machine(report(mfu=0.05), *EPYC))
+    assert sagellm(["ci-gate", "--baseline", str(epyc), "--current", str(xeon)]) == 0
+    out = capsys.readouterr().out
+    assert "baseline ran on: AMD EPYC (avx2, avx512f, avx512_bf16), device cpu; peak: cpu avx512_bf16" in out
+    assert "current ran on:  Intel Xeon (avx2, avx512f, avx512_bf16, amx_bf16)" in out
+    assert "| Q1 | mfu | 0.05 | 0.01 | -80.0% | -60% | n/a (other machine) |" in out
+    assert "other machine: mfu not gated" in out
 
     assert sagellm(["ci-gate", "--baseline", str(base), "--current", str(worse)]) == 1
     out = capsys.readouterr().out

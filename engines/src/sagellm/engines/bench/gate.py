@@ -6,6 +6,13 @@ null on either side (no SLO given, not visible over HTTP) is shown as
 ``n/a`` and never fails. Reports that cannot be compared -- another schema
 version, another model, or a run whose workload shape changed -- raise
 :class:`ReportMismatch` rather than produce a misleading verdict.
+
+Metrics divided by a device peak from a table (MFU) compare like with like
+only on the same machine: the same throughput on an Intel Xeon with AMX
+reads as 8x less MFU than on an AMD EPYC, because AMX's table peak is 8x
+higher. When the two reports ran on different machines (CPU model, ISA
+flags, GPU, or table peak) those metrics show as ``n/a (other machine)``
+and never fail; throughput and latencies are still gated.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 from sagellm.engines.bench.thresholds import Threshold
 
 SUMMARY_RUN = "all"
+PEAK_DERIVED = frozenset({"mfu"})  # a throughput divided by the table peak of the device it ran on
+OTHER_MACHINE = "n/a (other machine)"
 
 
 class ReportMismatch(ValueError):
@@ -30,9 +39,12 @@ class Check:
     threshold: Threshold
     baseline: float | None
     current: float | None
+    comparable: bool = True  # False: a peak-derived metric from two different machines
 
     @property
     def status(self) -> str:
+        if not self.comparable:
+            return OTHER_MACHINE
         if self.baseline is None or self.current is None:
             return "n/a"
         return "ok" if self.threshold.passes(self.baseline, self.current) else "REGRESSED"
@@ -53,12 +65,36 @@ class Check:
 def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: Sequence[Threshold]) -> list[Check]:
     check_compatible(baseline, current)
     base_runs, cur_runs = _runs(baseline), _runs(current)
+    same_machine = machine(baseline) == machine(current)
     checks = []
     for name in [n for n in cur_runs if n in base_runs]:
         for threshold in thresholds:
             b, c = base_runs[name].get(threshold.metric), cur_runs[name].get(threshold.metric)
-            checks.append(Check(name, threshold, _number(b), _number(c)))
+            comparable = same_machine or threshold.metric not in PEAK_DERIVED
+            checks.append(Check(name, threshold, _number(b), _number(c), comparable))
     return checks
+
+
+def machine(report: dict[str, Any]) -> dict[str, Any]:
+    """What a report's device-peak-derived metrics depend on: the hardware and the peak chosen for it."""
+    environment = report.get("environment", {})
+    cpu = environment.get("cpu", {})
+    return {
+        "cpu": cpu.get("model"),
+        "isa": cpu.get("isa"),
+        "gpu": environment.get("cuda_device"),
+        "device": report.get("target", {}).get("device"),
+        "peak": report.get("notes", {}).get("mfu"),
+    }
+
+
+def describe_machine(report: dict[str, Any]) -> str:
+    """One line naming where a report ran, for the gate's output."""
+    found = machine(report)
+    isa = ", ".join(found["isa"] or []) or "unknown ISA"
+    cpu = f"{found['cpu'] or 'unknown CPU'} ({isa})"
+    gpu = f", GPU {found['gpu']}" if found["gpu"] else ""
+    return f"{cpu}{gpu}, device {found['device']}; peak: {found['peak'] or 'none'}"
 
 
 def check_compatible(baseline: dict[str, Any], current: dict[str, Any]) -> None:
@@ -84,14 +120,12 @@ def check_compatible(baseline: dict[str, Any], current: dict[str, Any]) -> None:
 def environment_notes(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Differences that do not block a comparison but explain a surprising one."""
     notes = []
+    if machine(baseline) != machine(current):
+        notes.append(f"other machine: {', '.join(sorted(PEAK_DERIVED))} not gated (a table peak is per machine)")
     for key in ("backend", "device", "dtype", "threads"):
         b, c = baseline.get("target", {}).get(key), current.get("target", {}).get(key)
         if b != c:
             notes.append(f"{key} differs: baseline {b}, current {c}")
-    b_cpu = baseline.get("environment", {}).get("cpu", {}).get("model")
-    c_cpu = current.get("environment", {}).get("cpu", {}).get("model")
-    if b_cpu != c_cpu:
-        notes.append(f"CPU differs: baseline {b_cpu}, current {c_cpu}")
     return notes
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sagellm.engines.bench.gate import ReportMismatch, checks_table, compare, environment_notes
+from sagellm.engines.bench.gate import ReportMismatch, checks_table, compare, describe_machine, environment_notes
 from sagellm.engines.bench.report import read_report
 from sagellm.engines.bench.thresholds import DEFAULT_THRESHOLDS, Threshold, load_thresholds
 
@@ -22,7 +22,9 @@ DESCRIPTION = """Compare a current `sagellm bench` JSON report with a baseline a
 Every run present in both reports (and their summary, "all") is checked for
 each metric in the thresholds file; direction matters (lower is better for
 latencies, higher for throughput and hit rate). A metric missing or null on
-either side shows as n/a and never fails.
+either side shows as n/a and never fails. Metrics relative to a device's
+table peak (MFU) are gated only when both reports ran on the same machine
+(CPU model and ISA flags, GPU, peak); the gate prints where each side ran.
 
 Exit codes: 0 pass, 1 a metric regressed beyond its threshold, 2 unreadable
 or mismatched files (other schema version, model or workload shape)."""
@@ -60,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     except (ReportMismatch, ValueError) as exc:
         print(f"sagellm ci-gate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    print(f"baseline ran on: {describe_machine(baseline)}")
+    print(f"current ran on:  {describe_machine(current)}\n")
     print(checks_table(checks))
     for note in environment_notes(baseline, current):
         print(f"note: {note}")
     failed = [c for c in checks if c.failed]
-    compared = sum(c.status != "n/a" for c in checks)
+    compared = sum(not c.status.startswith("n/a") for c in checks)
     if failed:
         names = ", ".join(f"{c.run}/{c.threshold.metric}" for c in failed[:8])
         more = f" and {len(failed) - 8} more" if len(failed) > 8 else ""
