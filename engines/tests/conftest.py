@@ -5,7 +5,12 @@
   around the model ``llm`` already loaded, so configurations cost no reload.
 * ``hf_model`` / ``hf_reference``: transformers on the same GGUF file
   (dequantized to float32) and its greedy continuation of every test prompt,
-  prompt by prompt, without padding, with the logits of each step.
+  prompt by prompt, without padding, with the logits of each step in
+  float32 and, from ``hf_exact_model`` (a float64 copy), in float64.
+
+The terminal summary lists the margin of every numeric check that recorded
+one (``margins.py``), so a CI log says how close each bound came to failing
+on the machine it ran on.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ from typing import Any
 
 import pytest
 import torch
-from engines_helpers import NUM_NEW_TOKENS, Reference, drive, prompt_token_ids
+from engines_helpers import NUM_NEW_TOKENS, drive, prompt_token_ids
+from logits_reference import Reference, float64_copy, verified_reference
+from margins import MARGINS
 from server_helpers import RunningServer, start_server
 
 from sagellm.core.config import load_config
 from sagellm.engines import LLM, LLMEngine
+from sagellm.engines.bench.environment import cpu_model_name
 from sagellm.engines.engine.builder import assemble_engine
 from sagellm.engines.model.default_model import default_model_path
 
@@ -84,38 +92,29 @@ def hf_tokenizer(model_path: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def hf_reference(hf_model: Any, make_engine: Callable[..., LLMEngine], prompts: list[list[int]]) -> list[Reference]:
+def hf_exact_model(hf_model: Any) -> Any:
+    """transformers in float64: the function both float32 implementations approximate."""
+    return float64_copy(hf_model)
+
+
+@pytest.fixture(scope="session")
+def hf_reference(
+    hf_model: Any, hf_exact_model: Any, make_engine: Callable[..., LLMEngine], prompts: list[list[int]]
+) -> list[Reference]:
     """transformers' greedy continuation of each prompt, alone and unpadded, with its logits.
 
-    Greedy decoding is the sequence with ``G[k] = argmax f(prompt + G[:k])``
-    for every ``k``. Stepping transformers 8 x 64 times costs minutes on two
-    cores, so the reference is found by verification instead: take a
-    candidate continuation ``C``, run transformers once over
-    ``prompt + C[:-1]``, and read off the argmax of every position. Where all
-    64 agree with ``C``, ``C`` *is* transformers' greedy output (induction on
-    ``k``); at the first ``k`` where they differ, transformers' token there is
-    known, the reference stops at it, and the engine's run fails against it.
-
-    The candidate comes from our engine (all prompts in one batch), which is
-    what makes one forward pass per prompt enough; it is only a candidate,
-    every token is checked. ``test_hf_generate_matches_the_reference`` runs
-    transformers' own ``generate`` on one prompt to show the two ways of
+    Stepping transformers 8 x 64 times costs minutes on two cores, so the
+    reference is found by verification (``verified_reference``): the
+    candidate continuation comes from our engine (all prompts in one batch),
+    which is what makes one forward pass per prompt enough; it is only a
+    candidate, every token is checked. ``test_hf_generate_matches_the_reference``
+    runs transformers' own ``generate`` on one prompt to show the two ways of
     computing its greedy output agree. EOS does not end the reference (our
     side runs with ``ignore_eos=True``): EOS may be emitted and decoding goes on.
     """
     candidates = drive(make_engine(), prompts).token_ids
-    references = []
-    with torch.inference_mode():
-        for ids, candidate in zip(prompts, candidates):
-            assert len(candidate) == NUM_NEW_TOKENS
-            logits = hf_model(torch.tensor([ids + candidate[:-1]])).logits[0, len(ids) - 1 :].float()
-            greedy = logits.argmax(-1).tolist()
-            diverged = next((k for k, (a, b) in enumerate(zip(greedy, candidate)) if a != b), None)
-            if diverged is None:
-                references.append(Reference(candidate, logits))
-            else:
-                references.append(Reference(candidate[:diverged] + [greedy[diverged]], logits[: diverged + 1]))
-    return references
+    assert all(len(candidate) == NUM_NEW_TOKENS for candidate in candidates)
+    return [verified_reference(hf_model, hf_exact_model, ids, c) for ids, c in zip(prompts, candidates)]
 
 
 @pytest.fixture
@@ -136,3 +135,12 @@ def server(make_engine: Callable[..., LLMEngine]) -> Iterator[RunningServer]:
 def model(server: RunningServer) -> str:
     """The name the server answers to."""
     return server.engine.model_name
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print every recorded margin: how close each cross-implementation check came to its bound."""
+    if not MARGINS:
+        return
+    terminalreporter.write_sep("-", f"numeric margins on {cpu_model_name()}")
+    for margin in MARGINS:
+        terminalreporter.write_line(margin.describe())

@@ -34,8 +34,8 @@ def test_cuda_float32_matches_transformers(
     for i, ref in enumerate(hf_reference):
         assert result.token_ids[i] == ref.token_ids, f"prompt {i}"
     assert result.probe.rows_checked >= len(prompts) * NUM_NEW_TOKENS
-    worst = max(result.probe.max_abs_err.values())
-    assert worst <= 1e-3, f"max abs logits error {worst:.2e}"
+    worst = max(result.probe.max_abs_err.values())  # against transformers' float64 rows on the CPU
+    assert worst <= 1e-3, f"max abs logits error {worst:.2e}"  # CUDA's fp32 kernels: no same-device noise floor
     assert llm.engine.kv.num_free_blocks == 160
 
 

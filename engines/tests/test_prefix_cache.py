@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import torch
-from engines_helpers import PROMPTS, Reference, drive
+from engines_helpers import PROMPTS, drive
+from logits_reference import Reference, logits_bound, verified_reference
+from margins import record_margin
 
 from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM, LLMEngine
@@ -35,21 +36,21 @@ def slices(llm: LLM) -> list[list[int]]:
 
 
 @pytest.fixture(scope="module")
-def slice_references(hf_model: Any, make_engine: Callable[..., LLMEngine], slices: list[list[int]]) -> list[Reference]:
+def slice_references(
+    hf_model: Any, hf_exact_model: Any, make_engine: Callable[..., LLMEngine], slices: list[list[int]]
+) -> list[Reference]:
     """transformers' greedy tokens and logits, verified in one forward pass per prompt (see conftest)."""
     candidates = drive(make_engine(prefix_cache={"enabled": False}), slices, sampling=PARAMS).token_ids
-    references = []
-    with torch.inference_mode():
-        for ids, candidate in zip(slices, candidates):
-            logits = hf_model(torch.tensor([ids + candidate[:-1]])).logits[0, len(ids) - 1 :].float()
-            assert logits.argmax(-1).tolist() == candidate, "the engine's greedy tokens differ from transformers'"
-            references.append(Reference(candidate, logits))
+    references = [verified_reference(hf_model, hf_exact_model, ids, c) for ids, c in zip(slices, candidates)]
+    assert [r.token_ids for r in references] == candidates, "the engine's greedy tokens differ from transformers'"
     return references
 
 
 def check(result: Any, references: list[Reference]) -> None:
     assert result.token_ids == [r.token_ids for r in references]
-    assert max(result.probe.max_abs_err.values()) <= 1e-4
+    worst, bound = max(result.probe.max_abs_err.values()), logits_bound(references)
+    record_margin("max |logit - float64|", worst, bound)
+    assert worst <= bound
 
 
 def test_second_pass_reuses_every_full_block_but_the_last_token(

@@ -6,7 +6,9 @@ Every scenario feeds the same token ids to both sides and requires:
   output for that prompt run alone, without padding;
 * every logits row the engine samples from (the prefill's last position and
   each decode step, in whatever batch, chunk or cache state it was computed)
-  is within 1e-4 of transformers' row for the same step, at float32.
+  is as close to the float64 row for the same step as transformers' own
+  float32 row is, within ``NOISE_FACTOR`` (``logits_reference.py``: the
+  bound is measured on this CPU in this run, not fixed).
 
 Scenarios: each prompt alone; all prompts continuously batched (arriving
 while others decode) with the prefix cache on; batched with it off; chunked
@@ -21,7 +23,6 @@ from typing import Any
 import pytest
 import torch
 from engines_helpers import (
-    LOGITS_ATOL,
     NUM_NEW_TOKENS,
     PROMPTS,
     SHARED_PREFIX_PAIR,
@@ -31,6 +32,8 @@ from engines_helpers import (
     drive,
     no_eos,
 )
+from logits_reference import logits_bound
+from margins import record_margin
 
 from sagellm.engines import LLMEngine
 
@@ -93,7 +96,13 @@ def test_batched_scenarios(
 def test_hf_generate_matches_the_reference(
     hf_model: Any, prompts: list[list[int]], hf_reference: list[Reference]
 ) -> None:
-    """transformers' own ``generate`` (KV cache, step by step) gives the verified reference, token for token."""
+    """transformers' own ``generate`` (KV cache, step by step) gives the verified reference, token for token.
+
+    Its logits are transformers computing the same rows in another order
+    (one token at a time against a cache, not one pass): they must meet the
+    bound our engine meets, which shows the bound is the noise of a float32
+    reordering and not a target only one implementation hits.
+    """
     index = min(range(len(prompts)), key=lambda i: len(prompts[i]))
     input_ids = torch.tensor([prompts[index]])
     with no_eos(hf_model), torch.inference_mode():
@@ -106,7 +115,12 @@ def test_hf_generate_matches_the_reference(
             return_dict_in_generate=True,
         )
     assert out.sequences[0, input_ids.shape[1] :].tolist() == hf_reference[index].token_ids
-    assert float((torch.cat(out.logits) - hf_reference[index].logits).abs().max()) <= LOGITS_ATOL
+    worst, bound = (
+        float((torch.cat(out.logits).double() - hf_reference[index].exact).abs().max()),
+        logits_bound(hf_reference),
+    )
+    record_margin("generate's max |logit - float64|", worst, bound)
+    assert worst <= bound
 
 
 def test_references_emit_eos_and_run_past_it(llm: Any, hf_reference: list[Reference]) -> None:
