@@ -3,17 +3,21 @@
 The int8 path must store exactly the pool's format (the engine's writes
 equal ``PagedKVPool.write_kv`` bit for bit, its gathers equal ``read_kv``),
 and must compute nearly the same model: against the float32 cache at
-float32 compute, greedy text mostly agrees and the logits stay within the
-tolerances below. Half-precision caches agree more tightly still.
+float32 compute, the logits stay within the tolerances below. Both
+comparisons are teacher-forced along the float32 cache's greedy text (a
+free-running comparison parts for good at the first near-tie the cache's
+rounding flips, and then measures the CPU as much as the cache): once
+served as a continuous batch (decodes read the cache back), once scored
+in chunks of 16 through the paged prefill path.
 
-Tolerances (measured on the 8 test prompts + 16 greedy tokens, teacher-forced
-in chunks of 16 through the paged path; the limit leaves about 2x headroom):
+Tolerances (8 test prompts x 16 greedy tokens; measured 2026-12-05 on a
+2-core AMD EPYC, served / scored; the limits leave 2x headroom or more):
 
 | cache | max abs logit error | top-1 agreement | mean KL (nats) |
 |---|---:|---:|---:|
-| int8 | 1.7 (limit 4.0) | 0.966 (limit 0.90) | 0.004 (limit 0.02) |
-| bfloat16 | 0.23 (limit 0.5) | 1.0 (limit 0.98) | < 1e-4 (limit 1e-3) |
-| float16 | 0.02 (limit 0.1) | 1.0 (limit 0.98) | < 1e-5 (limit 1e-3) |
+| int8 | 1.76 / 1.70 (limit 4.0) | 0.984 / 0.971 (limit 0.90) | 0.002 / 0.002 (limit 0.02) |
+| bfloat16 | 0.18 / 0.20 (limit 0.5) | 1.0 / 1.0 (limit 0.98) | 2e-5 / 2e-5 (limit 1e-3) |
+| float16 | 0.02 / 0.02 (limit 0.1) | 1.0 / 1.0 (limit 0.98) | < 1e-6 (limit 1e-3) |
 
 Perplexity on tinyshakespeare is in ``benchmarks/bench_kv_cache_dtype.py``
 (int8 costs well under 1 %).
@@ -27,8 +31,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 from engines_helpers import drive
+from margins import record_margin
+from teacher_forcing import Agreement, agreement, teacher_forced_logits
 
 from sagellm.core.config import load_config
 from sagellm.core.errors import ConfigError
@@ -48,7 +53,7 @@ NEW_TOKENS = 16
 SCORE_CHUNK = 16
 # cache dtype -> (max abs logit error, min top-1 agreement, max mean KL) against the float32 cache
 LOGIT_TOLERANCE = {"int8": (4.0, 0.90, 0.02), "bfloat16": (0.5, 0.98, 1e-3), "float16": (0.1, 0.98, 1e-3)}
-INT8_MIN_GREEDY_AGREEMENT = 0.7  # measured 0.82: int8 rounding flips near-ties, and greedy text then diverges
+SERVED_ARRIVALS = [0, 0, 1, 2, 3, 5, 8, 13]  # prompts join while others decode: prefills and decodes share steps
 
 
 def engine_with(make_engine: Callable[..., LLMEngine], cache_dtype: str, **kv_pool: object) -> LLMEngine:
@@ -192,36 +197,49 @@ def float32_greedy(make_engine: Callable[..., LLMEngine], prompts: list[list[int
     return drive(engine_with(make_engine, "float32"), prompts, sampling=sampling).token_ids
 
 
-def agreement(ours: list[list[int]], reference: list[list[int]]) -> float:
-    same = sum(a == b for x, y in zip(ours, reference) for a, b in zip(x, y))
-    return same / sum(len(y) for y in reference)
-
-
-def test_int8_cache_generates_mostly_the_float32_caches_greedy_text(
-    make_engine: Callable[..., LLMEngine], prompts: list[list[int]], float32_greedy: list[list[int]], llm: LLM
+def test_int8_cache_answers_and_returns_every_block(
+    make_engine: Callable[..., LLMEngine], prompts: list[list[int]]
 ) -> None:
     sampling = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
     engine = engine_with(make_engine, "int8")
-    run = drive(engine, prompts, sampling=sampling)
-    assert agreement(run.token_ids, float32_greedy) >= INT8_MIN_GREEDY_AGREEMENT
-    early = sum(ours[:4] == ref[:4] for ours, ref in zip(run.token_ids, float32_greedy))
-    assert early >= len(prompts) - 2, "at most two prompts may part from the float32 text within 4 tokens"
+    run = drive(engine, prompts, SERVED_ARRIVALS, sampling=sampling)
     assert "Paris" in run.texts[0]  # "What is the capital of France?"
     assert engine.kv.num_free_blocks == engine.kv.pool.layout.num_blocks  # nothing leaked
 
 
-@pytest.mark.parametrize("cache_dtype", ["bfloat16", "float16"])
-def test_half_precision_caches_generate_the_float32_caches_greedy_text(
+@pytest.fixture(scope="module")
+def float32_served(
+    make_engine: Callable[..., LLMEngine], prompts: list[list[int]], float32_greedy: list[list[int]]
+) -> list[torch.Tensor]:
+    """The float32 cache's logits rows, served as a continuous batch, teacher-forced along its own greedy text."""
+    return teacher_forced_logits(engine_with(make_engine, "float32"), prompts, float32_greedy, SERVED_ARRIVALS).logits
+
+
+@pytest.mark.parametrize("cache_dtype", list(LOGIT_TOLERANCE))
+def test_served_logits_follow_the_float32_caches(
     make_engine: Callable[..., LLMEngine],
     prompts: list[list[int]],
     float32_greedy: list[list[int]],
+    float32_served: list[torch.Tensor],
     cache_dtype: str,
 ) -> None:
-    sampling = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
+    """Through the serving path (decodes reading the cache back, batched with prefills), teacher-forced:
+    a near-tie flipped by the cache's rounding costs one row, not the rest of the text."""
     engine = engine_with(make_engine, cache_dtype)
-    assert engine.kv.pool.kv_tensors(0)[0].dtype == getattr(torch, cache_dtype)
-    run = drive(engine, prompts, sampling=sampling)
-    assert agreement(run.token_ids, float32_greedy) >= 0.95
+    served = teacher_forced_logits(engine, prompts, float32_greedy, SERVED_ARRIVALS)
+    check_close(agreement(served.logits, float32_served), cache_dtype)
+    assert engine.kv.num_free_blocks == engine.kv.pool.layout.num_blocks  # nothing leaked
+
+
+def check_close(found: Agreement, cache_dtype: str) -> None:
+    max_err, min_top1, max_kl = LOGIT_TOLERANCE[cache_dtype]
+    record_margin(f"{cache_dtype} cache max |logit error|", found.max_abs, max_err)
+    record_margin(f"{cache_dtype} cache top-1 agreement", found.top1, min_top1, higher_is_better=True)
+    record_margin(f"{cache_dtype} cache mean KL", found.mean_kl, max_kl)
+    assert found.max_abs < max_err, f"max abs logit error {found.max_abs:.3f}"
+    assert found.top1 >= min_top1, f"top-1 agreement {found.top1:.3f}"
+    assert found.mean_kl < max_kl, f"mean KL {found.mean_kl:.5f}"
+    assert found.max_abs > 0, "a lower-precision cache that changes nothing was not used"
 
 
 def score(engine: LLMEngine, sequences: list[list[int]]) -> list[torch.Tensor]:
@@ -268,36 +286,30 @@ def test_logits_stay_close_to_the_float32_caches(
     float32_scores: list[torch.Tensor],
     cache_dtype: str,
 ) -> None:
-    max_err, min_top1, max_kl = LOGIT_TOLERANCE[cache_dtype]
-    engine = engine_with(make_engine, cache_dtype)
-    worst, same, rows, kl = 0.0, 0, 0, 0.0
-    scores = score(engine, [tokens for tokens, _ in teacher_forced])
-    for logits, (_, generated), expected in zip(scores, teacher_forced, float32_scores):
-        got = logits[generated]
-        worst = max(worst, float((got - expected).abs().max()))
-        same += int((got.argmax(-1) == expected.argmax(-1)).sum())
-        rows += got.shape[0]
-        kl += float(F.kl_div(got.log_softmax(-1), expected.log_softmax(-1), log_target=True, reduction="sum"))
-    assert worst < max_err, f"max abs logit error {worst:.3f}"
-    assert same / rows >= min_top1, f"top-1 agreement {same / rows:.3f}"
-    assert kl / rows < max_kl, f"mean KL {kl / rows:.5f}"
-    assert worst > 0, "a lower-precision cache that changes nothing was not used"
+    scores = score(engine_with(make_engine, cache_dtype), [tokens for tokens, _ in teacher_forced])
+    got = [logits[generated] for logits, (_, generated) in zip(scores, teacher_forced)]
+    check_close(agreement(got, float32_scores), cache_dtype)
 
 
 def test_prefix_hits_and_chunked_prefill_read_int8_blocks(
-    make_engine: Callable[..., LLMEngine], prompts: list[list[int]], float32_greedy: list[list[int]]
+    make_engine: Callable[..., LLMEngine],
+    prompts: list[list[int]],
+    float32_greedy: list[list[int]],
+    float32_served: list[torch.Tensor],
 ) -> None:
-    """Prompts 1 and 2 share a long system prompt: the second reuses the first's int8 blocks."""
-    sampling = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
+    """Prompts 1 and 2 share a long system prompt: the second reuses the first's int8 blocks.
+
+    Teacher-forced along the float32 cache's text and compared row by row
+    with the float32 cache's served rows.
+    """
     engine = make_engine(
         kv_pool={"num_blocks": 160, "cache_dtype": "int8"}, scheduler_ir={"max_num_batched_tokens": 32}
     )
-    pair = [prompts[1], prompts[2]]
-    run = drive(engine, pair, sampling=sampling, one_at_a_time=True)
-    assert run.num_cached_tokens[1] >= 64
-    assert run.probe.split_prompt_chunks > 0
-    # greedy text may part from the float32 cache's at a near-tie (measured: after 4 and 16 tokens)
-    assert all(ours[:4] == ref[:4] for ours, ref in zip(run.token_ids, [float32_greedy[1], float32_greedy[2]]))
+    pair = [1, 2]
+    served = teacher_forced_logits(engine, [prompts[i] for i in pair], [float32_greedy[i] for i in pair], [0, 6])
+    assert served.run.num_cached_tokens[1] >= 64
+    assert served.run.probe.split_prompt_chunks > 0
+    check_close(agreement(served.logits, [float32_served[i] for i in pair]), "int8")
 
 
 # ---------------------------------------------------------------------------- configuration and CLI
