@@ -16,6 +16,7 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize, quantize
+from margins import record_margin
 
 from sagellm.engines import LLM
 from sagellm.engines.model.linear import MAX_LOW_BIT_ROWS, Linear, low_bit_available
@@ -76,7 +77,8 @@ def test_low_bit_kernel_matches_dense_matmul(num_rows: int) -> None:
     linear = low_bit_linear(64, 128, seed=num_rows)
     x = torch.randn(num_rows, 128, dtype=torch.bfloat16)
     reference = x.double() @ linear.weight.double().t() + linear.bias.double()  # type: ignore[union-attr]
-    error = (linear(x).double() - reference).norm() / reference.norm()
+    error = float((linear(x).double() - reference).norm() / reference.norm())
+    record_margin("4-bit kernel relative L2 error vs float64", error, 1e-2)
     assert error < 1e-2, f"relative error {error:.2e}"
 
 
@@ -107,6 +109,7 @@ def test_bf16_low_bit_perplexity_within_one_percent_of_float32(llm: LLM, model_p
     assert model.num_low_bit_linears == 4 * model.config.num_layers  # qkv, o, gate_up, down of every layer
     served = perplexity(model, text_ids, window=256, chunk_size=MAX_LOW_BIT_ROWS)  # every linear on the 4-bit path
     assert 1 < reference < 200
+    record_margin("bf16 + 4-bit |perplexity / float32 - 1|", abs(served / reference - 1), 0.01)
     assert abs(served / reference - 1) < 0.01, f"perplexity {served:.3f} vs float32 {reference:.3f}"
 
 
@@ -115,4 +118,5 @@ def test_chunked_scoring_equals_whole_window_scoring(llm: LLM, text_ids: list[in
     model = llm.engine.runner.model
     whole = perplexity(model, text_ids[:128], window=128, chunk_size=128)
     chunked = perplexity(model, text_ids[:128], window=128, chunk_size=5)
+    record_margin("|chunked / whole perplexity - 1| (float32)", abs(chunked / whole - 1), 1e-4)
     assert abs(chunked / whole - 1) < 1e-4

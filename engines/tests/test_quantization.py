@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from margins import record_margin
 
 from sagellm.core import registry
 from sagellm.core.errors import ConfigError
@@ -74,6 +75,7 @@ def test_perplexity_stays_within_three_percent_of_bf16(w8a8: LLM, model_path: Pa
     reference = perplexity(dense.engine.runner.model, ids, window=256, chunk_size=chunk)
     quantized = perplexity(w8a8.engine.runner.model, ids, window=256, chunk_size=chunk)
     assert 1 < reference < 200
+    record_margin("w8a8 |perplexity / bf16 - 1|", abs(quantized / reference - 1), 0.03)
     assert abs(quantized / reference - 1) < 0.03, f"w8a8 {quantized:.3f} vs bf16 {reference:.3f}"
 
 
