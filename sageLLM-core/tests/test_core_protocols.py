@@ -14,6 +14,7 @@ from sagellm.core.protocols import (
     CoTAccelerator,
     EvictionPolicy,
     FusedKernel,
+    InterconnectBackend,
     IRBuilder,
     KVTransferChannel,
     LifetimePredictor,
@@ -92,6 +93,11 @@ class Comm:
         return None
 
 
+class VendorComm(Comm):
+    vendor = "ascend"
+    device_type = "npu"
+
+
 class IdentityQuantizer:
     bits = 8
 
@@ -136,6 +142,7 @@ STRUCTURAL: list[tuple[type, type]] = [
     (KVTransferChannel, Channel),
     (OverlapManager, Overlap),
     (CommBackend, Comm),
+    (InterconnectBackend, VendorComm),
     (Quantizer, IdentityQuantizer),
     (Sparsifier, NoSparsity),
     (SpeculativeDecoder, Speculator),

@@ -25,6 +25,7 @@ from sagellm.core.protocols import (
     CoTAccelerator,
     EvictionPolicy,
     FusedKernel,
+    InterconnectBackend,
     IRBuilder,
     KVPool,
     KVTransferChannel,
@@ -64,7 +65,9 @@ GROUPS: dict[str, Group] = {
     "speculative_decoder": Group("sagellm.speculative_decoder", SpeculativeDecoder, "speculative_decoding"),
     "fused_kernel": Group("sagellm.fused_kernel", FusedKernel, "kernel_fusion"),
     "cot_accelerator": Group("sagellm.cot_accelerator", CoTAccelerator, "cot_acceleration"),
+    "interconnect_backend": Group("sagellm.interconnect_backend", InterconnectBackend, "domestic_interconnect"),
 }
+NO_IMPLEMENTATION = "none"  # the value of a slot that is switched off
 
 _local: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
 
@@ -187,3 +190,7 @@ def create_fused_kernel(config: SageLLMConfig | Section, **deps: Any) -> FusedKe
 
 def create_cot_accelerator(config: SageLLMConfig | Section, **deps: Any) -> CoTAccelerator:
     return cast(CoTAccelerator, create("cot_accelerator", config, **deps))
+
+
+def create_interconnect_backend(config: SageLLMConfig | Section, **deps: Any) -> InterconnectBackend:
+    return cast(InterconnectBackend, create("interconnect_backend", config, **deps))

@@ -11,7 +11,12 @@ from sagellm.core.protocols.acceleration import (
     Sparsifier,
     SpeculativeDecoder,
 )
-from sagellm.core.protocols.communication import CommBackend, KVTransferChannel, OverlapManager
+from sagellm.core.protocols.communication import (
+    CommBackend,
+    InterconnectBackend,
+    KVTransferChannel,
+    OverlapManager,
+)
 from sagellm.core.protocols.eviction_policy import EvictionPolicy
 from sagellm.core.protocols.ir_builder import IRBuilder
 from sagellm.core.protocols.kv_pool import CompletionHandle, KVPool
@@ -26,6 +31,7 @@ __all__ = [
     "EvictionPolicy",
     "FusedKernel",
     "IRBuilder",
+    "InterconnectBackend",
     "KVPool",
     "KVTransferChannel",
     "LifetimePredictor",

@@ -35,6 +35,24 @@ class CommBackend(Protocol):
 
 
 @runtime_checkable
+class InterconnectBackend(CommBackend, Protocol):
+    """A domestic accelerator's collective library (Ascend HCCL, Cambricon CNCL, Hygon RCCL, Kunlun BKCL).
+
+    The same collectives as :class:`CommBackend`; it also says which vendor
+    it drives and which torch device string that vendor's torch expects
+    ("npu", "mlu", "cuda", "xpu"), so an engine can place tensors for it.
+    Its own registry group and config section (``domestic_interconnect``)
+    keep vendor backends apart from the generic ``collective_ops`` ones.
+    """
+
+    @property
+    def vendor(self) -> str: ...
+
+    @property
+    def device_type(self) -> str: ...
+
+
+@runtime_checkable
 class KVTransferChannel(Protocol):
     """Ships KV blocks to another worker (prefill -> decode disaggregation)."""
 
