@@ -80,7 +80,9 @@ def test_info_json_reports_modules(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     assert "sagellm-core" in data["packages"]
     assert "paged" in data["implementations"]["kv_pool"]
-    assert "hash_chain" in data["implementations"]["prefix_index"]
+    assert "hash_chain" in data["implementations"]["prefix_cache"]
+    slots = set(data["implementations"])
+    assert len(slots) == 15 and "domestic_interconnect" in slots and "speculative_decoding" in slots
     assert data["device"] in ("cpu", "cuda")
 
 

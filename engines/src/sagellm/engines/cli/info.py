@@ -47,7 +47,8 @@ def collect() -> dict[str, Any]:
         "auto_dtype": str(resolve_dtype("auto", device)).replace("torch.", ""),
         "threads": torch.get_num_threads(),
         "packages": dict(packages),
-        "implementations": {kind: sorted(registry.available(kind)) for kind in registry.GROUPS},
+        # Every module slot (config section), with what is installed for it; '-' is none.
+        "implementations": {group.section: sorted(registry.available(kind)) for kind, group in registry.GROUPS.items()},
         "default_model": {"name": DEFAULT_MODEL_NAME, "path": model},
     }
 

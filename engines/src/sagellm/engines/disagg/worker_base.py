@@ -24,6 +24,7 @@ from sagellm.engines.disagg.channel_api import DuplexKVChannel, open_channel
 from sagellm.engines.disagg.messages import WorkerFailed, WorkerReady
 from sagellm.engines.engine.builder import DTYPE_NAMES, assemble_engine, build_engine
 from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.engine.slots import DISAGGREGATED_KINDS
 
 POLL_S = 0.05  # an idle worker re-checks its inbox (and whether its parent lives) this often
 
@@ -36,7 +37,7 @@ class WorkerBase:
         self.inbox = inbox
         self.events = events
         self.parent = os.getppid()
-        self.engine: LLMEngine = build_engine(self.config, show_progress=False)
+        self.engine: LLMEngine = build_engine(self.config, show_progress=False, wired=DISAGGREGATED_KINDS)
         self.channel: DuplexKVChannel = open_channel(self.config, self.engine.kv.pool, self.role)
 
     def reset(self) -> None:

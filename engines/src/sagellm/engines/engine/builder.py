@@ -8,6 +8,7 @@ provide. Swapping one is a config change (``SAGELLM__EVICTION_POLICY__IMPLEMENTA
 from __future__ import annotations
 
 import inspect
+from collections.abc import Collection
 
 import torch
 
@@ -19,6 +20,7 @@ from sagellm.core.protocols import EvictionPolicy
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.engine.slots import AUTO, ENGINE_KINDS, NO_IMPLEMENTATION, check_slots
 from sagellm.engines.model.attention import FusedAttention
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import FusedElementwise
@@ -30,14 +32,15 @@ from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
 from sagellm.engines.tokenizer import Tokenizer
 
-NO_IMPLEMENTATION = "none"
-AUTO = "auto"
 AUTO_KERNEL_SET = "cpu"  # what kernel_fusion "auto" picks on CPU when installed
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-def build_engine(config: SageLLMConfig, show_progress: bool | None = None) -> LLMEngine:
-    check_implementations(config)
+def build_engine(
+    config: SageLLMConfig, show_progress: bool | None = None, wired: Collection[str] = ENGINE_KINDS
+) -> LLMEngine:
+    """Load the model and assemble an engine; ``wired``: the registry kinds the caller uses (see slots.py)."""
+    check_slots(config, wired)  # before seconds of weight loading
     if config.model.num_threads:
         torch.set_num_threads(config.model.num_threads)
     device = resolve_device(config.model.device)
@@ -189,21 +192,6 @@ def _accepts(factory: object, parameter: str) -> bool:
         return parameter in inspect.signature(target).parameters  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
-
-
-def check_implementations(config: SageLLMConfig) -> None:
-    """Fail on a misspelt implementation name before spending seconds loading weights."""
-    registry.load("kv_pool", config.kv_pool.implementation)
-    registry.load("ir_builder", config.scheduler_ir.implementation)
-    if config.prefix_cache.enabled:
-        registry.load("prefix_index", config.prefix_cache.implementation)
-        registry.load("eviction_policy", config.eviction_policy.implementation)
-    if config.lifetime_predictor.implementation != NO_IMPLEMENTATION:
-        registry.load("lifetime_predictor", config.lifetime_predictor.implementation)
-    if config.quantization.implementation != NO_IMPLEMENTATION:
-        registry.load("quantizer", config.quantization.implementation)
-    if config.kernel_fusion.implementation not in (NO_IMPLEMENTATION, AUTO):
-        registry.load("fused_kernel", config.kernel_fusion.implementation)
 
 
 def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:

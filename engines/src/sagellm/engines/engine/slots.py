@@ -1,0 +1,57 @@
+"""Every module slot of the configuration names an installed implementation or ``none``.
+
+The configuration has a section for each of the 15 module slots, and a
+slot this engine does not wire yet used to be accepted and ignored:
+``SAGELLM__SPECULATIVE_DECODING__IMPLEMENTATION=ngram sagellm serve``
+started and did nothing. So, before any weight is loaded, a name that is
+not installed fails with the list of what is, and an installed one that
+this engine cannot use fails too -- configuration is never silently
+ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sagellm.core import registry
+from sagellm.core.config import SageLLMConfig
+from sagellm.core.errors import ConfigError, RegistryError
+
+NO_IMPLEMENTATION = registry.NO_IMPLEMENTATION
+AUTO = "auto"  # kernel_fusion only: the installed CPU kernel set on CPU, none elsewhere
+
+# Registry kinds a single engine builds from its config.
+ENGINE_KINDS = frozenset(
+    {"kv_pool", "ir_builder", "prefix_index", "eviction_policy", "lifetime_predictor", "quantizer", "fused_kernel"}
+)
+# The disaggregated prefill/decode workers (sagellm.engines.disagg) use the KV transfer channel as well.
+DISAGGREGATED_KINDS = ENGINE_KINDS | {"kv_transfer_channel"}
+PREFIX_CACHE_KINDS = frozenset({"prefix_index", "eviction_policy"})  # unused when prefix_cache.enabled is false
+
+
+def check_slots(config: SageLLMConfig, wired: Collection[str] = ENGINE_KINDS) -> None:
+    """Raise ConfigError unless every slot is off or names an installed implementation that is ``wired``."""
+    for kind, group in registry.GROUPS.items():
+        if kind in PREFIX_CACHE_KINDS and not config.prefix_cache.enabled:
+            continue
+        name = getattr(config, group.section).implementation
+        if name == NO_IMPLEMENTATION or (kind == "fused_kernel" and name == AUTO):
+            continue
+        try:
+            registry.load(kind, name)
+        except RegistryError as exc:
+            raise ConfigError(str(exc)) from None
+        if kind not in wired:
+            raise ConfigError(
+                f"{group.section}.implementation '{name}' is installed, but this engine does not use "
+                f"a {group.section} module{_where(kind)}; set it to '{NO_IMPLEMENTATION}'"
+            )
+    if config.collective_ops.world_size != 1:
+        raise ConfigError(
+            f"collective_ops.world_size={config.collective_ops.world_size}: this engine runs on one device "
+            "(no tensor parallelism yet); use 1"
+        )
+
+
+def _where(kind: str) -> str:
+    return " (only disaggregated prefill/decode does)" if kind == "kv_transfer_channel" else " yet"

@@ -1,0 +1,83 @@
+"""Configuration is never silently ignored: every module slot is off or names an installed, used implementation.
+
+Checked before any weight loads (``build_engine`` calls ``check_slots``
+first), so these tests need no model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sagellm.core import registry
+from sagellm.core.config import load_config
+from sagellm.core.errors import ConfigError
+from sagellm.engines.cli.main import EXIT_BAD_INPUT, main
+from sagellm.engines.engine.slots import DISAGGREGATED_KINDS, ENGINE_KINDS, check_slots
+
+UNWIRED = sorted(group.section for kind, group in registry.GROUPS.items() if kind not in DISAGGREGATED_KINDS)
+
+
+def test_the_defaults_pass() -> None:
+    check_slots(load_config())
+
+
+def test_every_slot_is_a_registry_group() -> None:
+    """15 module slots, one registry group (entry-point group + Protocol) each."""
+    assert len(registry.GROUPS) == 15
+    assert {"domestic_interconnect", "speculative_decoding", "sparsity", "cot_acceleration"} <= set(UNWIRED)
+
+
+@pytest.mark.parametrize("section", UNWIRED)
+def test_a_name_that_is_not_installed_lists_what_is(section: str) -> None:
+    with pytest.raises(ConfigError, match=rf"no \w+ implementation named 'ngram' \(available: .*{section}"):
+        check_slots(load_config(**{section: {"implementation": "ngram"}}))
+
+
+def test_a_misspelt_engine_slot_lists_the_installed_ones() -> None:
+    with pytest.raises(ConfigError, match=r"'pagd' \(available: .*paged"):
+        check_slots(load_config(kv_pool={"implementation": "pagd"}))
+
+
+def test_an_installed_implementation_the_engine_cannot_use_is_refused() -> None:
+    registry.register("speculative_decoder", "test-ngram", object)
+    try:
+        with pytest.raises(ConfigError, match="'test-ngram' is installed, but this engine does not use"):
+            check_slots(load_config(speculative_decoding={"implementation": "test-ngram"}))
+    finally:
+        registry.unregister("speculative_decoder", "test-ngram")
+
+
+def test_kv_transfer_is_for_the_disaggregated_engine_only() -> None:
+    config = load_config(kv_transfer={"implementation": "shm"})
+    with pytest.raises(ConfigError, match="only disaggregated prefill/decode"):
+        check_slots(config, ENGINE_KINDS)
+    check_slots(config, DISAGGREGATED_KINDS)
+
+
+def test_a_world_size_above_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match="world_size=2"):
+        check_slots(load_config(collective_ops={"world_size": 2}))
+
+
+def test_switched_off_slots_are_not_looked_up() -> None:
+    check_slots(load_config(prefix_cache={"enabled": False, "implementation": "absent"}))
+    check_slots(load_config(kernel_fusion={"implementation": "auto"}, quantization={"implementation": "none"}))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SAGELLM__SPECULATIVE_DECODING__IMPLEMENTATION", "ngram"), ("SAGELLM__COLLECTIVE_OPS__WORLD_SIZE", "2")],
+)
+def test_the_cli_exits_2_before_loading_the_model(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    loaded: list[Any] = []
+    monkeypatch.setattr("sagellm.engines.engine.builder.load_checkpoint", lambda *a, **k: loaded.append(a))
+    assert main(["generate", "--max-tokens", "2", "hi"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("sagellm: error:") and "Traceback" not in err
+    assert variable.split("__")[1].lower() in err
+    assert not loaded
