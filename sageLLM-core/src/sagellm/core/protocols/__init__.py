@@ -5,8 +5,10 @@ point returned really is, structurally, the thing asked for.
 """
 
 from sagellm.core.protocols.acceleration import (
+    CalibrationObserver,
     CoTAccelerator,
     FusedKernel,
+    LinearQuantizer,
     Quantizer,
     Sparsifier,
     SpeculativeDecoder,
@@ -25,6 +27,7 @@ from sagellm.core.protocols.prefix_index import PrefixIndex
 from sagellm.core.protocols.topology import TopologyDetector
 
 __all__ = [
+    "CalibrationObserver",
     "CoTAccelerator",
     "CommBackend",
     "CompletionHandle",
@@ -35,6 +38,7 @@ __all__ = [
     "KVPool",
     "KVTransferChannel",
     "LifetimePredictor",
+    "LinearQuantizer",
     "OverlapManager",
     "PrefixIndex",
     "Quantizer",

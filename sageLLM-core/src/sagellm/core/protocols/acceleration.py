@@ -19,6 +19,41 @@ class Quantizer(Protocol):
 
 
 @runtime_checkable
+class CalibrationObserver(Protocol):
+    """Watches one linear layer's inputs while calibration text runs through the model."""
+
+    def observe(self, x: Any) -> None:
+        """Take one batch of inputs ([..., in_features]), in the model's tensor type."""
+        ...
+
+    @property
+    def result(self) -> Any:
+        """What ``quantize(weight, calibration=...)`` takes; None if nothing was observed."""
+        ...
+
+
+@runtime_checkable
+class LinearQuantizer(Quantizer, Protocol):
+    """A quantizer whose weights an engine can run: its own matmul kernel, and the calibration it needs.
+
+    The engine swaps each linear layer's weight for ``quantize(weight, ...)``
+    and calls ``linear(x, qweight, bias)`` in its place. When
+    ``calibration_observer()`` returns an observer (SmoothQuant: per-channel
+    activation ranges), the engine first runs calibration text through the
+    dense model with one fresh observer per linear and passes each its
+    ``result``; None means ``quantize`` needs no calibration.
+    """
+
+    def calibration_observer(self) -> CalibrationObserver | None: ...
+
+    def quantize(self, weight: Any, calibration: Any = None) -> Any: ...
+
+    def linear(self, x: Any, qweight: Any, bias: Any = None) -> Any:
+        """``x @ W.T + bias`` for the weight ``qweight`` came from, in ``x``'s dtype."""
+        ...
+
+
+@runtime_checkable
 class Sparsifier(Protocol):
     def sparsify(self, weight: Any) -> Any: ...
 

@@ -20,7 +20,7 @@ from sagellm.core.testing.kv_pool import KVPoolConformance
 from sagellm.core.testing.kv_transfer import KVTransferChannelConformance
 from sagellm.core.testing.lifetime_predictor import LifetimePredictorConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
-from sagellm.core.testing.quantizer import QuantizerConformance
+from sagellm.core.testing.quantizer import LinearQuantizerConformance, QuantizerConformance
 from sagellm.core.testing.raises import raises
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "KVPoolConformance",
     "KVTransferChannelConformance",
     "LifetimePredictorConformance",
+    "LinearQuantizerConformance",
     "PrefixIndexConformance",
     "QuantizerConformance",
     "raises",

@@ -1,4 +1,4 @@
-"""Conformance suite for :class:`sagellm.core.protocols.Quantizer`.
+"""Conformance suites for :class:`sagellm.core.protocols.Quantizer` and :class:`LinearQuantizer`.
 
 Core stays torch-free, so the implementer supplies weights in its own tensor
 type (``make_weight``) and reads them back as nested lists (``to_rows``).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sagellm.core.protocols import Quantizer
+from sagellm.core.protocols import CalibrationObserver, LinearQuantizer, Quantizer
 
 
 class QuantizerConformance:
@@ -58,3 +58,51 @@ class QuantizerConformance:
     def test_quantize_is_deterministic(self) -> None:
         weight = self.make_weight(self.rows, self.cols, seed=3)
         assert self._round_trip(weight) == self._round_trip(weight)
+
+
+class LinearQuantizerConformance(QuantizerConformance):
+    """Adds the engine's side of :class:`LinearQuantizer`: its kernel computes the layer, its observer is fresh.
+
+    Inputs come from :meth:`make_weight` too (a [rows, cols] tensor of both
+    signs). ``linear_tolerance`` bounds the relative L2 error of
+    ``linear(x, quantize(w))`` against the exact float ``x @ w.T``:
+    weights and (for W8A8) activations are rounded to the quantizer's grid.
+    """
+
+    batch = 8
+    linear_tolerance = 0.05
+
+    def _calibrated(self, quantizer: LinearQuantizer, weight: Any, x: Any) -> Any:
+        observer = quantizer.calibration_observer()
+        if observer is None:
+            return quantizer.quantize(weight)
+        observer.observe(x)
+        return quantizer.quantize(weight, calibration=observer.result)
+
+    def test_implements_the_linear_protocol(self) -> None:
+        assert isinstance(self.make_quantizer(), LinearQuantizer)
+
+    def test_linear_computes_the_layer(self) -> None:
+        quantizer = self.make_quantizer()
+        assert isinstance(quantizer, LinearQuantizer)
+        weight = self.make_weight(self.rows, self.cols, seed=4)
+        x = self.make_weight(self.batch, self.cols, seed=5)
+        got = self.to_rows(quantizer.linear(x, self._calibrated(quantizer, weight, x)))
+        w, inputs = self.to_rows(weight), self.to_rows(x)
+        want = [[sum(a * b for a, b in zip(row, w_row)) for w_row in w] for row in inputs]
+        assert len(got) == self.batch and all(len(row) == self.rows for row in got)
+        error = sum((g - e) ** 2 for gr, er in zip(got, want) for g, e in zip(gr, er)) ** 0.5
+        norm = sum(e**2 for er in want for e in er) ** 0.5
+        assert error <= self.linear_tolerance * norm, f"relative error {error / norm:.4f}"
+
+    def test_observers_are_optional_fresh_and_independent(self) -> None:
+        quantizer = self.make_quantizer()
+        assert isinstance(quantizer, LinearQuantizer)
+        first, second = quantizer.calibration_observer(), quantizer.calibration_observer()
+        if first is None:
+            assert second is None  # a quantizer either calibrates or it does not
+            return
+        assert isinstance(first, CalibrationObserver) and isinstance(second, CalibrationObserver)
+        assert first is not second and first.result is None
+        first.observe(self.make_weight(self.batch, self.cols, seed=6))
+        assert first.result is not None and second.result is None
