@@ -51,7 +51,7 @@ def case(rows: int, k: int, n: int, rounds: int, repeats: int) -> dict[str, floa
     x = torch.randn(rows, k, generator=generator)
     x[:, 5] *= 40.0
     weight = torch.randn(n, k, generator=generator) * 0.05
-    qweight = SmoothQuantW8A8().quantize(weight, activation_absmax=x.abs().amax(dim=0))
+    qweight = SmoothQuantW8A8().quantize(weight, calibration=x.abs().amax(dim=0))
     x16, w16 = x.bfloat16(), weight.bfloat16()
     fused = kernels()
 

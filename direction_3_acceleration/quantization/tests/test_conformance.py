@@ -1,4 +1,4 @@
-"""The w8a8 quantizer passes core's Quantizer conformance suite and is found through the registry."""
+"""The w8a8 quantizer passes core's LinearQuantizer conformance suite and is found through the registry."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import torch
 
 from sagellm.core import registry
 from sagellm.core.config import load_config
-from sagellm.core.testing import QuantizerConformance
+from sagellm.core.testing import LinearQuantizerConformance
 from sagellm.quantization import SmoothQuantW8A8
 
 
-class TestW8A8Conformance(QuantizerConformance):
+class TestW8A8Conformance(LinearQuantizerConformance):
     def make_quantizer(self) -> SmoothQuantW8A8:
         return SmoothQuantW8A8()
 

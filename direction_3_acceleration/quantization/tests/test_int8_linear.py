@@ -92,7 +92,7 @@ def test_w8a8_product_is_close_to_float(monkeypatch: pytest.MonkeyPatch, fused: 
     act = x.abs().amax(dim=0)
     reference = x @ weight.T + bias
     plain = int8_linear(x, quantize_per_channel(weight), bias)
-    smoothed = int8_linear(x, SmoothQuantW8A8(alpha=0.5).quantize(weight, activation_absmax=act), bias)
+    smoothed = int8_linear(x, SmoothQuantW8A8(alpha=0.5).quantize(weight, calibration=act), bias)
 
     def error(y: torch.Tensor) -> float:
         return float((y - reference).norm() / reference.norm())

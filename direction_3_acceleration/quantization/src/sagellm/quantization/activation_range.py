@@ -6,7 +6,12 @@ import torch
 
 
 class ActivationRange:
-    """Running max of |x| per channel (the last dimension) over every observed batch."""
+    """Running max of |x| per channel (the last dimension) over every observed batch.
+
+    The w8a8 quantizer's calibration observer (core's ``CalibrationObserver``):
+    its ``result`` is what ``SmoothQuantW8A8.quantize(weight, calibration=...)``
+    smooths with.
+    """
 
     def __init__(self) -> None:
         self.absmax: torch.Tensor | None = None
@@ -17,3 +22,8 @@ class ActivationRange:
         batch_max = rows.abs().amax(dim=0).float()
         self.absmax = batch_max if self.absmax is None else torch.maximum(self.absmax, batch_max)
         self.num_rows += rows.shape[0]
+
+    @property
+    def result(self) -> torch.Tensor | None:
+        """[in_features] float32 max |x| seen so far; None before the first batch."""
+        return self.absmax

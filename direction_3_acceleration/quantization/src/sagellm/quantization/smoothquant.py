@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from sagellm.core.errors import ConfigError
+from sagellm.quantization.activation_range import ActivationRange
 from sagellm.quantization.int8_weight import Int8Weight, quantize_per_channel
 from sagellm.quantization.w8a8_linear import int8_linear
 
@@ -31,12 +32,13 @@ def smoothing_factors(activation_absmax: torch.Tensor, weight: torch.Tensor, alp
 
 @dataclass(frozen=True, slots=True)
 class SmoothQuantW8A8:
-    """The ``w8a8`` quantizer: implements :class:`sagellm.core.protocols.Quantizer`.
+    """The ``w8a8`` quantizer: implements :class:`sagellm.core.protocols.LinearQuantizer`.
 
     ``quantize(weight)`` gives plain per-channel int8 codes;
-    ``quantize(weight, activation_absmax=...)`` smooths first (``alpha``
-    shifts difficulty from activations, 0, to weights, 1). Run the result with
-    :func:`sagellm.quantization.int8_linear`.
+    ``quantize(weight, calibration=absmax)`` smooths first with the
+    per-input-channel activation ranges an :class:`ActivationRange` (its
+    ``calibration_observer()``) collected (``alpha`` shifts difficulty from
+    activations, 0, to weights, 1). ``linear`` runs the result in W8A8.
     """
 
     alpha: float = DEFAULT_ALPHA
@@ -61,8 +63,13 @@ class SmoothQuantW8A8:
     def bits(self) -> int:
         return 8
 
-    def quantize(self, weight: Any, activation_absmax: torch.Tensor | None = None) -> Int8Weight:
-        smooth = None if activation_absmax is None else smoothing_factors(activation_absmax, weight, self.alpha)
+    def calibration_observer(self) -> ActivationRange:
+        """One per linear layer: SmoothQuant needs each layer's per-channel activation ranges."""
+        return ActivationRange()
+
+    def quantize(self, weight: Any, calibration: torch.Tensor | None = None) -> Int8Weight:
+        """``calibration``: the layer's per-input-channel max |activation| (an ActivationRange's result)."""
+        smooth = None if calibration is None else smoothing_factors(calibration, weight, self.alpha)
         return quantize_per_channel(weight, smooth)
 
     def dequantize(self, qweight: Any) -> torch.Tensor:
