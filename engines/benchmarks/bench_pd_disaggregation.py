@@ -57,16 +57,16 @@ import numpy as np
 
 from sagellm.core.config import load_config
 from sagellm.engines import LLM
+from sagellm.engines.bench.backends.disaggregated import DisaggBackend
 from sagellm.engines.bench.backends.engine import EngineBackend
-from sagellm.engines.bench.datasets import AZURE_FILE, load_azure
 from sagellm.engines.bench.load_pattern import scale_arrivals
 from sagellm.engines.bench.metrics import SLO, MetricContext, compute_metrics
 from sagellm.engines.bench.record import RunOutcome
 from sagellm.engines.bench.request import BenchRequest
 from sagellm.engines.bench.token_fit import random_token_ids
 from sagellm.engines.bench.tokenizer_source import load_tokenizer
+from sagellm.engines.data.datasets import AZURE_FILE, load_azure
 from sagellm.engines.disagg import PDCoordinator
-from sagellm.engines.disagg.bench_backend import DisaggBackend
 
 HERE = Path(__file__).resolve().parent
 MIB = 2**20

@@ -59,7 +59,7 @@ def test_mooncake_replays_the_bundled_trace_scaled() -> None:
     spec = WORKLOADS["mooncake"](CharTokenizer(), options)
     assert len(spec.requests) == 60 and spec.load == LoadPattern()  # trace arrivals, open loop
     assert spec.shape["block_tokens"] == 6  # 512 x 0.01, rounded up
-    from sagellm.engines.bench.datasets import load_mooncake
+    from sagellm.engines.data.datasets import load_mooncake
 
     rows = load_mooncake()[:60]
     for row, request in zip(rows, spec.requests):

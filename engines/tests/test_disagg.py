@@ -18,9 +18,9 @@ import pytest
 from sagellm.core.errors import InvalidRequestError
 from sagellm.core.types import SamplingParams, StepOutput
 from sagellm.engines import LLM
+from sagellm.engines.bench.backends.disaggregated import DisaggBackend
 from sagellm.engines.bench.request import BenchRequest
 from sagellm.engines.disagg import DisaggregatedLLM
-from sagellm.engines.disagg.bench_backend import DisaggBackend
 
 pytestmark = pytest.mark.slow
 

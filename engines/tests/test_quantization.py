@@ -14,15 +14,17 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from margins import record_margin
 
 from sagellm.core import registry
 from sagellm.core.errors import ConfigError
+from sagellm.core.testing import LinearQuantizerConformance
 from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM
 from sagellm.engines.cli.main import EXIT_BAD_INPUT, main
+from sagellm.engines.engine.quantize import calibration_token_ids
 from sagellm.engines.model.linear import MAX_LOW_BIT_ROWS, Linear
-from sagellm.engines.model.quantize import calibration_token_ids
 from sagellm.engines.runtime.perplexity import perplexity
 
 pytest.importorskip("sagellm.quantization")
@@ -90,6 +92,58 @@ def test_batched_greedy_generation_is_fluent(w8a8: LLM) -> None:
 def test_calibration_text_is_the_shipped_bench_data(w8a8: LLM) -> None:
     ids = calibration_token_ids(w8a8.tokenizer, 300)
     assert len(ids) == 300 and "####" in w8a8.tokenizer.decode(ids)  # GSM8K solutions end "#### N"
+
+
+class PerRowInt8:
+    """A third-party quantizer that lives only in this file: per-row int8 weights, no calibration.
+
+    It passes core's LinearQuantizer conformance suite below, and the engine
+    runs it unchanged: the seam is the protocol, not the w8a8 package.
+    """
+
+    bits = 8
+
+    def calibration_observer(self) -> None:
+        return None
+
+    def quantize(self, weight: torch.Tensor, calibration: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = weight.float().abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+        return torch.round(weight.float() / scale).to(torch.int8), scale
+
+    def dequantize(self, qweight: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        codes, scale = qweight
+        return codes.float() * scale
+
+    def linear(self, x: torch.Tensor, qweight: Any, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return F.linear(x, self.dequantize(qweight).to(x.dtype), bias)
+
+
+class TestPerRowInt8Conformance(LinearQuantizerConformance):
+    def make_quantizer(self) -> PerRowInt8:
+        return PerRowInt8()
+
+    def make_weight(self, rows: int, cols: int, seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(rows, cols, generator=generator) * torch.logspace(-3, 1, rows)[:, None]
+
+    def to_rows(self, tensor: torch.Tensor) -> list[list[float]]:
+        return tensor.float().tolist()
+
+
+def test_a_third_party_linear_quantizer_runs_in_the_engine_unchanged(model_path: Path) -> None:
+    registry.register("quantizer", "per-row-int8-test", PerRowInt8)
+    try:
+        llm = LLM(
+            model={**BF16, "path": str(model_path)},
+            quantization={"implementation": "per-row-int8-test"},
+            kv_pool={"num_blocks": 16},
+            show_progress=False,
+        )
+    finally:
+        registry.unregister("quantizer", "per-row-int8-test")
+    assert all(isinstance(linear.quantized, tuple) for linear in linears(llm))
+    (result,) = llm.generate(["The capital of France is"], SamplingParams(max_tokens=8, temperature=0.0))
+    assert "Paris" in result.text
 
 
 def test_a_quantizer_without_a_kernel_is_refused(model_path: Path) -> None:

@@ -99,8 +99,18 @@ def test_core_may_not_import_modules(repo: Path, capsys: pytest.CaptureFixture[s
     assert "sageLLM-core/src/sagellm/core/bad.py:1: sagellm.core imports 'sagellm.alpha'" in output
 
 
-def test_engines_may_import_everything(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write(repo / "engines/src/sagellm/engines/assemble.py", "import sagellm.alpha\nfrom sagellm.beta import B\n")
+def test_engines_source_reaches_modules_only_through_the_registry(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(repo / "engines/src/sagellm/engines/assemble.py", "import sagellm.core\nfrom sagellm.beta import B\n")
+    code, output = run(repo, capsys)
+    assert code == 1
+    assert "engines/src/sagellm/engines/assemble.py:2: sagellm.engines imports 'sagellm.beta'" in output
+
+
+def test_engines_tests_and_benchmarks_may_import_modules(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(repo / "engines/tests/test_against_alpha.py", "import sagellm.alpha\nfrom sagellm.beta import B\n")
+    write(repo / "engines/benchmarks/bench_beta.py", "from sagellm import beta\n")
     code, output = run(repo, capsys)
     assert code == 0, output
 

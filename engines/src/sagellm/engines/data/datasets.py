@@ -1,8 +1,8 @@
-"""The bundled data files (``bench/data/``) read into typed rows.
+"""The bundled data files (``sagellm/engines/data/``) read into typed rows.
 
 Every reader takes an optional path so a user can point a workload at the
 full upstream file; the bundled subsets are described, with their
-licences, in ``data/README.md``.
+licences, in ``README.md`` beside this file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from sagellm.core.errors import InvalidRequestError
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent
 MT_BENCH_FILE = DATA_DIR / "mt_bench_questions.jsonl"
 GSM8K_FILE = DATA_DIR / "gsm8k_test_200.jsonl"
 MOONCAKE_FILE = DATA_DIR / "mooncake_trace_500.jsonl"

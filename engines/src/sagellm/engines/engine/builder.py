@@ -20,13 +20,13 @@ from sagellm.core.protocols import EvictionPolicy
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
 from sagellm.engines.engine.slots import AUTO, ENGINE_KINDS, NO_IMPLEMENTATION, check_slots
 from sagellm.engines.model.attention import FusedAttention
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import FusedElementwise
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
-from sagellm.engines.model.quantize import calibration_token_ids, quantize_model
 from sagellm.engines.runtime.allocator import keep_freed_memory
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner

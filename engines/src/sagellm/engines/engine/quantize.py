@@ -1,30 +1,29 @@
 """Quantize a loaded model's linear layers with the configured quantizer (``--quantization``).
 
-The engine knows quantizers only through the core registry. Besides the
-``Quantizer`` protocol it asks two things of one: a ``linear(x, qweight,
-bias)`` kernel that runs its weights, and, where ``quantize`` takes an
-``activation_absmax`` keyword (SmoothQuant), per-input-channel activation
-ranges — the engine collects them by running calibration text through the
-model before quantizing.
+The engine knows quantizers only through the core registry and core's
+``LinearQuantizer`` protocol: a ``linear(x, qweight, bias)`` kernel that
+runs its weights, and a ``calibration_observer()`` -- where the quantizer
+needs calibration (SmoothQuant: per-input-channel activation ranges), the
+engine runs calibration text through the dense model with one fresh
+observer per linear and hands each its ``result``.
 
-Calibration text: GSM8K solutions and MT-Bench questions from the bench
-data shipped in the wheel (not the tinyshakespeare text quality is measured on).
+Calibration text: GSM8K solutions and MT-Bench questions from the data
+shipped in the wheel (``sagellm.engines.data``; not the tinyshakespeare
+text quality is measured on). Calibration runs the model (runtime's
+perplexity pass), so this sits in the engine layer, above runtime and model.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-import torch
-
 from sagellm.core.errors import ConfigError
-from sagellm.engines.bench.datasets import load_gsm8k, load_mt_bench
+from sagellm.core.protocols import CalibrationObserver, LinearQuantizer
+from sagellm.engines.data.datasets import load_gsm8k, load_mt_bench
 from sagellm.engines.model.linear import Linear
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.runtime.perplexity import perplexity
 from sagellm.engines.tokenizer import Tokenizer
-from sagellm.quantization import ActivationRange
 
 CALIBRATION_TOKENS = 1024
 CALIBRATION_CHUNK = 256
@@ -47,37 +46,40 @@ def quantize_model(
     int8 runs it ~1.8x faster at 64 rows and 4.5x at one (bound by weight
     bytes there). Its quality cost, ~0.5-1 % more perplexity, is in the README.
     """
-    kernel = getattr(quantizer, "linear", None)
-    if not callable(kernel):
+    if not isinstance(quantizer, LinearQuantizer):
         raise ConfigError(
-            f"quantizer {type(quantizer).__name__} has no linear(x, qweight, bias) kernel, so the engine cannot run "
-            "its weights; choose another --quantization"
+            f"quantizer {type(quantizer).__name__} has no linear(x, qweight, bias) kernel and calibration hook "
+            "(core's LinearQuantizer), so the engine cannot run its weights; choose another --quantization"
         )
     linears = [module for module in model.layers.modules() if isinstance(module, Linear)]
     if include_head:
         linears.append(model.lm_head)
-    wants_ranges = "activation_absmax" in inspect.signature(quantizer.quantize).parameters
-    ranges = activation_ranges(model, linears, calibration_ids) if wants_ranges else {}
+    calibration = calibrate(model, quantizer, linears, calibration_ids)
     for linear in linears:
-        extra = {"activation_absmax": ranges[linear]} if wants_ranges else {}
-        linear.use_quantized(quantizer.quantize(linear.weight, **extra), kernel)
+        qweight = quantizer.quantize(linear.weight, calibration=calibration.get(linear))
+        linear.use_quantized(qweight, quantizer.linear)
     return len(linears)
 
 
-def activation_ranges(
-    model: LlamaForCausalLM, linears: list[Linear], token_ids: list[int]
-) -> dict[Linear, torch.Tensor]:
-    """Max |input| per channel of each linear while ``token_ids`` run through the model (dense weights)."""
+def calibrate(
+    model: LlamaForCausalLM, quantizer: LinearQuantizer, linears: list[Linear], token_ids: list[int]
+) -> dict[Linear, Any]:
+    """Each linear's calibration result while ``token_ids`` run through the dense model; {} if none is wanted."""
+    observers: dict[Linear, CalibrationObserver] = {}
+    for linear in linears:
+        observer = quantizer.calibration_observer()
+        if observer is None:
+            return {}
+        observers[linear] = observer
     if len(token_ids) < 2:
         raise ConfigError("calibration needs at least two tokens")
-    ranges = {linear: ActivationRange() for linear in linears}
     hooks = [
         linear.register_forward_pre_hook(lambda _module, inputs, seen=seen: seen.observe(inputs[0]))
-        for linear, seen in ranges.items()
+        for linear, seen in observers.items()
     ]
     try:
         perplexity(model, token_ids, window=CALIBRATION_CHUNK, chunk_size=CALIBRATION_CHUNK)
     finally:
         for hook in hooks:
             hook.remove()
-    return {linear: seen.absmax for linear, seen in ranges.items() if seen.absmax is not None}
+    return {linear: seen.result for linear, seen in observers.items() if seen.result is not None}

@@ -13,7 +13,7 @@ matmul wins. Measured on 2 Zen 4 cores, weights out of cache, [M, 576] x
 so rows up to :data:`MAX_LOW_BIT_ROWS` take the 4-bit kernel. Both copies
 are kept: the 4-bit one costs a quarter of the dense one's memory.
 
-A quantizer (``--quantization w8a8``, see ``model/quantize.py``) replaces the
+A quantizer (``--quantization w8a8``, see ``engine/quantize.py``) replaces the
 dense path: rows the 4-bit kernel does not take run through the quantizer's
 own kernel (int8 x int8 at ~2x bf16's rate), and the dense copy is dropped.
 """

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sagellm.engines.bench.datasets import load_azure
 from sagellm.engines.bench.load_pattern import LoadPattern, scale_arrivals
 from sagellm.engines.bench.request import BenchRequest
 from sagellm.engines.bench.token_fit import random_token_ids
 from sagellm.engines.bench.tokenizer_source import TokenizerLike
 from sagellm.engines.bench.workloads.base import RunSpec, WorkloadOptions
+from sagellm.engines.data.datasets import load_azure
 
 
 def build(tokenizer: TokenizerLike, options: WorkloadOptions, name: str = "azure") -> RunSpec:

@@ -7,11 +7,11 @@ modules that change outputs (quantization, speculative decoding, CoT).
 
 from __future__ import annotations
 
-from sagellm.engines.bench.datasets import load_gsm8k
 from sagellm.engines.bench.load_pattern import LoadPattern
 from sagellm.engines.bench.request import BenchRequest
 from sagellm.engines.bench.tokenizer_source import TokenizerLike
 from sagellm.engines.bench.workloads.base import RunSpec, WorkloadOptions
+from sagellm.engines.data.datasets import load_gsm8k
 
 INSTRUCTION = "Solve the problem. Think step by step, then give the final answer after '####'."
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 
-from sagellm.engines.bench.datasets import load_mooncake
 from sagellm.engines.bench.load_pattern import LoadPattern, scale_arrivals
 from sagellm.engines.bench.request import BenchRequest
 from sagellm.engines.bench.token_fit import block_token_ids
 from sagellm.engines.bench.tokenizer_source import TokenizerLike
 from sagellm.engines.bench.workloads.base import RunSpec, WorkloadOptions
+from sagellm.engines.data.datasets import load_mooncake
 
 BLOCK_TOKENS = 512  # the trace's block size: one hash id per 512 prompt tokens
 

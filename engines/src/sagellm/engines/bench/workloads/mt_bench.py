@@ -8,11 +8,11 @@ Prompt lengths are the questions' own; ``output_len`` caps each answer.
 
 from __future__ import annotations
 
-from sagellm.engines.bench.datasets import load_mt_bench
 from sagellm.engines.bench.load_pattern import LoadPattern
 from sagellm.engines.bench.request import BenchRequest
 from sagellm.engines.bench.tokenizer_source import TokenizerLike
 from sagellm.engines.bench.workloads.base import RunSpec, WorkloadOptions
+from sagellm.engines.data.datasets import load_mt_bench
 
 
 def build(tokenizer: TokenizerLike, options: WorkloadOptions, name: str = "mt-bench") -> RunSpec:

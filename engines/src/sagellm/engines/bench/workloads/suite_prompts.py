@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from sagellm.engines.bench.datasets import GSM8KItem, MTBenchQuestion, load_gsm8k, load_mt_bench
 from sagellm.engines.bench.request import Message
 from sagellm.engines.bench.token_fit import fit_chat_turn, fit_tokens
 from sagellm.engines.bench.tokenizer_source import TokenizerLike
+from sagellm.engines.data.datasets import GSM8KItem, MTBenchQuestion, load_gsm8k, load_mt_bench
 
 CHAT_CATEGORIES = ("writing", "roleplay", "stem", "humanities", "extraction", "reasoning")
 
