@@ -10,6 +10,7 @@ package needs no edit here. Sessions:
     test-<module>      <module>/tests in a venv holding sagellm-core + that module only (isolation
                        makes a stray sibling import fail with ImportError)
     test-engines       engines/tests with core + every module + engines[test]
+    test-core-py310    sageLLM-core/tests on the oldest Python the packages declare (3.10)
     build              sdist + wheel of every package, then tools/check_dist.py on them
     bench-<package>    every benchmarks/bench_*.py of a package (installed with its test and bench
                        extras); --quick unless `-- --full`
@@ -51,6 +52,8 @@ nox.options.error_on_external_run = True  # every command must come from the ses
 nox.options.tags = ["ci"]  # a bare `nox` runs what CI runs
 
 PYTHON = "3.11"
+OLDEST_PYTHON = "3.10"  # every package declares requires-python >=3.10
+OLDEST_PYTHON_PACKAGES = ("core",)  # torch-free; a torch package on 3.10 would pull PyPI's multi-GB CUDA torch
 CONSTRAINTS = ROOT / "constraints.txt"
 # --no-compile: byte-compiling all of torch costs ~8 s per venv; only imported modules get compiled later.
 PIP = ("-c", str(CONSTRAINTS), "--no-compile")
@@ -200,6 +203,37 @@ def make_test_session(pkg: Package) -> None:
         if not pkg.tests_dir.is_dir():
             session.skip(f"{pkg.rel} has no tests/ yet")
         session.run("python", "-m", "pytest", f"{pkg.rel}/tests", "-q", *session.posargs, success_codes=PYTEST_OK)
+
+
+def interpreter(version: str) -> str:
+    """``python<version>`` where PATH finds one that runs, else pyenv's installed copy, else the bare version.
+
+    pyenv's shims answer ``python3.10`` with "command not found" unless that
+    version is selected, so nox alone would not find an installed 3.10.
+    """
+    name = f"python{version}"
+    found = shutil.which(name)
+    if found and os.access(found, os.X_OK) and ".pyenv/shims" not in found:
+        return found
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for candidate in sorted(pyenv.glob(f"{version}.*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return version
+
+
+for _name in OLDEST_PYTHON_PACKAGES:
+    _oldest = next((p for p in PACKAGES if p.short == _name), None)
+    if _oldest is not None:
+
+        @named_session(
+            f"test-{_oldest.short}-py{OLDEST_PYTHON.replace('.', '')}",
+            f"pytest {_oldest.rel}/tests on Python {OLDEST_PYTHON}, the oldest the packages declare",
+            ["ci", "test"],
+            python=interpreter(OLDEST_PYTHON),
+        )
+        def run_oldest(session: nox.Session, pkg: Package = _oldest) -> None:
+            install_local(session, [requirement(pkg, "test"), "pytest"], closure(pkg))
+            session.run("python", "-m", "pytest", f"{pkg.rel}/tests", "-q", *session.posargs, success_codes=PYTEST_OK)
 
 
 # Registration order is run order (also under `-j 2`). The engines tests are the

@@ -101,5 +101,5 @@ class PrefixIndexConformance:
             adopted = index.insert(tokens, ids)
             expected[seq] = tokens
             index.release(adopted)
-        for seq, tokens in expected.items():
+        for tokens in expected.values():
             assert index.lookup(tokens).num_matched_tokens == 12
