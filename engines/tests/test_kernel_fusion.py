@@ -199,6 +199,9 @@ def test_a_kernel_set_without_usable_ops_is_refused(model_path: Path) -> None:
         name = "nothing"
         ops: tuple[str, ...] = ()
 
+        def serves(self, op: str, *tensors: object) -> bool:
+            return False
+
         def apply(self, *args: object, **kwargs: object) -> None:
             return None
 

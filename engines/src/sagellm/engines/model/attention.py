@@ -25,11 +25,12 @@ caches pass ``scales=None`` and run exactly the code they ran before.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from sagellm.core.protocols import FusedKernel
 from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk, PrefillGroup
 from sagellm.engines.model.kv_int8 import KVScales, dequantize, gather_codes, write_quantized
 
@@ -48,11 +49,10 @@ class FusedAttention:
     PREFILL_OP = "paged_prefill_attention"
     WRITE_OP = "quantize_kv"  # int8 cache writes in one pass, where the set has it
 
-    def __init__(self, kernels: Any) -> None:
+    def __init__(self, kernels: FusedKernel) -> None:
         self.kernels = kernels
-        ops = getattr(kernels, "ops", ())
-        self.writes_int8 = self.WRITE_OP in ops
-        self.prefills = self.PREFILL_OP in ops
+        self.writes_int8 = self.WRITE_OP in kernels.ops
+        self.prefills = self.PREFILL_OP in kernels.ops
 
     @property
     def ops_used(self) -> list[str]:
@@ -63,8 +63,8 @@ class FusedAttention:
         ]
 
     @classmethod
-    def offered_by(cls, kernels: Any) -> FusedAttention | None:
-        return cls(kernels) if cls.OP in getattr(kernels, "ops", ()) else None
+    def offered_by(cls, kernels: FusedKernel) -> FusedAttention | None:
+        return cls(kernels) if cls.OP in kernels.ops else None
 
     def serves(self, query: torch.Tensor, key_blocks: torch.Tensor, group: DecodeGroup) -> bool:
         return (

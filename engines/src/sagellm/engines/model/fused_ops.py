@@ -7,10 +7,11 @@ the unfused chains reproduce op for op (the fused passes round once instead).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
+from sagellm.core.protocols import FusedKernel
 from sagellm.engines.model.config import ModelConfig
 
 
@@ -25,13 +26,13 @@ class RopeInputs(NamedTuple):
 class FusedElementwise:
     OPS = ("rms_norm", "silu_mul", "rope_qk")
 
-    def __init__(self, kernels: Any) -> None:
+    def __init__(self, kernels: FusedKernel) -> None:
         self.kernels = kernels
 
     @classmethod
-    def offered_by(cls, kernels: Any, like: torch.Tensor) -> FusedElementwise | None:
+    def offered_by(cls, kernels: FusedKernel, like: torch.Tensor) -> FusedElementwise | None:
         """The ops where ``kernels`` has all three and serves tensors like ``like`` (the model's dtype/device)."""
-        if like.dtype == torch.float32 or not set(cls.OPS) <= set(getattr(kernels, "ops", ())):
+        if like.dtype == torch.float32 or not set(cls.OPS) <= set(kernels.ops):
             return None
         probe = like.new_zeros(1, 2)
         return cls(kernels) if all(kernels.serves(op, probe) for op in cls.OPS) else None

@@ -8,13 +8,13 @@ overhead of small matmuls is a large share of decode time.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sagellm.core.errors import ModelLoadError
+from sagellm.core.protocols import FusedKernel
 from sagellm.engines.model.attention import FusedAttention, LayerKV, paged_attention
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
@@ -109,7 +109,7 @@ class LlamaForCausalLM(nn.Module):
         self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
         self.fused_ops: FusedElementwise | None = None
 
-    def use_fused_kernels(self, kernels: Any) -> list[str]:
+    def use_fused_kernels(self, kernels: FusedKernel) -> list[str]:
         """Route what ``kernels`` (a registry FusedKernel set) offers into the layers; returns the ops used."""
         attention = FusedAttention.offered_by(kernels)
         elementwise = FusedElementwise.offered_by(kernels, self.embed)

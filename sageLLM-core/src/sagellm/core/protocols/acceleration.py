@@ -71,8 +71,21 @@ class SpeculativeDecoder(Protocol):
 
 @runtime_checkable
 class FusedKernel(Protocol):
+    """A set of fused ops, each called by name through ``apply(op, *args)``.
+
+    ``ops`` lists the names it has; ``serves(op, *tensors)`` says whether
+    ``op`` runs fused for tensors like these (dtype, device, shape, a built
+    extension), so an engine routes only what the set really accelerates
+    and keeps its own ops elsewhere.
+    """
+
     @property
     def name(self) -> str: ...
+
+    @property
+    def ops(self) -> tuple[str, ...]: ...
+
+    def serves(self, op: str, *tensors: Any) -> bool: ...
 
     def apply(self, *args: Any, **kwargs: Any) -> Any: ...
 

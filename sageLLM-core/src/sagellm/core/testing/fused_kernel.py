@@ -36,6 +36,14 @@ class FusedKernelConformance:
         name = self.make_kernel().name
         assert isinstance(name, str) and name.strip()
 
+    def test_ops_name_what_apply_runs_and_serves_answers_a_bool(self) -> None:
+        kernel = self.make_kernel()
+        assert isinstance(kernel.ops, tuple) and kernel.ops and all(isinstance(op, str) for op in kernel.ops)
+        for args, _kwargs in self.example_calls():
+            assert args and args[0] in kernel.ops, f"example call of an op not in ops: {args[:1]}"
+            assert isinstance(kernel.serves(*args[:3]), bool)
+        assert kernel.serves("no-such-op-" + kernel.name) is False
+
     def test_computes_what_the_unfused_ops_compute(self) -> None:
         kernel, calls = self.make_kernel(), self.example_calls()
         assert calls, "give at least one example call"
