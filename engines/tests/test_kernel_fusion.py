@@ -202,9 +202,6 @@ def test_a_kernel_set_without_usable_ops_is_refused(model_path: Path) -> None:
         def serves(self, op: str, *tensors: object) -> bool:
             return False
 
-        def apply(self, *args: object, **kwargs: object) -> None:
-            return None
-
     registry.register("fused_kernel", "nothing-test", Nothing)
     try:
         with pytest.raises(ConfigError, match="no op"):

@@ -78,7 +78,7 @@ def test_int8_writes_equal_the_pools_own_writes_bit_for_bit(paired: bool, fused:
     """A 6-token prefill, then decode tokens one by one, louder and louder (every block scale grows);
     with the fused kernel set's ``quantize_kv`` too."""
     kernels = FusedAttention.offered_by(CPUKernels()) if fused else None
-    assert kernels is None or kernels.writes_int8
+    assert kernels is None or kernels.writer is not None
     ours, theirs = PagedKVPool(LAYOUT), PagedKVPool(LAYOUT)
     gen = torch.Generator().manual_seed(0)
     steps = [([13, 14, 15, 20, 21, 22], True)] + [([23 + i], False) for i in range(6)] + [([2, 5, 24, 25], True)]
@@ -176,7 +176,7 @@ def test_an_int8_layout_needs_a_pool_with_scales(llm: LLM) -> None:
     layout = KVLayout(num_layers=30, num_kv_heads=3, head_dim=64, block_size=16, num_blocks=4, dtype="int8")
     codes = torch.zeros(4, 16, 3, 64, dtype=torch.int8)
     scaleless = SimpleNamespace(layout=layout, kv_tensors=lambda layer: (codes, codes))
-    with pytest.raises(ConfigError, match="kv_scales"):
+    with pytest.raises(ConfigError, match="QuantizedKVPool"):
         ModelRunner(llm.engine.runner.model, scaleless, torch.device("cpu"))  # type: ignore[arg-type]
 
 

@@ -29,7 +29,7 @@ from sagellm.core.types import KVLayout, Request, SequenceState, Tier
 from sagellm.engines import LLMEngine
 from sagellm.engines.cli.main import main
 from sagellm.engines.cli.options import add_engine_options, config_from_args
-from sagellm.engines.engine.builder import kv_pool_section, scheduler_section
+from sagellm.engines.engine.builder import build_ir_builder, kv_pool_section
 from sagellm.engines.runtime.kv_manager import KVManager
 
 BLOCK = 4  # tokens per block in the model-free tests
@@ -318,11 +318,12 @@ def test_tier_sizes_become_pool_options() -> None:
 
 def test_the_scheduler_may_swap_only_with_a_host_tier() -> None:
     config = load_config()
-    assert scheduler_section(config, LAYOUT, can_swap=False).options == {}
-    options = scheduler_section(config, LAYOUT, can_swap=True).options
-    assert options == {"swap_available": True, "kv_bytes_per_token": LAYOUT.bytes_per_token}
-    told = load_config(scheduler_ir={"options": {"swap_available": False}})
-    assert scheduler_section(told, LAYOUT, can_swap=True).options == {"swap_available": False}
+    assert build_ir_builder(config, LAYOUT, can_swap=False).swap_available is None  # type: ignore[attr-defined]
+    told = build_ir_builder(config, LAYOUT, can_swap=True)
+    assert told.swap_available is True  # type: ignore[attr-defined]
+    assert told.cost.kv_bytes_per_token == LAYOUT.bytes_per_token  # type: ignore[attr-defined]
+    off = load_config(scheduler_ir={"options": {"swap_available": False}})
+    assert build_ir_builder(off, LAYOUT, can_swap=True).swap_available is False  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------- the engine, token-exact

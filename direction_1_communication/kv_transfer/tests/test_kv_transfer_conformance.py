@@ -1,4 +1,4 @@
-"""SharedMemoryKVChannel passes the core KVTransferChannel conformance suite in bf16, fp16 and fp32."""
+"""SharedMemoryKVChannel passes the core DuplexKVChannel conformance suite in bf16, fp16 and fp32."""
 
 from __future__ import annotations
 
@@ -6,16 +6,12 @@ import torch
 from kv_transfer_helpers import channel, fill, make_kv, value_of
 
 from sagellm.core.protocols import KVTransferChannel
-from sagellm.core.testing import KVTransferChannelConformance
+from sagellm.core.testing import DuplexKVChannelConformance
 from sagellm.kv_transfer import SharedMemoryKVChannel
 
 
-class _ShmHarness(KVTransferChannelConformance):
+class _ShmHarness(DuplexKVChannelConformance):
     dtype = torch.bfloat16
-
-    def setup_method(self, method: object = None) -> None:
-        super().setup_method(method)
-        self._next_free: dict[str, int] = {}
 
     def make_channel(self, node: str, num_blocks: int, staging_blocks: int) -> KVTransferChannel:
         return channel(node, make_kv(num_blocks, self.dtype), staging_blocks)
@@ -30,21 +26,6 @@ class _ShmHarness(KVTransferChannelConformance):
     def read_block(self, channel: KVTransferChannel, block: int) -> float | None:
         assert isinstance(channel, SharedMemoryKVChannel)
         return value_of(channel.kv.layers, block)  # type: ignore[arg-type]
-
-    def receive(self, channel: KVTransferChannel, timeout: float) -> list[int] | None:
-        assert isinstance(channel, SharedMemoryKVChannel)
-        incoming = channel.receive(timeout)
-        if incoming is None:
-            return None
-        start = self._next_free.get(channel.node, 0)  # the harness's block allocator: round robin
-        blocks = [(start + i) % channel.kv.num_blocks for i in range(incoming.num_blocks)]
-        self._next_free[channel.node] = start + incoming.num_blocks
-        incoming.accept(blocks)
-        return blocks
-
-    def close(self, channel: KVTransferChannel) -> None:
-        assert isinstance(channel, SharedMemoryKVChannel)
-        channel.close()
 
 
 class TestShmChannelBfloat16(_ShmHarness):

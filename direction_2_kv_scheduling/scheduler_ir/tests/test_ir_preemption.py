@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from views import BS, run
 
+from sagellm.core.protocols import SwapCapableIRBuilder
 from sagellm.core.types import ExecutionPlan, SchedulerState
 from sagellm.core.types.plan import PreemptionMode
 from sagellm.scheduler_ir import (
@@ -70,7 +71,7 @@ def test_every_policy_chooses_per_victim_when_swap_is_available(cls: type) -> No
 
 @pytest.mark.parametrize("cls", [FIFOIRBuilder, PriorityIRBuilder, SLOIRBuilder, AdaptiveIRBuilder])
 def test_without_a_swap_tier_every_victim_recomputes(cls: type) -> None:
-    plan: ExecutionPlan = cls(cost=COST).build(out_of_blocks())  # swap_available defaults to False
+    plan: ExecutionPlan = cls(cost=COST).build(out_of_blocks())  # never told it may swap
     assert plan.preempted and plan.swapped_out == ()
     assert {plan.preemption_mode(r) for r in plan.preempted} == {PreemptionMode.RECOMPUTE}
 
@@ -83,3 +84,19 @@ def test_mode_of_a_sequence_that_is_not_preempted_is_none() -> None:
 def test_describe_marks_swapped_victims() -> None:
     plan = FIFOIRBuilder(swap_available=True, cost=COST).build(out_of_blocks())
     assert "long (swap)" in describe_plan(plan).splitlines()[-1]
+
+
+@pytest.mark.parametrize("cls", [FIFOIRBuilder, PriorityIRBuilder, SLOIRBuilder, AdaptiveIRBuilder])
+def test_the_engine_turns_swapping_on_with_its_kv_bytes(cls: type) -> None:
+    builder = cls(cost=COST)
+    assert isinstance(builder, SwapCapableIRBuilder)
+    builder.use_swap(int(COST.kv_bytes_per_token))
+    assert builder.build(out_of_blocks()).swapped_out == ("long",)
+    builder.use_swap(10**9)  # a token's KV so heavy that copying beats nothing: every victim recomputes
+    assert builder.build(out_of_blocks()).swapped_out == ()
+
+
+def test_swapping_configured_off_stays_off() -> None:
+    builder = FIFOIRBuilder(swap_available=False, cost=COST)
+    builder.use_swap(int(COST.kv_bytes_per_token))
+    assert builder.swap_available is False and builder.build(out_of_blocks()).swapped_out == ()

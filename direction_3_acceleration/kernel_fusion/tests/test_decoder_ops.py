@@ -81,4 +81,4 @@ def test_kernel_set_serves_the_ops_for_cpu_float_tensors() -> None:
     for op in ("rms_norm", "silu_mul", "rope_qk"):
         assert op in kernels.ops and kernels.serves(op, torch.zeros(2, 2, dtype=torch.bfloat16))
     assert not kernels.serves("rms_norm", torch.zeros(2, 2, dtype=torch.float16))
-    torch.testing.assert_close(kernels.apply("silu_mul", torch.zeros(1, 4)), torch.zeros(1, 2))
+    torch.testing.assert_close(kernels.silu_mul(torch.zeros(1, 4)), torch.zeros(1, 2))

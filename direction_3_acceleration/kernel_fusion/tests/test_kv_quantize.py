@@ -72,5 +72,5 @@ def test_the_cpu_set_offers_and_serves_it() -> None:
     values = torch.ones(2, 1, HEADS, DIM, dtype=torch.bfloat16)
     assert "quantize_kv" in kernels.ops and kernels.serves("quantize_kv", codes, values)
     assert not kernels.serves("quantize_kv", codes.float(), values)
-    kernels.apply("quantize_kv", codes, scales, torch.tensor([4]), values)
+    kernels.quantize_kv(codes, scales, torch.tensor([4]), values)
     assert torch.allclose(scales[:, 1], torch.full((2,), 1 / 127)) and int(codes[0, 1, 0].max()) == 127

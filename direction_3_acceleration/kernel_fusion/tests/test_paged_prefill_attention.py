@@ -129,7 +129,7 @@ def test_the_cpu_set_offers_it() -> None:
     case = make_case([(9, 30)], torch.float32)
     assert "paged_prefill_attention" in kernels.ops
     assert kernels.serves("paged_prefill_attention", case[0], case[1]) == prefill_available(case[0], case[1])
-    out = kernels.apply("paged_prefill_attention", *case)
+    out = kernels.paged_prefill_attention(*case, out=torch.zeros_like(case[0]))
     torch.testing.assert_close(out, paged_prefill_attention_reference(*case), atol=2e-5, rtol=2e-5)
     half = make_case([(3, 3)], torch.float16)
     assert not prefill_available(half[0], half[1])  # float16: the reference serves

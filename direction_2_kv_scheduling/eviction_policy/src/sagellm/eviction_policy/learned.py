@@ -86,6 +86,12 @@ class LearnedEvictionPolicy(BaseEvictionPolicy):
     def predictor(self) -> LifetimePredictor:
         return self._predictor
 
+    def use_predictor(self, predictor: LifetimePredictor) -> None:
+        """Rank by ``predictor`` (an engine's configured one) instead of the built-in reuse-interval one."""
+        if not isinstance(predictor, LifetimePredictor):
+            raise ConfigError(f"predictor must implement LifetimePredictor, got {type(predictor).__name__}")
+        self._predictor = predictor
+
     def reuse_class(self, block_id: BlockId) -> int | None:
         """Queue a tracked block is in (its reuse count, capped); ``None`` if untracked."""
         meta = self._meta.get(block_id)

@@ -16,7 +16,7 @@ import itertools
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 from sagellm.core.config import SchedulerSection
@@ -86,18 +86,18 @@ class BaseIRBuilder(ABC):
         max_num_batched_tokens: int = 512,
         enable_chunked_prefill: bool = True,
         *,
-        swap_available: bool = False,
+        swap_available: bool | None = None,
         prefix_window: int = 0,
         prefix_probe: PrefixProbe | None = None,
         cost: CostModel | None = None,
         metrics: MetricsRegistry | None = None,
     ) -> None:
         self.limits = SchedulerLimits(max_num_seqs, max_num_batched_tokens, enable_chunked_prefill)
-        if not isinstance(swap_available, bool):
+        if swap_available is not None and not isinstance(swap_available, bool):
             raise ConfigError(f"swap_available must be true or false (got {swap_available!r})")
         if not isinstance(prefix_window, int) or isinstance(prefix_window, bool) or prefix_window < 0:
             raise ConfigError(f"prefix_window must be an integer >= 0 (got {prefix_window!r})")
-        self.swap_available = swap_available
+        self.swap_available = swap_available  # None: as the engine allows (use_swap), else recompute
         self.prefix_window = prefix_window
         self.prefix_probe: PrefixProbe = prefix_probe or ViewPrefixProbe()
         self.cost = cost or CostModel()
@@ -140,7 +140,7 @@ class BaseIRBuilder(ABC):
         order = self.order(state)
         if order.max_tokens is not None:
             budget.cap_tokens(order.max_tokens)
-        ledger = PlanLedger(mode_chooser(state.block_size, self.cost, self.swap_available))
+        ledger = PlanLedger(mode_chooser(state.block_size, self.cost, bool(self.swap_available)))
         chunked = self.limits.enable_chunked_prefill
         schedule_running(deque(order.running), budget, ledger, chunked)
         if not ledger.preempted:
@@ -148,6 +148,16 @@ class BaseIRBuilder(ABC):
             waiting = rank_by_prefix(order.waiting, self.prefix_probe, self.prefix_window)
             admit_in_order(waiting, budget, ledger, chunked)
         return ledger.to_plan(self.next_step_id(), order.policy or self.name)
+
+    def use_swap(self, kv_bytes_per_token: int) -> None:
+        """The engine can swap (its pool has a host tier): swap victims where cheaper, unless configured off.
+
+        The engine's real KV bytes per token replace the cost model's default.
+        """
+        if self.swap_available is False:
+            return
+        self.swap_available = True
+        self.cost = replace(self.cost, kv_bytes_per_token=float(kv_bytes_per_token))
 
     def next_step_id(self) -> int:
         """1, 2, 3, ... -- one per plan, so logs and traces can line plans up with steps."""

@@ -1,22 +1,32 @@
-"""``CPUKernels``: the registry's ``cpu`` fused-kernel set (implements core's ``FusedKernel``)."""
+"""``CPUKernels``: the registry's ``cpu`` fused-kernel set.
+
+It implements all three of core's op groups: ``PagedAttentionKernels``
+(decode and prefill attention over the pool's blocks, float or int8 with
+per-block scales), ``KVQuantizeKernels`` (one-pass int8 KV writes) and
+``DecoderKernels`` (RMSNorm, SiLU-gate, RoPE).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from sagellm.core.errors import ConfigError, InvalidRequestError
-from sagellm.kernel_fusion.decoder_ops import compiled_for, rms_norm, rope_qk, silu_mul
-from sagellm.kernel_fusion.kv_quantize import quantize_kv, quantize_kv_available
-from sagellm.kernel_fusion.paged_attention import fused_available, paged_decode_attention
-from sagellm.kernel_fusion.prefill_attention import paged_prefill_attention, prefill_available
+import torch
+
+from sagellm.core.errors import ConfigError
+from sagellm.kernel_fusion import decoder_ops, kv_quantize, paged_attention, prefill_attention
+from sagellm.kernel_fusion.decoder_ops import compiled_for
+
+_ATTENTION_FAST_PATHS: dict[str, Callable[[torch.Tensor, torch.Tensor], bool]] = {
+    "paged_decode_attention": paged_attention.fused_available,  # (query, key_blocks)
+    "paged_prefill_attention": prefill_attention.prefill_available,  # (query, key_blocks)
+    "quantize_kv": kv_quantize.quantize_kv_available,  # (codes, values)
+}
+_ELEMENTWISE = ("rms_norm", "silu_mul", "rope_qk")
 
 
 class CPUKernels:
-    """Fused CPU kernels the engine may call by name: ``apply("paged_decode_attention", ...)``,
-    ``apply("paged_prefill_attention", ...)`` (every prefill chunk of a step in one call),
-    ``apply("rms_norm", x, weight, eps)``, ``apply("silu_mul", gate_up)``, ``apply("rope_qk", ...)``,
-    ``apply("quantize_kv", codes, scales, slots, values)`` (int8 KV writes, in place).
+    """Fused CPU kernels, compiled on first use.
 
     Each op falls back to its PyTorch reference where the compiled kernel
     cannot serve (no compiler, another device or dtype), so calling it is
@@ -24,16 +34,6 @@ class CPUKernels:
     """
 
     name = "cpu"
-
-    def __init__(self) -> None:
-        self._ops: dict[str, Callable[..., Any]] = {
-            "paged_decode_attention": paged_decode_attention,
-            "paged_prefill_attention": paged_prefill_attention,
-            "rms_norm": rms_norm,
-            "silu_mul": silu_mul,
-            "rope_qk": rope_qk,
-            "quantize_kv": quantize_kv,
-        }
 
     @classmethod
     def from_config(cls, section: Any, **_deps: Any) -> CPUKernels:
@@ -43,19 +43,71 @@ class CPUKernels:
 
     @property
     def ops(self) -> tuple[str, ...]:
-        return tuple(self._ops)
-
-    def apply(self, *args: Any, **kwargs: Any) -> Any:
-        if not args or args[0] not in self._ops:
-            raise InvalidRequestError(f"unknown fused op {args[0] if args else None!r}; available: {self.ops}")
-        return self._ops[args[0]](*args[1:], **kwargs)
+        return (*_ATTENTION_FAST_PATHS, *_ELEMENTWISE)
 
     def serves(self, op: str, *tensors: Any) -> bool:
-        """Whether ``op`` would run compiled for these leading tensors (attention: query, key_blocks)."""
-        if op == "paged_decode_attention":
-            return fused_available(*tensors[:2])
-        if op == "paged_prefill_attention":  # query, key_blocks
-            return prefill_available(*tensors[:2])
-        if op == "quantize_kv":  # codes, values
-            return quantize_kv_available(*tensors[:2])
-        return op in self._ops and bool(tensors) and compiled_for(tensors[0])
+        """Whether ``op`` would run compiled for these leading tensors."""
+        if op in _ATTENTION_FAST_PATHS:
+            return len(tensors) >= 2 and _ATTENTION_FAST_PATHS[op](tensors[0], tensors[1])
+        return op in _ELEMENTWISE and bool(tensors) and compiled_for(tensors[0])
+
+    def paged_decode_attention(
+        self,
+        query: torch.Tensor,
+        key_blocks: torch.Tensor,
+        value_blocks: torch.Tensor,
+        block_table: torch.Tensor,
+        context_lens: torch.Tensor,
+        *,
+        key_scales: torch.Tensor | None = None,
+        value_scales: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return paged_attention.paged_decode_attention(
+            query, key_blocks, value_blocks, block_table, context_lens, key_scales=key_scales, value_scales=value_scales
+        )
+
+    def paged_prefill_attention(
+        self,
+        query: torch.Tensor,
+        key_blocks: torch.Tensor,
+        value_blocks: torch.Tensor,
+        chunk_rows: torch.Tensor,
+        context_lens: torch.Tensor,
+        block_tables: torch.Tensor,
+        *,
+        out: torch.Tensor,
+        key_scales: torch.Tensor | None = None,
+        value_scales: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return prefill_attention.paged_prefill_attention(
+            query,
+            key_blocks,
+            value_blocks,
+            chunk_rows,
+            context_lens,
+            block_tables,
+            key_scales=key_scales,
+            value_scales=value_scales,
+            out=out,
+        )
+
+    def quantize_kv(self, codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> None:
+        kv_quantize.quantize_kv(codes, scales, slots, values)
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        return decoder_ops.rms_norm(x, weight, eps)
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        return decoder_ops.silu_mul(gate_up)
+
+    def rope_qk(
+        self,
+        qkv: torch.Tensor,
+        cos_table: torch.Tensor,
+        sin_table: torch.Tensor,
+        positions: torch.Tensor,
+        num_q_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return decoder_ops.rope_qk(qkv, cos_table, sin_table, positions, num_q_heads, num_kv_heads, head_dim)

@@ -1,46 +1,19 @@
-"""The receiving half of a KV transfer channel, as the decode worker uses it.
+"""Opening the configured KV channel for a disaggregated worker.
 
-The core protocol names only ``transfer``; receiving is the
-implementation's own API. The workers program against these Protocols
-(duck-typed, checked when a worker starts) rather than importing a module
-package, so any channel the registry builds that offers them works.
+The workers program against core's :class:`~sagellm.core.protocols.DuplexKVChannel`
+(send with metadata, receive, accept or reject, close) rather than a module
+package, so any channel the registry builds that offers it works; one that
+only sends is refused when the worker starts, not at its first request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from sagellm.core import registry
 from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
-from sagellm.core.protocols import CompletionHandle, KVTransferChannel
-from sagellm.core.types import BlockId
-
-
-@runtime_checkable
-class IncomingKV(Protocol):
-    """One transfer waiting to be taken: its size, its metadata, then accept or reject."""
-
-    @property
-    def num_blocks(self) -> int: ...
-
-    metadata: Any
-
-    def accept(self, block_ids: Sequence[BlockId]) -> float: ...
-
-    def reject(self, reason: str = "") -> None: ...
-
-
-@runtime_checkable
-class DuplexKVChannel(KVTransferChannel, Protocol):
-    """A channel that sends metadata with the blocks, receives, and can be closed."""
-
-    def transfer(self, blocks: Sequence[BlockId], target_node: str, *, metadata: Any = None) -> CompletionHandle: ...
-
-    def receive(self, timeout: float | None = None) -> IncomingKV | None: ...
-
-    def close(self, drain_timeout_s: float = 0.0) -> None: ...
+from sagellm.core.protocols import DuplexKVChannel
 
 
 def open_channel(config: SageLLMConfig, pool: Any, node: str) -> DuplexKVChannel:

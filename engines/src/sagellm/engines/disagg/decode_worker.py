@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from sagellm.core.errors import OutOfBlocksError, SageLLMError
+from sagellm.core.protocols import IncomingKV
 from sagellm.core.types import SamplingParams
-from sagellm.engines.disagg.channel_api import IncomingKV
 from sagellm.engines.disagg.handoff import HeldBlocks, adopt_blocks, allocate_blocks, release
 from sagellm.engines.disagg.messages import (
     DECODE,

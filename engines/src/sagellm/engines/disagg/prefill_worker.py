@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from sagellm.core.errors import ContextLengthExceededError, OutOfBlocksError, SageLLMError
+from sagellm.core.protocols import KVTransferHandle
 from sagellm.core.types import StepOutput
 from sagellm.engines.disagg.handoff import export_prompt_blocks, release
 from sagellm.engines.disagg.messages import (
@@ -55,7 +56,7 @@ class PrefillWorker(WorkerBase):
         super().__init__(config_data, inbox, events)
         self.stats = PrefillStats()
         self._jobs: dict[str, tuple[PrefillJob, list[int]]] = {}
-        self._handles: list[Any] = []
+        self._handles: list[KVTransferHandle] = []
 
     def run(self) -> None:
         self.announce()
@@ -120,9 +121,9 @@ class PrefillWorker(WorkerBase):
         finally:
             release(self.engine, held)
         self.stats.num_transfers += 1
-        self.stats.num_blocks_sent += getattr(handle, "num_blocks", 0)
-        self.stats.bytes_sent += getattr(handle, "num_bytes", 0)
-        self.stats.stage_s += getattr(handle, "stage_s", 0.0)
+        self.stats.num_blocks_sent += handle.num_blocks
+        self.stats.bytes_sent += handle.num_bytes
+        self.stats.stage_s += handle.stage_s
         self._handles.append(handle)
         if len(self._handles) > REAP_EVERY:
             self._reap()
@@ -134,14 +135,13 @@ class PrefillWorker(WorkerBase):
             if not handle.done():
                 still.append(handle)
                 continue
-            result = getattr(handle, "result", None)
             try:
-                outcome = result(0) if callable(result) else None
+                receipt = handle.result(0)
             except SageLLMError:
                 continue
             self.stats.num_completed += 1
-            self.stats.latency_s += getattr(outcome, "latency_s", 0.0)
-            self.stats.receive_copy_s += getattr(outcome, "copy_s", 0.0)
+            self.stats.latency_s += receipt.latency_s
+            self.stats.receive_copy_s += receipt.copy_s
         self._handles = still
 
     def _report(self, reset: bool) -> dict[str, Any]:

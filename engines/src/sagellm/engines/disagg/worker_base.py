@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from sagellm.core.config import SageLLMConfig
-from sagellm.engines.disagg.channel_api import DuplexKVChannel, open_channel
+from sagellm.core.protocols import DuplexKVChannel
+from sagellm.engines.disagg.channel_api import open_channel
 from sagellm.engines.disagg.messages import WorkerFailed, WorkerReady
 from sagellm.engines.engine.builder import DTYPE_NAMES, assemble_engine, build_engine
 from sagellm.engines.engine.llm_engine import LLMEngine

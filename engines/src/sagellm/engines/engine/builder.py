@@ -7,16 +7,15 @@ provide. Swapping one is a config change (``SAGELLM__EVICTION_POLICY__IMPLEMENTA
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Collection
 
 import torch
 
 from sagellm.core import registry
-from sagellm.core.config import KernelFusionSection, KVPoolSection, SageLLMConfig, SchedulerSection
+from sagellm.core.config import KernelFusionSection, KVPoolSection, SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
-from sagellm.core.protocols import EvictionPolicy
+from sagellm.core.protocols import EvictionPolicy, IRBuilder, PredictiveEvictionPolicy, SwapCapableIRBuilder
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
@@ -99,7 +98,7 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
         tokenizer=tokenizer,
         runner=ModelRunner(model, pool, device),
         kv=kv,
-        ir_builder=registry.create_ir_builder(scheduler_section(config, layout, can_swap=kv.can_swap)),
+        ir_builder=build_ir_builder(config, layout, can_swap=kv.can_swap),
         max_model_len=max_model_len,
         max_waiting=config.scheduler_ir.max_waiting,
         max_num_seqs=config.scheduler_ir.max_num_seqs,
@@ -148,50 +147,35 @@ def _tier_blocks(tier: str, num_blocks: int | None, memory_gb: float, layout: KV
     return blocks
 
 
-def scheduler_section(config: SageLLMConfig, layout: KVLayout, can_swap: bool) -> SchedulerSection:
-    """``config.scheduler_ir``, told it may swap when the pool has a host tier.
+def build_ir_builder(config: SageLLMConfig, layout: KVLayout, can_swap: bool) -> IRBuilder:
+    """The configured scheduler, told it may swap when the pool has a host tier and the scheduler can.
 
-    Policies built on scheduler_ir's base choose swap or recompute per
-    victim by cost when ``swap_available`` is on; the engine turns it on
-    (with this model's KV bytes per token for the cost) unless the config
-    set it, and only for policies that list the option.
+    Swap or recompute is then the scheduler's choice per victim (by its
+    cost model, with this model's KV bytes per token); a scheduler that
+    cannot swap, or is configured not to, recomputes.
     """
-    section = config.scheduler_ir
-    if not can_swap or "swap_available" in section.options:
-        return section
-    accepted: frozenset[str] = getattr(registry.load("ir_builder", section.implementation), "option_names", frozenset())
-    if "swap_available" not in accepted:
-        return section
-    options: dict[str, object] = {"swap_available": True}
-    if "kv_bytes_per_token" in accepted:
-        options["kv_bytes_per_token"] = layout.bytes_per_token
-    return section.model_copy(update={"options": {**options, **section.options}})
+    builder = registry.create_ir_builder(config)
+    if can_swap and isinstance(builder, SwapCapableIRBuilder):
+        builder.use_swap(layout.bytes_per_token)
+    return builder
 
 
 def build_eviction_policy(config: SageLLMConfig) -> EvictionPolicy:
-    """The configured policy; a configured lifetime predictor goes to policies that take one (``predictor=``).
+    """The configured policy; a configured lifetime predictor is handed to it (it must be predictive).
 
     The predictor comes from its own package through the registry, so a
     learned policy and the predictor it ranks by stay swappable separately.
     """
+    policy = registry.create_eviction_policy(config)
     if config.lifetime_predictor.implementation == NO_IMPLEMENTATION:
-        return registry.create_eviction_policy(config)
-    factory = registry.load("eviction_policy", config.eviction_policy.implementation)
-    if not _accepts(factory, "predictor"):
+        return policy
+    if not isinstance(policy, PredictiveEvictionPolicy):
         raise ConfigError(
             f"eviction policy '{config.eviction_policy.implementation}' takes no lifetime predictor; "
             f"choose a learned policy or leave lifetime_predictor.implementation at '{NO_IMPLEMENTATION}'"
         )
-    predictor = registry.create_lifetime_predictor(config)
-    return registry.create_eviction_policy(config, predictor=predictor)
-
-
-def _accepts(factory: object, parameter: str) -> bool:
-    target = getattr(factory, "__init__", factory) if isinstance(factory, type) else factory
-    try:
-        return parameter in inspect.signature(target).parameters  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
+    policy.use_predictor(registry.create_lifetime_predictor(config))
+    return policy
 
 
 def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:

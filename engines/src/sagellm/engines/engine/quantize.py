@@ -57,7 +57,7 @@ def quantize_model(
     calibration = calibrate(model, quantizer, linears, calibration_ids)
     for linear in linears:
         qweight = quantizer.quantize(linear.weight, calibration=calibration.get(linear))
-        linear.use_quantized(qweight, quantizer.linear)
+        linear.use_quantized(qweight, quantizer)
     return len(linears)
 
 

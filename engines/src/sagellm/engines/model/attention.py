@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from sagellm.core.protocols import FusedKernel
+from sagellm.core.protocols import FusedKernel, KVQuantizeKernels, PagedAttentionKernels
 from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGroup, PrefillChunk, PrefillGroup
 from sagellm.engines.model.kv_int8 import KVScales, dequantize, gather_codes, write_quantized
 
@@ -38,33 +38,29 @@ from sagellm.engines.model.kv_int8 import KVScales, dequantize, gather_codes, wr
 class FusedAttention:
     """A registry fused-kernel set's paged attention ops, used where they serve the inputs.
 
-    ``paged_decode_attention`` (required) takes decode queries;
-    ``paged_prefill_attention``, where the set has it, takes all of a step's
-    prefill chunks in one call. float32 stays on SDPA (transformers' kernel:
-    the tests' token-exact reference). int8 caches pass their per-block
-    scales along.
+    The set's :class:`~sagellm.core.protocols.PagedAttentionKernels` take
+    decode queries and, in one call, all of a step's prefill chunks; its
+    :class:`~sagellm.core.protocols.KVQuantizeKernels`, where it has them,
+    write int8 caches in one pass. float32 stays on SDPA (transformers'
+    kernel: the tests' token-exact reference). int8 caches pass their
+    per-block scales along.
     """
 
     OP = "paged_decode_attention"
     PREFILL_OP = "paged_prefill_attention"
-    WRITE_OP = "quantize_kv"  # int8 cache writes in one pass, where the set has it
+    WRITE_OP = "quantize_kv"
 
-    def __init__(self, kernels: FusedKernel) -> None:
+    def __init__(self, kernels: PagedAttentionKernels) -> None:
         self.kernels = kernels
-        self.writes_int8 = self.WRITE_OP in kernels.ops
-        self.prefills = self.PREFILL_OP in kernels.ops
+        self.writer: KVQuantizeKernels | None = kernels if isinstance(kernels, KVQuantizeKernels) else None
 
     @property
     def ops_used(self) -> list[str]:
-        return [
-            op
-            for op, used in ((self.OP, True), (self.PREFILL_OP, self.prefills), (self.WRITE_OP, self.writes_int8))
-            if used
-        ]
+        return [self.OP, self.PREFILL_OP, *([self.WRITE_OP] if self.writer is not None else [])]
 
     @classmethod
     def offered_by(cls, kernels: FusedKernel) -> FusedAttention | None:
-        return cls(kernels) if cls.OP in kernels.ops else None
+        return cls(kernels) if isinstance(kernels, PagedAttentionKernels) else None
 
     def serves(self, query: torch.Tensor, key_blocks: torch.Tensor, group: DecodeGroup) -> bool:
         return (
@@ -81,19 +77,21 @@ class FusedAttention:
         group: DecodeGroup,
         scales: KVScales | None = None,
     ) -> torch.Tensor:
-        table, lens = group.block_table, group.context_lens
-        if scales is None:
-            return self.kernels.apply(self.OP, query, key_blocks, value_blocks, table, lens)
-        return self.kernels.apply(
-            self.OP, query, key_blocks, value_blocks, table, lens, key_scales=scales.key, value_scales=scales.value
+        assert group.context_lens is not None  # serves() checked it
+        key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)
+        out: torch.Tensor = self.kernels.paged_decode_attention(
+            query,
+            key_blocks,
+            value_blocks,
+            group.block_table,
+            group.context_lens,
+            key_scales=key_scales,
+            value_scales=value_scales,
         )
+        return out
 
     def serves_prefill(self, query: torch.Tensor, key_blocks: torch.Tensor) -> bool:
-        return (
-            self.prefills
-            and query.dtype != torch.float32
-            and bool(self.kernels.serves(self.PREFILL_OP, query, key_blocks))
-        )
+        return query.dtype != torch.float32 and bool(self.kernels.serves(self.PREFILL_OP, query, key_blocks))
 
     def prefill(
         self,
@@ -105,9 +103,8 @@ class FusedAttention:
         scales: KVScales | None = None,
     ) -> None:
         """Attend every prefill chunk's rows of ``query`` [T, Hq, D] into the same rows of ``out``."""
-        extra = {} if scales is None else {"key_scales": scales.key, "value_scales": scales.value}
-        self.kernels.apply(
-            self.PREFILL_OP,
+        key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)
+        self.kernels.paged_prefill_attention(
             query,
             key_blocks,
             value_blocks,
@@ -115,14 +112,15 @@ class FusedAttention:
             group.context_lens,
             group.block_table,
             out=out,
-            **extra,
+            key_scales=key_scales,
+            value_scales=value_scales,
         )
 
     def quantize_kv(self, codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> bool:
         """Write ``values`` [P, T, H, D] into int8 ``codes`` [P, N, bs, H, D] / ``scales`` [P, N]; False: not served."""
-        if not (self.writes_int8 and self.kernels.serves(self.WRITE_OP, codes, values)):
+        if self.writer is None or not self.writer.serves(self.WRITE_OP, codes, values):
             return False
-        self.kernels.apply(self.WRITE_OP, codes, scales, slots, values)
+        self.writer.quantize_kv(codes, scales, slots, values)
         return True
 
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from sagellm.core.protocols import FusedKernel
+from sagellm.core.protocols import DecoderKernels, FusedKernel
 from sagellm.engines.model.config import ModelConfig
 
 
@@ -24,27 +24,31 @@ class RopeInputs(NamedTuple):
 
 
 class FusedElementwise:
+    """A set's :class:`~sagellm.core.protocols.DecoderKernels`, for the model's dtype and device."""
+
     OPS = ("rms_norm", "silu_mul", "rope_qk")
 
-    def __init__(self, kernels: FusedKernel) -> None:
+    def __init__(self, kernels: DecoderKernels) -> None:
         self.kernels = kernels
 
     @classmethod
     def offered_by(cls, kernels: FusedKernel, like: torch.Tensor) -> FusedElementwise | None:
-        """The ops where ``kernels`` has all three and serves tensors like ``like`` (the model's dtype/device)."""
-        if like.dtype == torch.float32 or not set(cls.OPS) <= set(kernels.ops):
+        """The ops where ``kernels`` has the group and serves tensors like ``like`` (the model's dtype/device)."""
+        if like.dtype == torch.float32 or not isinstance(kernels, DecoderKernels):
             return None
         probe = like.new_zeros(1, 2)
         return cls(kernels) if all(kernels.serves(op, probe) for op in cls.OPS) else None
 
     def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        return self.kernels.apply("rms_norm", x, weight, eps)
+        out: torch.Tensor = self.kernels.rms_norm(x, weight, eps)
+        return out
 
     def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
-        return self.kernels.apply("silu_mul", gate_up)
+        out: torch.Tensor = self.kernels.silu_mul(gate_up)
+        return out
 
     def rope_qk(self, qkv: torch.Tensor, rope: RopeInputs, cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-        q, k = self.kernels.apply(
-            "rope_qk", qkv, rope.cos, rope.sin, rope.positions, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        q, k = self.kernels.rope_qk(
+            qkv, rope.cos, rope.sin, rope.positions, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         )
         return q, k

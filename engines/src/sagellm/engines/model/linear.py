@@ -20,20 +20,17 @@ own kernel (int8 x int8 at ~2x bf16's rate), and the dense copy is dropped.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sagellm.core.protocols import LinearQuantizer
 from sagellm.engines.model.q4_weights import GROUP_SIZE, Q4Weight
 
 MAX_LOW_BIT_ROWS = 8
 LOW_BIT_DTYPES = (torch.bfloat16, torch.float16)
-
-
-class QuantizedKernel(Protocol):
-    def __call__(self, x: torch.Tensor, qweight: Any, bias: torch.Tensor | None) -> torch.Tensor: ...
 
 
 class Linear(nn.Module):
@@ -46,12 +43,12 @@ class Linear(nn.Module):
         self.q4 = q4  # packed lazily, on the model's final device and dtype (see pack_low_bit)
         self.packed: torch.Tensor | None = None
         self.scales_and_zeros: torch.Tensor | None = None
-        self.quantized: Any = None  # the quantizer's weight, run by self.quantized_kernel
-        self.quantized_kernel: QuantizedKernel | None = None
+        self.quantized: Any = None  # the quantizer's weight, run by self.quantizer
+        self.quantizer: LinearQuantizer | None = None
 
-    def use_quantized(self, qweight: Any, kernel: QuantizedKernel) -> None:
-        """Run rows the 4-bit kernel does not take as ``kernel(x, qweight, bias)``; free the dense weight."""
-        self.quantized, self.quantized_kernel = qweight, kernel
+    def use_quantized(self, qweight: Any, quantizer: LinearQuantizer) -> None:
+        """Run rows the 4-bit kernel does not take as ``quantizer.linear(x, qweight, bias)``; free the dense weight."""
+        self.quantized, self.quantizer = qweight, quantizer
         self.weight = nn.Parameter(self.weight.new_empty(0), requires_grad=False)
 
     def pack_low_bit(self) -> bool:
@@ -72,8 +69,9 @@ class Linear(nn.Module):
         if self.packed is not None and x.shape[0] <= MAX_LOW_BIT_ROWS:
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP_SIZE, self.scales_and_zeros)
             return out if self.bias is None else out + self.bias
-        if self.quantized_kernel is not None:
-            return self.quantized_kernel(x, self.quantized, self.bias)
+        if self.quantizer is not None:
+            out: torch.Tensor = self.quantizer.linear(x, self.quantized, self.bias)
+            return out
         return F.linear(x, self.weight, self.bias)
 
 

@@ -1,11 +1,10 @@
 """The lower tiers of the KV pool, as the engine uses them: room per tier and blocking moves.
 
-Core's :class:`~sagellm.core.protocols.KVPool` knows tiers only through
-``can_allocate(n, tier)``, ``migrate(plan)`` and ``stats().tiers``; freeing a
-block of a lower tier and reading a migration's destination ids are
-extensions a tiered pool adds (``PagedKVPool`` has both). :class:`TieredKVPool`
-names exactly those, so the builder can refuse a pool without them up front
-instead of failing at the first preemption.
+A pool takes part in tiering through core's
+:class:`~sagellm.core.protocols.TieredKVPool` (free in any tier, migrate
+with destination ids); any other pool is treated as device-only, and one
+that reports lower tiers in ``stats()`` without that protocol is refused up
+front instead of failing at the first preemption.
 
 Every move here *waits* for its copy. The engine needs the result in the same
 step each time: a swap-out or demotion frees device blocks that the step is
@@ -20,33 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Protocol, runtime_checkable
 
 from sagellm.core.errors import ConfigError
-from sagellm.core.protocols import KVPool
+from sagellm.core.protocols import KVPool, TieredKVPool
 from sagellm.core.types import BlockId, BlockMove, MigrationPlan, Tier
-
-
-@runtime_checkable
-class MigrationTicket(Protocol):
-    """What a tiered pool's ``migrate`` returns: destination ids at once, the data after ``wait``."""
-
-    @property
-    def dst_block_ids(self) -> list[BlockId]: ...
-
-    def wait(self, timeout: float | None = None) -> None: ...
-
-
-@runtime_checkable
-class TieredKVPool(Protocol):
-    """The part of a tiered pool the engine uses beyond core's ``KVPool``."""
-
-    @property
-    def tiers(self) -> tuple[Tier, ...]: ...
-
-    def free(self, block_ids: Sequence[BlockId], tier: Tier = Tier.DEVICE) -> None: ...
-
-    def migrate(self, plan: MigrationPlan) -> MigrationTicket: ...
 
 
 @dataclass(slots=True)
@@ -75,17 +51,27 @@ class KVTiers:
     """The pool's tiers below the device (host, disk: fastest first) and blocking moves between tiers."""
 
     def __init__(self, pool: KVPool, counters: TierCounters) -> None:
-        present = tuple(getattr(pool, "tiers", (Tier.DEVICE,)))
-        lower = tuple(tier for tier in present if tier is not Tier.DEVICE)
-        if lower and not isinstance(pool, TieredKVPool):
-            raise ConfigError(
-                f"the '{type(pool).__name__}' pool reports tiers {[t.value for t in present]} but cannot "
-                "free or migrate blocks in them (needs free(ids, tier) and migrate(plan).dst_block_ids)"
-            )
+        self._tiered: TieredKVPool | None = pool if isinstance(pool, TieredKVPool) else None
+        lower = tuple(tier for tier in self._present(pool) if tier is not Tier.DEVICE)
         self._pool = pool
         self._counters = counters
         self.lower: tuple[Tier, ...] = lower
         self.bytes_per_block = pool.layout.bytes_per_block
+
+    def _present(self, pool: KVPool) -> tuple[Tier, ...]:
+        if self._tiered is not None:
+            return self._tiered.tiers
+        reported = tuple(usage.tier for usage in pool.stats().tiers)
+        if any(tier is not Tier.DEVICE for tier in reported):
+            raise ConfigError(
+                f"the '{type(pool).__name__}' pool reports tiers {[t.value for t in reported]} but is not a "
+                "TieredKVPool (needs tiers, free(ids, tier) and migrate(plan) -> MigrationTicket)"
+            )
+        return (Tier.DEVICE,)
+
+    def _tiered_pool(self) -> TieredKVPool:
+        assert self._tiered is not None, "lower-tier move on a device-only pool"  # callers check has(tier)
+        return self._tiered
 
     def has(self, tier: Tier) -> bool:
         return tier in self.lower
@@ -111,14 +97,11 @@ class KVTiers:
             return []
         plan = MigrationPlan(tuple(BlockMove(block_id, src, dst) for block_id, src in sources))
         started = time.perf_counter()
-        ticket = self._pool.migrate(plan)
-        assert isinstance(ticket, MigrationTicket)  # TieredKVPool checked in __init__
+        ticket = self._tiered_pool().migrate(plan)
         ticket.wait()
         self._counters.kv_migrations += 1
         self._counters.kv_migration_wait_seconds += time.perf_counter() - started
         return list(ticket.dst_block_ids)
 
     def free(self, block_ids: Sequence[BlockId], tier: Tier) -> None:
-        pool = self._pool
-        assert isinstance(pool, TieredKVPool)
-        pool.free(block_ids, tier)
+        self._tiered_pool().free(block_ids, tier)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from sagellm.core.errors import ConfigError
-from sagellm.core.protocols import KVPool
+from sagellm.core.protocols import KVPool, QuantizedKVPool
 from sagellm.core.types import SequenceState
 from sagellm.engines.model.attention import LayerKV
 from sagellm.engines.model.kv_int8 import KVScales
@@ -48,18 +48,16 @@ class ModelRunner:
 def layer_scales(pool: KVPool, layer: int) -> KVScales | None:
     """The per-block scales (and paired K/V views) of an int8 pool's layer; None for float pools.
 
-    ``kv_scales`` is not part of the core ``KVPool`` protocol (float pools have
-    nothing to offer there), so an int8 layout from a pool without it is a
+    An int8 layout from a pool that is not a core ``QuantizedKVPool`` is a
     configuration error rather than codes read as if they were values.
     """
     if not pool.layout.is_quantized:
         return None
-    kv_scales = getattr(pool, "kv_scales", None)
-    scales = kv_scales(layer) if callable(kv_scales) else None
+    scales = pool.kv_scales(layer) if isinstance(pool, QuantizedKVPool) else None
     if scales is None:
         raise ConfigError(
             f"kv_pool.cache_dtype={pool.layout.dtype}: the '{type(pool).__name__}' pool exposes no "
-            "per-block scales (kv_scales(layer)); use a float cache_dtype or the 'paged' pool"
+            "per-block scales (it is not a QuantizedKVPool); use a float cache_dtype or the 'paged' pool"
         )
     key_blocks, value_blocks = pool.kv_tensors(layer)
     return KVScales.of(key_blocks, value_blocks, scales[0], scales[1])

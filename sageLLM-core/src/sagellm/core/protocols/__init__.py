@@ -7,21 +7,28 @@ point returned really is, structurally, the thing asked for.
 from sagellm.core.protocols.acceleration import (
     CalibrationObserver,
     CoTAccelerator,
+    DecoderKernels,
     FusedKernel,
+    KVQuantizeKernels,
     LinearQuantizer,
+    PagedAttentionKernels,
     Quantizer,
     Sparsifier,
     SpeculativeDecoder,
 )
 from sagellm.core.protocols.communication import (
     CommBackend,
+    DuplexKVChannel,
+    IncomingKV,
     InterconnectBackend,
     KVTransferChannel,
+    KVTransferHandle,
     OverlapManager,
+    TransferReceipt,
 )
-from sagellm.core.protocols.eviction_policy import EvictionPolicy
-from sagellm.core.protocols.ir_builder import IRBuilder
-from sagellm.core.protocols.kv_pool import CompletionHandle, KVPool
+from sagellm.core.protocols.eviction_policy import EvictionPolicy, PredictiveEvictionPolicy
+from sagellm.core.protocols.ir_builder import IRBuilder, SwapCapableIRBuilder
+from sagellm.core.protocols.kv_pool import CompletionHandle, KVPool, MigrationTicket, QuantizedKVPool, TieredKVPool
 from sagellm.core.protocols.lifetime_predictor import LifetimePredictor
 from sagellm.core.protocols.prefix_index import PrefixIndex
 from sagellm.core.protocols.topology import TopologyDetector
@@ -30,19 +37,31 @@ __all__ = [
     "CalibrationObserver",
     "CoTAccelerator",
     "CommBackend",
+    "DecoderKernels",
     "CompletionHandle",
+    "DuplexKVChannel",
     "EvictionPolicy",
     "FusedKernel",
     "IRBuilder",
+    "IncomingKV",
     "InterconnectBackend",
     "KVPool",
+    "KVQuantizeKernels",
     "KVTransferChannel",
+    "KVTransferHandle",
     "LifetimePredictor",
     "LinearQuantizer",
+    "MigrationTicket",
     "OverlapManager",
+    "PagedAttentionKernels",
+    "PredictiveEvictionPolicy",
     "PrefixIndex",
+    "QuantizedKVPool",
     "Quantizer",
     "Sparsifier",
     "SpeculativeDecoder",
+    "SwapCapableIRBuilder",
+    "TieredKVPool",
     "TopologyDetector",
+    "TransferReceipt",
 ]

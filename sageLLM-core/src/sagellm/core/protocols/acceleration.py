@@ -71,12 +71,15 @@ class SpeculativeDecoder(Protocol):
 
 @runtime_checkable
 class FusedKernel(Protocol):
-    """A set of fused ops, each called by name through ``apply(op, *args)``.
+    """A set of fused ops, each a typed method of one of the op groups below.
 
-    ``ops`` lists the names it has; ``serves(op, *tensors)`` says whether
-    ``op`` runs fused for tensors like these (dtype, device, shape, a built
-    extension), so an engine routes only what the set really accelerates
-    and keeps its own ops elsewhere.
+    A set implements one or more groups (:class:`PagedAttentionKernels`,
+    :class:`KVQuantizeKernels`, :class:`DecoderKernels`); ``ops`` lists the
+    methods it has, and ``serves(op, *tensors)`` says whether ``op`` runs
+    fused for tensors like these (dtype, device, shape, a built extension),
+    so an engine routes only what the set really accelerates and keeps its
+    own ops elsewhere. Every op must still compute the right answer where
+    it does not serve (a reference path), so calling one is always correct.
     """
 
     @property
@@ -87,7 +90,90 @@ class FusedKernel(Protocol):
 
     def serves(self, op: str, *tensors: Any) -> bool: ...
 
-    def apply(self, *args: Any, **kwargs: Any) -> Any: ...
+
+@runtime_checkable
+class PagedAttentionKernels(FusedKernel, Protocol):
+    """Attention that reads K/V from the pool's blocks in place, decode and prefill.
+
+    Blocks are ``[num_blocks, block_size, kv_heads, head_dim]``; an int8
+    cache passes its codes with per-block ``key_scales``/``value_scales``
+    (``[num_blocks]``), a float cache passes None. ``serves`` is asked with
+    ``(query, key_blocks)``.
+    """
+
+    def paged_decode_attention(
+        self,
+        query: Any,
+        key_blocks: Any,
+        value_blocks: Any,
+        block_table: Any,
+        context_lens: Any,
+        *,
+        key_scales: Any = None,
+        value_scales: Any = None,
+    ) -> Any:
+        """One query token per sequence ([S, Hq, D]) over its ``context_lens`` cached tokens; [S, Hq, D]."""
+        ...
+
+    def paged_prefill_attention(
+        self,
+        query: Any,
+        key_blocks: Any,
+        value_blocks: Any,
+        chunk_rows: Any,
+        context_lens: Any,
+        block_tables: Any,
+        *,
+        out: Any,
+        key_scales: Any = None,
+        value_scales: Any = None,
+    ) -> Any:
+        """Every prefill chunk of a step in one call: causal attention of ``query`` rows into ``out``'s rows."""
+        ...
+
+
+@runtime_checkable
+class KVQuantizeKernels(FusedKernel, Protocol):
+    """One-pass int8 KV writes; ``serves`` is asked with ``(codes, values)``."""
+
+    def quantize_kv(self, codes: Any, scales: Any, slots: Any, values: Any) -> None:
+        """Write ``values`` [P, T, H, D] at ``slots`` [T] into int8 ``codes`` [P, N, bs, H, D], raising
+        ``scales`` [P, N] where needed, in place (P stacks caches written at the same slots: K and V)."""
+        ...
+
+
+@runtime_checkable
+class DecoderKernels(FusedKernel, Protocol):
+    """A decoder layer's elementwise chains in one pass each; ``serves`` is asked with a model tensor."""
+
+    def rms_norm(self, x: Any, weight: Any, eps: float) -> Any:
+        """RMSNorm of each row of ``x`` [T, H]."""
+        ...
+
+    def silu_mul(self, gate_up: Any) -> Any:
+        """``silu(gate) * up`` of a fused [T, 2I] gate/up projection."""
+        ...
+
+    def rope_qk(
+        self,
+        qkv: Any,
+        cos_table: Any,
+        sin_table: Any,
+        positions: Any,
+        num_q_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+    ) -> tuple[Any, Any]:
+        """Rotated q [T, Hq, D] and k [T, Hkv, D] from a fused [T, (Hq + 2 Hkv) D] projection."""
+        ...
+
+
+KERNEL_OP_GROUPS: dict[type[Any], tuple[str, ...]] = {  # type[Any]: protocols are abstract
+    PagedAttentionKernels: ("paged_decode_attention", "paged_prefill_attention"),
+    KVQuantizeKernels: ("quantize_kv",),
+    DecoderKernels: ("rms_norm", "silu_mul", "rope_qk"),
+}
+"""Each op group and the ops (methods) it names: what a set's ``ops`` is made of."""
 
 
 @runtime_checkable

@@ -60,6 +60,86 @@ class KVTransferChannel(Protocol):
 
 
 @runtime_checkable
+class TransferReceipt(Protocol):
+    """A finished transfer as the receiver acknowledged it, timed on both sides."""
+
+    @property
+    def copy_s(self) -> float:
+        """Seconds the receiver spent copying the blocks into its own KV."""
+        ...
+
+    @property
+    def latency_s(self) -> float:
+        """From ``transfer`` being called to the receiver's acknowledgement arriving."""
+        ...
+
+
+@runtime_checkable
+class KVTransferHandle(CompletionHandle, Protocol):
+    """What a duplex channel's ``transfer`` returns: completion plus the numbers an engine reports.
+
+    The source blocks may be reused once ``transfer`` returns (the channel
+    has staged them); the handle completes when the receiver has them, or
+    fails with a ``SageLLMError`` saying why it could not take them.
+    """
+
+    @property
+    def num_blocks(self) -> int: ...
+
+    @property
+    def num_bytes(self) -> int: ...
+
+    @property
+    def stage_s(self) -> float:
+        """Seconds ``transfer`` spent staging the blocks."""
+        ...
+
+    def result(self, timeout: float | None = None) -> TransferReceipt:
+        """The receipt; TimeoutError if not complete within ``timeout``, the failure if it failed."""
+        ...
+
+
+@runtime_checkable
+class IncomingKV(Protocol):
+    """One transfer waiting at the receiver: its size and metadata, then exactly one accept or reject.
+
+    The receiver picks the blocks (it allocates ``num_blocks`` in its own
+    pool once it knows how many), so receiving is two calls.
+    """
+
+    @property
+    def num_blocks(self) -> int: ...
+
+    @property
+    def metadata(self) -> Any:
+        """What the sender passed as ``transfer(..., metadata=)`` (JSON-like data)."""
+        ...
+
+    def accept(self, block_ids: Sequence[BlockId]) -> float:
+        """Copy the blocks into ``block_ids`` (transfer order); the copy's seconds."""
+        ...
+
+    def reject(self, reason: str = "") -> None:
+        """Refuse the transfer; the sender's handle fails with a SageLLMError carrying ``reason``."""
+        ...
+
+
+@runtime_checkable
+class DuplexKVChannel(KVTransferChannel, Protocol):
+    """A channel that sends blocks with metadata, receives them, and closes: what disaggregation needs."""
+
+    def transfer(self, blocks: Sequence[BlockId], target_node: str, *, metadata: Any = None) -> KVTransferHandle: ...
+
+    def receive(self, timeout: float | None = None) -> IncomingKV | None:
+        """The next transfer posted to this node, or None if none came within ``timeout``."""
+        ...
+
+    def close(self, drain_timeout_s: float = 0.0) -> None:
+        """Stop; pending transfers either side fail. Closing twice is harmless."""
+        ...
+
+
+@runtime_checkable
 class OverlapManager(Protocol):
     """Runs communication concurrently with computation."""
 

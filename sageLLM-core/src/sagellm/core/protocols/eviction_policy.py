@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from sagellm.core.protocols.lifetime_predictor import LifetimePredictor
 from sagellm.core.types.eviction import EvictionContext
 from sagellm.core.types.kv import BlockId
 
@@ -30,3 +31,21 @@ class EvictionPolicy(Protocol):
     def select_victims(self, context: EvictionContext) -> list[BlockId]: ...
 
     def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class PredictiveEvictionPolicy(EvictionPolicy, Protocol):
+    """A policy that ranks blocks by a lifetime predictor's forecast of their next reuse.
+
+    The predictor lives in its own package and registry slot, so an engine
+    builds both and hands the predictor over with ``use_predictor`` before
+    the policy sees any block; a configured predictor with a policy that is
+    not predictive is a configuration error, not something to ignore.
+    """
+
+    @property
+    def predictor(self) -> LifetimePredictor: ...
+
+    def use_predictor(self, predictor: LifetimePredictor) -> None:
+        """Rank by ``predictor`` from now on (called before any block is tracked)."""
+        ...

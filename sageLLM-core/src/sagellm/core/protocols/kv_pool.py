@@ -57,3 +57,49 @@ class KVPool(Protocol):
         ...
 
     def stats(self) -> KVPoolStats: ...
+
+
+@runtime_checkable
+class MigrationTicket(CompletionHandle, Protocol):
+    """What a tiered pool's ``migrate`` returns: the destination ids at once, the data after ``wait``.
+
+    Knowing the ids at submission lets a caller update its block tables
+    without blocking; it must not read the blocks before ``wait`` returns.
+    """
+
+    @property
+    def dst_block_ids(self) -> list[BlockId]:
+        """Destination ids in plan order (the pool's choice where a move left it None)."""
+        ...
+
+
+@runtime_checkable
+class TieredKVPool(KVPool, Protocol):
+    """A pool with slower tiers below the device (host memory, disk) that an engine can use.
+
+    An engine preempts by swapping a sequence's blocks down and resumes by
+    swapping them back, and keeps cached prefixes by demoting them instead
+    of dropping them; for that it frees blocks in any tier and reads where
+    each migrated block landed.
+    """
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """Every tier the pool has, device first, fastest first."""
+        ...
+
+    def free(self, block_ids: Sequence[BlockId], tier: Tier = Tier.DEVICE) -> None: ...
+
+    def migrate(self, plan: MigrationPlan) -> MigrationTicket: ...
+
+
+@runtime_checkable
+class QuantizedKVPool(KVPool, Protocol):
+    """A pool that can store int8 codes: attention needs each block's scales to read them.
+
+    A pool whose layout is quantized must offer this; a float pool returns None.
+    """
+
+    def kv_scales(self, layer: int) -> tuple[Any, Any] | None:
+        """(key, value) per-block scales of one layer, [num_blocks] each; None if the pool stores floats."""
+        ...

@@ -13,6 +13,7 @@ The suites use plain ``assert`` and no pytest import, so core stays free of
 test dependencies.
 """
 
+from sagellm.core.testing.duplex_kv_channel import DuplexKVChannelConformance
 from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
 from sagellm.core.testing.fused_kernel import FusedKernelConformance
 from sagellm.core.testing.ir_builder import IRBuilderConformance
@@ -22,8 +23,10 @@ from sagellm.core.testing.lifetime_predictor import LifetimePredictorConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
 from sagellm.core.testing.quantizer import LinearQuantizerConformance, QuantizerConformance
 from sagellm.core.testing.raises import raises
+from sagellm.core.testing.tiered_kv_pool import TieredKVPoolConformance
 
 __all__ = [
+    "DuplexKVChannelConformance",
     "EvictionPolicyConformance",
     "FusedKernelConformance",
     "IRBuilderConformance",
@@ -33,5 +36,6 @@ __all__ = [
     "LinearQuantizerConformance",
     "PrefixIndexConformance",
     "QuantizerConformance",
+    "TieredKVPoolConformance",
     "raises",
 ]

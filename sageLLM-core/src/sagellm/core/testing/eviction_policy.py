@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from sagellm.core.protocols import EvictionPolicy
-from sagellm.core.types import EvictionContext
+from sagellm.core.protocols import EvictionPolicy, PredictiveEvictionPolicy
+from sagellm.core.types import EvictionContext, KVBlockMeta
+
+
+class _CountingPredictor:
+    """A lifetime predictor that remembers being asked (reuse expected sooner for lower block ids)."""
+
+    def __init__(self) -> None:
+        self.predicted = 0
+
+    def predict(self, block_meta: KVBlockMeta, now: float = 0.0) -> float:
+        self.predicted += 1
+        return float(block_meta.block_id)
+
+    def observe(self, block_meta: KVBlockMeta, reused_after: float | None) -> None:
+        return None
 
 
 class EvictionPolicyConformance:
@@ -63,3 +77,16 @@ class EvictionPolicyConformance:
         policy.on_insert(1, now=50.0)
         assert len(policy) == 3
         assert set(policy.select_victims(EvictionContext(num_blocks=3, now=60.0))) == {0, 1, 2}
+
+    def test_a_predictive_policy_ranks_by_the_predictor_it_is_given(self) -> None:
+        """Only policies implementing PredictiveEvictionPolicy; others skip."""
+        policy = self.make_policy()
+        if not isinstance(policy, PredictiveEvictionPolicy):
+            return
+        predictor = _CountingPredictor()
+        policy.use_predictor(predictor)
+        assert policy.predictor is predictor
+        for block in range(6):
+            policy.on_insert(block, now=float(block))
+        victims = policy.select_victims(EvictionContext(num_blocks=2, now=10.0))
+        assert len(victims) == 2 and predictor.predicted > 0
