@@ -5,87 +5,37 @@ int32 result back take ~10 small PyTorch ops per linear layer; at decode
 sizes ([64, 576] rows) their dispatch overhead costs as much as the matmul
 saves. The two fused passes do it in one read each.
 
-The extension is compiled with ``torch.utils.cpp_extension`` (needs a C++
-compiler and ``ninja``) once per machine and cached under
-``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``); the name
-carries a hash of this CPU's flags because it is built with ``-march=native``.
-Where it cannot be built, :func:`kernels` returns None and the callers use
-the plain PyTorch path, which computes the same numbers.
-``SAGELLM_CPU_KERNELS=0`` turns the extension off.
+The extension is built by :func:`sagellm.core.native.build_extension`
+(``torch.utils.cpp_extension``: a C++ compiler and ``ninja``) once per
+process and cached per machine under ``$TORCH_EXTENSIONS_DIR``, with
+explicit ISA flags for the level this CPU runs (AVX-512 where it has it,
+never ``-march=native``) and core's ``<sagellm/avx512.h>`` on the include
+path. Where it cannot be built, :func:`kernels` returns None and the callers
+use the plain PyTorch path, which computes the same numbers.
+``SAGELLM_CPU_KERNELS=0`` turns the extension off; ``SAGELLM_CPU_ISA=portable``
+builds its portable path on any CPU.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import logging
-import os
-import platform
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
+from sagellm.core.native import DISABLE_ENV, ExtensionSpec, load_extension
+
 SOURCE = Path(__file__).with_name("csrc") / "int8_rows.cpp"
-DISABLE_ENV = "SAGELLM_CPU_KERNELS"
-logger = logging.getLogger(__name__)
+SPEC = ExtensionSpec(
+    name="quantization_int8_rows",
+    sources=(SOURCE,),
+    what="sageLLM's fused int8 CPU kernels",
+    fallback="W8A8 layers use plain PyTorch ops (same results, slower at small batches)",
+)
+
+__all__ = ["DISABLE_ENV", "SOURCE", "SPEC", "kernels"]
 
 
 @functools.cache
 def kernels() -> Any | None:
     """The compiled module (``quantize_rows``, ``scale_rows_cols``), or None where it is unavailable."""
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
-        return None
-    try:
-        from torch.utils.cpp_extension import load
-
-        name = f"sagellm_int8_rows_{_cpu_tag()}"
-        announce_first_build(name, "sageLLM's int8 CPU kernels")
-        return load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=["-O3", "-fopenmp", *(["-march=native"] if _is_x86() else [])],
-            extra_ldflags=["-fopenmp"],  # at::parallel_for on torch's OpenMP pool, not one thread
-            verbose=False,
-        )
-    except Exception as exc:  # no compiler, no ninja, no headers: the PyTorch path serves
-        warnings.warn(
-            f"sageLLM's fused int8 CPU kernels are unavailable ({type(exc).__name__}: {exc}); "
-            "W8A8 layers use plain PyTorch ops (same results, slower at small batches)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
-
-
-def announce_first_build(name: str, what: str) -> None:
-    """Say on stderr why the first start pauses: the build takes ~30 s and happens once per machine."""
-    try:
-        from torch.utils.cpp_extension import _get_build_directory
-
-        if any(Path(_get_build_directory(name, verbose=False)).glob("*.so")):
-            return
-    except Exception:  # a private torch helper: if it moved, say it anyway
-        pass
-    logger.info("compiling %s", what)
-    print(f"sagellm: compiling {what} (once per machine, ~30 s) ...", file=sys.stderr, flush=True)
-
-
-def _is_x86() -> bool:
-    return platform.machine().lower() in ("x86_64", "amd64")
-
-
-def _cpu_tag() -> str:
-    """A short hash of the CPU's feature flags and the source: a cached native build never runs elsewhere."""
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line
-                break
-    except OSError:
-        flags = platform.processor()
-    digest = hashlib.sha256((flags + SOURCE.read_text()).encode()).hexdigest()
-    return digest[:12]
+    return load_extension(SPEC)

@@ -28,10 +28,7 @@
 
 #include "block_scales.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-#define SAGELLM_AVX512 1
-#include "avx512_math.h"
-#endif
+#include <sagellm/avx512.h>  // sagellm-core's helpers; defines SAGELLM_AVX512 when built for AVX-512
 
 namespace {
 

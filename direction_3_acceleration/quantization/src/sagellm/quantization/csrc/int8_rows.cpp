@@ -14,10 +14,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-#include <immintrin.h>
-#define SAGELLM_AVX512 1
-#endif
+#include <sagellm/avx512.h>  // sagellm-core's helpers; defines SAGELLM_AVX512 when built for AVX-512
 
 namespace {
 
@@ -31,22 +28,16 @@ float load_row(const scalar_t* in, const float* col_scale, float* row, int64_t c
   int64_t c = 0;
   float amax = 0.f;
 #ifdef SAGELLM_AVX512
-  __m512 vmax = _mm512_setzero_ps();
-  for (; c + 16 <= cols; c += 16) {
-    __m512 v;
-    if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
-      __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + c));
-      v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-    } else if constexpr (std::is_same_v<scalar_t, float>) {
-      v = _mm512_loadu_ps(in + c);
-    } else {
-      break;  // other dtypes: scalar loop below
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16> || std::is_same_v<scalar_t, float>) {  // others: scalar
+    __m512 vmax = _mm512_setzero_ps();
+    for (; c + 16 <= cols; c += 16) {
+      __m512 v = sagellm_simd::load16(in + c);
+      if (col_scale != nullptr) v = _mm512_mul_ps(v, _mm512_loadu_ps(col_scale + c));
+      _mm512_storeu_ps(row + c, v);
+      vmax = _mm512_max_ps(vmax, _mm512_abs_ps(v));
     }
-    if (col_scale != nullptr) v = _mm512_mul_ps(v, _mm512_loadu_ps(col_scale + c));
-    _mm512_storeu_ps(row + c, v);
-    vmax = _mm512_max_ps(vmax, _mm512_abs_ps(v));
+    amax = _mm512_reduce_max_ps(vmax);
   }
-  amax = _mm512_reduce_max_ps(vmax);
 #endif
   for (; c < cols; ++c) {
     const float v = static_cast<float>(in[c]) * (col_scale != nullptr ? col_scale[c] : 1.f);
@@ -61,10 +52,7 @@ void store_codes(const float* row, float inverse, int8_t* out, int64_t cols) {
   int64_t c = 0;
 #ifdef SAGELLM_AVX512
   const __m512 vinv = _mm512_set1_ps(inverse);
-  for (; c + 16 <= cols; c += 16) {
-    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + c), vinv));  // MXCSR: nearest even
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), _mm512_cvtsepi32_epi8(q));
-  }
+  for (; c + 16 <= cols; c += 16) sagellm_simd::store16(out + c, _mm512_mul_ps(_mm512_loadu_ps(row + c), vinv));
 #endif
   for (; c < cols; ++c) out[c] = static_cast<int8_t>(std::nearbyint(row[c] * inverse));
 }
@@ -91,17 +79,9 @@ void scale_row(const int32_t* in, float rs, const float* col_scale, const float*
   if constexpr (std::is_same_v<scalar_t, c10::BFloat16> || std::is_same_v<scalar_t, float>) {
     const __m512 vrs = _mm512_set1_ps(rs);
     for (; c + 16 <= cols; c += 16) {
-      __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(in + c)), vrs),
-                               _mm512_loadu_ps(col_scale + c));
+      __m512 v = _mm512_mul_ps(_mm512_mul_ps(sagellm_simd::load16(in + c), vrs), _mm512_loadu_ps(col_scale + c));
       if (bias != nullptr) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + c));
-      if constexpr (std::is_same_v<scalar_t, float>) {
-        _mm512_storeu_ps(dst + c, v);
-      } else {  // round to nearest even into the upper 16 bits (inputs are finite)
-        __m512i bits = _mm512_castps_si512(v);
-        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-        bits = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
-      }
+      sagellm_simd::store16(dst + c, v);  // bf16: rounded to nearest even (inputs are finite)
     }
   }
 #endif
