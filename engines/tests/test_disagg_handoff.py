@@ -48,7 +48,7 @@ def _ship(prefill: LLMEngine, decode: LLMEngine, prompt: list[int], rid: str, na
     (first,) = _drain(prefill)
     config = load_config(kv_transfer={"implementation": "shm", "options": {"namespace": namespace, "staging_mb": 64}})
     with open_channel(config, prefill.kv.pool, "p") as src, open_channel(config, decode.kv.pool, "d") as dst:
-        held = export_prompt_blocks(prefill, rid, prompt)
+        held = export_prompt_blocks(prefill, prompt)
         assert len(held.block_ids) == len(prompt) // prefill.kv.block_size
         handle = src.transfer(held.block_ids, "d", metadata={"request_id": rid})
         release(prefill, held)
@@ -63,7 +63,7 @@ def _ship(prefill: LLMEngine, decode: LLMEngine, prompt: list[int], rid: str, na
 
 def _decode_on(decode: LLMEngine, prompt: list[int], rid: str, shipped: Shipped) -> list[int]:
     """Adopt the shipped blocks and decode the rest of the request; all its tokens, the first included."""
-    adopted = adopt_blocks(decode, rid, prompt, shipped.received)
+    adopted = adopt_blocks(decode, prompt, shipped.received)
     token = shipped.first_token
     decode.add_request([*prompt, token], SamplingParams(max_tokens=NEW - 1, temperature=0.0), request_id=rid)
     outputs = []
@@ -98,7 +98,7 @@ def test_handed_over_kv_continues_exactly_as_the_colocated_engine(
 
 def test_a_prompt_shorter_than_a_block_exports_nothing(make_engine: Callable[..., LLMEngine]) -> None:
     engine = make_engine()
-    assert export_prompt_blocks(engine, "short", list(range(100, 110))).block_ids == []
+    assert export_prompt_blocks(engine, list(range(100, 110))).block_ids == []
 
 
 def test_export_finds_only_what_the_prefix_cache_still_holds(
@@ -106,13 +106,28 @@ def test_export_finds_only_what_the_prefix_cache_still_holds(
 ) -> None:
     engine = make_engine()
     prompt = prompts[4]
-    assert export_prompt_blocks(engine, "never-ran", prompt).block_ids == []  # nothing computed yet
+    assert export_prompt_blocks(engine, prompt).block_ids == []  # nothing computed yet
     engine.add_request(prompt, SamplingParams(max_tokens=1, temperature=0.0), request_id="ran")
     _drain(engine)
-    held = export_prompt_blocks(engine, "ran", prompt)
+    held = export_prompt_blocks(engine, prompt)
     assert len(held.block_ids) == len(prompt) // engine.kv.block_size
     release(engine, held)
     release(engine, held)  # twice is harmless
+
+
+def test_a_pin_takes_cached_blocks_out_of_the_evictable_count_until_unpinned(
+    make_engine: Callable[..., LLMEngine], prompts: list[list[int]]
+) -> None:
+    engine = make_engine()
+    prompt = prompts[4]
+    engine.add_request(prompt, SamplingParams(max_tokens=1, temperature=0.0), request_id="ran")
+    _drain(engine)
+    free = engine.kv.num_free_blocks  # the finished prompt's blocks are cached and evictable
+    held = export_prompt_blocks(engine, prompt)
+    assert held.block_ids and engine.kv.num_free_blocks == free - len(held.block_ids)
+    assert not engine.has_unfinished()  # a pin is no sequence: nothing to schedule
+    release(engine, held)
+    assert engine.kv.num_free_blocks == free
 
 
 def test_disagg_config_defaults_to_the_shm_channel_and_needs_the_prefix_cache() -> None:

@@ -12,7 +12,6 @@ Each suite is run twice here:
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 
 from sagellm.core.errors import KVBlockError, NotSupportedError, OutOfBlocksError
-from sagellm.core.protocols import EvictionPolicy, IRBuilder, KVPool, PrefixIndex
+from sagellm.core.protocols import EvictionPolicy, IRBuilder, KVPool, KVView, PrefixIndex
 from sagellm.core.testing import (
     EvictionPolicyConformance,
     IRBuilderConformance,
@@ -30,6 +29,7 @@ from sagellm.core.testing import (
     raises,
 )
 from sagellm.core.types import (
+    ArithmeticKVView,
     BlockId,
     EvictionContext,
     ExecutionPlan,
@@ -40,7 +40,6 @@ from sagellm.core.types import (
     PrefixHit,
     ScheduledChunk,
     SchedulerState,
-    SequenceView,
     Tier,
 )
 
@@ -236,10 +235,7 @@ class OrderedDictLRU:
 class FifoBuilder:
     """Running sequences first (oldest first), preempting the newest when blocks run out; then admit FIFO.
 
-    Block need of a chunk, as the engine will allocate it::
-
-        held = blocks the sequence owns (or, when admitted, the cached prefix blocks)
-        need = ceil((start + num_tokens) / block_size) - held
+    A chunk's block need is what the KV view says (the arithmetic view by default).
     """
 
     def __init__(self, max_num_seqs: int, max_num_batched_tokens: int) -> None:
@@ -250,13 +246,9 @@ class FifoBuilder:
     def name(self) -> str:
         return "reference_fifo"
 
-    @staticmethod
-    def _need(view: SequenceView, start: int, num_tokens: int, block_size: int) -> int:
-        held = view.num_blocks_held or start // block_size
-        return max(0, math.ceil((start + num_tokens) / block_size) - held)
-
-    def build(self, state: SchedulerState) -> ExecutionPlan:
-        budget, free = self.max_num_batched_tokens, state.num_free_blocks
+    def build(self, state: SchedulerState, kv: KVView | None = None) -> ExecutionPlan:
+        kv = kv or ArithmeticKVView(state.block_size, state.num_free_blocks)
+        budget, free = self.max_num_batched_tokens, kv.num_free_blocks
         chunks: list[ScheduledChunk] = []
         preempted: list[str] = []
         queue = sorted(state.running, key=lambda v: v.arrival_time)
@@ -265,14 +257,14 @@ class FifoBuilder:
             num_tokens = min(view.num_uncomputed_tokens, budget)
             if num_tokens <= 0:
                 continue
-            need = self._need(view, view.num_computed_tokens, num_tokens, state.block_size)
+            need = kv.blocks_needed(view, num_tokens)
             while need > free and queue:
                 victim = queue.pop()
                 preempted.append(victim.request_id)
-                free += victim.num_blocks_held
+                free += kv.blocks_freed(victim)
             if need > free:
                 preempted.append(view.request_id)
-                free += view.num_blocks_held
+                free += kv.blocks_freed(view)
                 continue
             is_decode = view.num_uncomputed_tokens == 1 and view.num_tokens > view.num_prompt_tokens
             chunks.append(ScheduledChunk(view.request_id, view.num_computed_tokens, num_tokens, is_decode))
@@ -283,7 +275,7 @@ class FifoBuilder:
             num_tokens = min(view.num_tokens - view.num_cached_tokens, budget)
             if len(chunks) >= self.max_num_seqs or num_tokens <= 0:
                 break
-            need = self._need(view, view.num_cached_tokens, num_tokens, state.block_size)
+            need = kv.blocks_needed(view, num_tokens)
             if need > free:
                 break
             chunks.append(ScheduledChunk(view.request_id, view.num_cached_tokens, num_tokens))
@@ -416,6 +408,13 @@ class NeverPreemptBuilder(FifoBuilder):
         )
 
 
+class KVViewBlindBuilder(FifoBuilder):
+    """Bug: plans by arithmetic over the snapshot, ignoring what the engine's KV view charges."""
+
+    def build(self, state: SchedulerState, kv: KVView | None = None) -> ExecutionPlan:
+        return super().build(state)
+
+
 class PreemptAndRunBuilder(FifoBuilder):
     """Bug: a sequence is preempted and still scheduled in the same plan."""
 
@@ -458,6 +457,7 @@ BROKEN: list[tuple[type, str, Factory, str]] = [
     (IRBuilderConformance, "make_builder", NeverPreemptBuilder, "test_preempts_when_decodes_do_not_fit"),
     (IRBuilderConformance, "make_builder", PreemptAndRunBuilder, "test_running_decodes_are_scheduled"),
     (IRBuilderConformance, "make_builder", SeqLimitBlindBuilder, "test_sequence_limit_holds"),
+    (IRBuilderConformance, "make_builder", KVViewBlindBuilder, "test_admission_pays_what_the_kv_view_charges"),
 ]
 
 

@@ -15,6 +15,7 @@ from sagellm.core.errors import (
     ModelLoadError,
     NotSupportedError,
     OutOfBlocksError,
+    PlanError,
     RegistryError,
     RequestAbortedError,
     SageLLMError,
@@ -33,6 +34,7 @@ EXPECTED: dict[type[SageLLMError], tuple[int, str, tuple[type[BaseException], ..
     RequestAbortedError: (499, "internal_error", ()),
     ServerOverloadedError: (429, "rate_limit_error", ()),
     KVBlockError: (500, "internal_error", (ValueError,)),
+    PlanError: (500, "internal_error", ()),
 }
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from sagellm.core.errors import ConfigError
-from sagellm.core.types import ExecutionPlan, SchedulerState, SequenceView
+from sagellm.core.types import ArithmeticKVView, ExecutionPlan, SchedulerState, SequenceView
 from sagellm.scheduler_ir import FIFOIRBuilder, InvalidSchedulerStateError
 
 BS = 4
@@ -66,10 +66,19 @@ def test_running_before_waiting() -> None:
     assert triples(plan) == [("r", 0, 30), ("w", 0, 10)]
 
 
-def test_step_ids_increment_per_build() -> None:
-    builder = FIFOIRBuilder()
-    state = SchedulerState((), (), num_free_blocks=1, block_size=BS)
-    assert [builder.build(state).step_id for _ in range(3)] == [1, 2, 3]
+def test_admission_pays_what_the_kv_view_charges() -> None:
+    """The engine's view may charge a waiting sequence more than arithmetic (promotions, swap-ins, pins)."""
+
+    class Promoting(ArithmeticKVView):
+        def blocks_needed(self, seq: SequenceView, num_new_tokens: int) -> int:
+            extra = 3 if seq.request_id == "w1" else 0
+            return super().blocks_needed(seq, num_new_tokens) + extra
+
+    waits = (wait("w0", 4), wait("w1", 4), wait("w2", 4))
+    state = SchedulerState((), waits, num_free_blocks=4, block_size=BS)
+    assert FIFOIRBuilder().build(state).admitted == ("w0", "w1", "w2")  # 1 block each by arithmetic
+    plan = FIFOIRBuilder().build(state, Promoting(BS, 4))
+    assert plan.admitted == ("w0",)  # w1 costs 4 with its promotions: it waits, and FIFO stops there
 
 
 # --- preemption ------------------------------------------------------------------------------------

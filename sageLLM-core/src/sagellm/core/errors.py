@@ -70,3 +70,12 @@ class ServerOverloadedError(SageLLMError):
 
 class KVBlockError(SageLLMError, ValueError):
     """A block id is unknown, already free, or used against its state (double free)."""
+
+
+class PlanError(SageLLMError):
+    """An execution plan the engine cannot apply: it asked for more KV than the builder's view allowed.
+
+    A builder that prices chunks with the engine's KV view never produces
+    one; this is a bug in the builder or the view, reported instead of
+    silently re-deciding the step.
+    """

@@ -16,7 +16,7 @@ waiting), ``prefix`` (prefix-aware admission), ``cost`` and ``preemption``
 
 from sagellm.scheduler_ir.adaptive import AdaptiveIRBuilder
 from sagellm.scheduler_ir.base import BaseIRBuilder, SchedulerLimits, StepOrder
-from sagellm.scheduler_ir.budget import StepBudget, blocks_to_admit, blocks_to_grow
+from sagellm.scheduler_ir.budget import StepBudget
 from sagellm.scheduler_ir.cost import CostModel
 from sagellm.scheduler_ir.deadline import SLOTargets
 from sagellm.scheduler_ir.describe import describe_plan
@@ -56,8 +56,6 @@ __all__ = [
     "ViewPrefixProbe",
     "__version__",
     "admit_in_order",
-    "blocks_to_admit",
-    "blocks_to_grow",
     "builder_class",
     "builder_from_section",
     "cheaper_mode",

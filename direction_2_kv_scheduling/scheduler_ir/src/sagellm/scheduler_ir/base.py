@@ -1,4 +1,4 @@
-"""What every builder in this package shares: limits, options, the step skeleton, step ids.
+"""What every builder in this package shares: limits, options, the step skeleton.
 
 A policy only decides *order* (:meth:`BaseIRBuilder.order`); :meth:`build`
 runs the same two phases for all of them::
@@ -12,7 +12,6 @@ runs the same two phases for all of them::
 
 from __future__ import annotations
 
-import itertools
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
@@ -22,7 +21,8 @@ from typing import Any, ClassVar, TypeVar
 from sagellm.core.config import SchedulerSection
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
-from sagellm.core.types import ExecutionPlan, SchedulerState, SequenceView
+from sagellm.core.protocols import KVView
+from sagellm.core.types import ArithmeticKVView, ExecutionPlan, SchedulerState, SequenceView
 from sagellm.scheduler_ir.budget import StepBudget
 from sagellm.scheduler_ir.cost import CostModel
 from sagellm.scheduler_ir.ledger import PlanLedger
@@ -47,10 +47,10 @@ class SchedulerLimits:
         if self.max_num_batched_tokens < 1:
             raise ConfigError(f"max_num_batched_tokens must be >= 1 (got {self.max_num_batched_tokens})")
 
-    def new_budget(self, state: SchedulerState) -> StepBudget:
-        if state.block_size < 1:
-            raise ConfigError(f"block_size must be >= 1 (got {state.block_size})")
-        return StepBudget(self.max_num_batched_tokens, self.max_num_seqs, state.num_free_blocks, state.block_size)
+    def new_budget(self, kv: KVView) -> StepBudget:
+        if kv.block_size < 1:
+            raise ConfigError(f"block_size must be >= 1 (got {kv.block_size})")
+        return StepBudget(self.max_num_batched_tokens, self.max_num_seqs, kv.num_free_blocks, kv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +72,9 @@ class StepOrder:
 class BaseIRBuilder(ABC):
     """Base of the package's policies; subclasses implement ``name`` and ``order``.
 
-    A builder is a pure function of its snapshot except for the step id it
-    stamps on each plan (and, for the adaptive policy, its current mode), so
-    one instance must serve one engine.
+    A builder is a pure function of its snapshot and KV view (except, for
+    the adaptive policy, its current mode), so one instance must serve one
+    engine.
     """
 
     #: ``SchedulerSection.options`` keys the policy accepts (CostModel fields become a ``cost``).
@@ -102,7 +102,6 @@ class BaseIRBuilder(ABC):
         self.prefix_probe: PrefixProbe = prefix_probe or ViewPrefixProbe()
         self.cost = cost or CostModel()
         self.metrics = metrics  # where a policy records its own decisions (the adaptive mode); None: nowhere
-        self._step_ids = itertools.count(1)
 
     @classmethod
     def from_config(cls: type[B], section: SchedulerSection, **deps: Any) -> B:
@@ -135,21 +134,22 @@ class BaseIRBuilder(ABC):
     def order(self, state: SchedulerState) -> StepOrder:
         """Service, preemption and admission order for this snapshot (the policy itself)."""
 
-    def build(self, state: SchedulerState) -> ExecutionPlan:
-        budget = self.limits.new_budget(state)
+    def build(self, state: SchedulerState, kv: KVView | None = None) -> ExecutionPlan:
+        kv = kv or ArithmeticKVView(state.block_size, state.num_free_blocks)
+        budget = self.limits.new_budget(kv)
         order = self.order(state)
         if order.max_tokens is not None:
             budget.cap_tokens(order.max_tokens)
-        ledger = PlanLedger(mode_chooser(state.block_size, self.cost, bool(self.swap_available)))
+        ledger = PlanLedger(mode_chooser(kv.block_size, self.cost, bool(self.swap_available)))
         chunked = self.limits.enable_chunked_prefill
         schedule_running(deque(order.running), budget, ledger, chunked)
         if not ledger.preempted:
             budget.cap_seqs(self.limits.max_num_seqs - len(state.running))
             waiting = rank_by_prefix(order.waiting, self.prefix_probe, self.prefix_window)
             admit_in_order(waiting, budget, ledger, chunked)
-        return ledger.to_plan(self.next_step_id(), order.policy or self.name)
+        return ledger.to_plan(order.policy or self.name)
 
-    def use_swap(self, kv_bytes_per_token: int) -> None:
+    def use_swap(self, kv_bytes_per_token: float) -> None:
         """The engine can swap (its pool has a host tier): swap victims where cheaper, unless configured off.
 
         The engine's real KV bytes per token replace the cost model's default.
@@ -158,10 +158,6 @@ class BaseIRBuilder(ABC):
             return
         self.swap_available = True
         self.cost = replace(self.cost, kv_bytes_per_token=float(kv_bytes_per_token))
-
-    def next_step_id(self) -> int:
-        """1, 2, 3, ... -- one per plan, so logs and traces can line plans up with steps."""
-        return next(self._step_ids)
 
     def __repr__(self) -> str:
         lim = self.limits

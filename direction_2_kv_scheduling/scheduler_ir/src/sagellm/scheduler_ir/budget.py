@@ -6,51 +6,21 @@ one moves the same three counters. Keeping the counters in one small
 mutable object, updated incrementally, is what keeps a build O(n): nothing
 is ever re-summed over the plan so far.
 
-Block arithmetic
-----------------
-A sequence that already holds blocks grows into new ones::
-
-    block_size = 4, computed = 6, new = 5, held = 2
-
-    tokens  | 0 1 2 3 | 4 5 6 7 | 8 9 10 . |
-    blocks  [   b0    ][   b1    ][   b2    ]
-             <---- held (2) ---->  grow 1
-            <-- computed --><-- new -->
-    need = ceil((6 + 5) / 4) - 2 = 1
-
-A waiting sequence admitted after a prefix hit gets its full cached blocks
-with the hit; only the rest, including a partial last cached block, is new::
-
-    block_size = 4, cached = 8, new = 5
-
-    tokens  | 0 1 2 3 | 4 5 6 7 | 8 9 10 11 | 12 . . . |
-    blocks  [   b0    ][   b1    ][    b2    ][   b3    ]
-            <--- from the cache -><------- allocate ----->
-    need = ceil((8 + 5) / 4) - 8 // 4 = 2
+Block costs come from the engine's :class:`~sagellm.core.protocols.KVView`
+(``blocks_needed``): a waiting sequence's admission may also promote
+lower-tier hit blocks, swap KV back in and pin evictable cached blocks,
+which only the engine can count. Without an engine (tests, simulators) the
+view is core's :class:`~sagellm.core.types.ArithmeticKVView`, where the
+block arithmetic itself lives (``blocks_for``, ``blocks_to_grow``,
+``blocks_to_admit``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sagellm.core.protocols import KVView
 from sagellm.core.types import SequenceView
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def blocks_to_grow(view: SequenceView, num_new_tokens: int, block_size: int) -> int:
-    """New blocks a *running* sequence needs to hold ``num_new_tokens`` more tokens."""
-    # ceil_div and max() written out: this runs once per running sequence per step
-    need = -(-(view.num_computed_tokens + num_new_tokens) // block_size) - view.num_blocks_held
-    return need if need > 0 else 0
-
-
-def blocks_to_admit(view: SequenceView, num_new_tokens: int, block_size: int) -> int:
-    """New blocks a *waiting* sequence needs when admitted at its cached prefix."""
-    cached = view.num_cached_tokens
-    return max(0, ceil_div(cached + num_new_tokens, block_size) - cached // block_size)
 
 
 @dataclass(slots=True)
@@ -65,7 +35,7 @@ class StepBudget:
     tokens_left: int
     seqs_left: int
     free_blocks: int
-    block_size: int
+    kv: KVView
 
     @property
     def is_exhausted(self) -> bool:
@@ -79,6 +49,10 @@ class StepBudget:
     def cap_tokens(self, max_tokens: int) -> None:
         """Lower the token allowance (e.g. so a step finishes within a latency target)."""
         self.tokens_left = max(0, min(self.tokens_left, max_tokens))
+
+    def blocks_needed(self, view: SequenceView, num_new_tokens: int) -> int:
+        """What a chunk of ``num_new_tokens`` costs ``view`` in device blocks (growth, or admission)."""
+        return self.kv.blocks_needed(view, num_new_tokens)
 
     def fits_blocks(self, num_blocks: int) -> bool:
         return num_blocks <= self.free_blocks

@@ -6,11 +6,11 @@ from sagellm.core.types import ExecutionPlan, ScheduledChunk
 
 
 def describe_plan(plan: ExecutionPlan) -> str:
-    """A header line, one line per chunk, then a line per non-empty preemption/migration list.
+    """A header line, one line per chunk, then the preempted ids, if any.
 
     ::
 
-        step 7: 3 chunks, 66 tokens (2 decode + 64 prefill), 1 admitted, 1 preempted [slo]
+        3 chunks, 66 tokens (2 decode + 64 prefill), 1 admitted, 1 preempted [slo]
           decode   r0  [12, 13)           1 tok
           decode   r1  [9, 10)            1 tok
           prefill  w4  [8, 72)           64 tok  admitted
@@ -26,8 +26,6 @@ def describe_plan(plan: ExecutionPlan) -> str:
     if plan.preempted:
         swapped = set(plan.swapped_out)
         lines.append("  preempted: " + ", ".join(r + " (swap)" if r in swapped else r for r in plan.preempted))
-    if len(plan.migrations):
-        lines.append(f"  migrations: {len(plan.migrations)} block moves")
     return "\n".join(lines)
 
 
@@ -35,7 +33,7 @@ def _header(plan: ExecutionPlan) -> str:
     decode = sum(c.num_tokens for c in plan.chunks if c.is_decode)
     prefill = plan.num_batched_tokens - decode
     header = (
-        f"step {plan.step_id}: {len(plan.chunks)} chunks, {plan.num_batched_tokens} tokens "
+        f"{len(plan.chunks)} chunks, {plan.num_batched_tokens} tokens "
         f"({decode} decode + {prefill} prefill), {len(plan.admitted)} admitted, {len(plan.preempted)} preempted"
     )
     return f"{header} [{plan.policy}]" if plan.policy else header

@@ -53,12 +53,11 @@ class PlanLedger:
         if self.choose_mode is not None and self.choose_mode(view) is PreemptionMode.SWAP:
             self.swapped_out.append(view.request_id)
 
-    def to_plan(self, step_id: int, policy: str = "") -> ExecutionPlan:
+    def to_plan(self, policy: str = "") -> ExecutionPlan:
         return ExecutionPlan(
             chunks=tuple(self.chunks),
             admitted=tuple(self.admitted),
             preempted=tuple(self.preempted),
-            step_id=step_id,
             swapped_out=tuple(self.swapped_out),
             policy=policy,
         )

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from sagellm.core.types import SequenceView
-from sagellm.scheduler_ir.budget import StepBudget, blocks_to_admit, blocks_to_grow
+from sagellm.scheduler_ir.budget import StepBudget
 from sagellm.scheduler_ir.errors import InvalidSchedulerStateError
 from sagellm.scheduler_ir.ledger import PlanLedger
 
@@ -41,7 +41,7 @@ def tokens_to_run(remaining: int, budget: StepBudget, chunked: bool) -> int | No
 def preempt(view: SequenceView, budget: StepBudget, ledger: PlanLedger) -> None:
     """The sequence goes back to waiting and its device blocks are freed (recompute or swap alike)."""
     ledger.preempt(view)
-    budget.refund_blocks(view.num_blocks_held)
+    budget.refund_blocks(budget.kv.blocks_freed(view))
 
 
 def make_room(
@@ -67,13 +67,12 @@ def schedule_running(queue: deque[SequenceView], budget: StepBudget, ledger: Pla
     Consumes ``queue``. Sequences with nothing to compute (or, without
     chunking, too much for what is left) are passed over and keep their blocks.
     """
-    block_size = budget.block_size
     while queue and not budget.is_exhausted:
         view = queue.popleft()
         num_new = tokens_to_run(view.num_uncomputed_tokens, budget, chunked)
         if num_new is None:
             continue
-        num_blocks = blocks_to_grow(view, num_new, block_size)
+        num_blocks = budget.blocks_needed(view, num_new)
         # the common case (blocks fit) skips the call: this loop runs once per running sequence
         if num_blocks > budget.free_blocks and not make_room(view, num_blocks, queue, budget, ledger):
             return
@@ -94,7 +93,7 @@ def try_admit(view: SequenceView, budget: StepBudget, ledger: PlanLedger, chunke
     num_new = tokens_to_run(remaining, budget, chunked)
     if num_new is None:
         return False
-    num_blocks = blocks_to_admit(view, num_new, budget.block_size)
+    num_blocks = budget.blocks_needed(view, num_new)
     if not budget.fits_blocks(num_blocks):
         return False
     budget.charge(num_new, num_blocks)

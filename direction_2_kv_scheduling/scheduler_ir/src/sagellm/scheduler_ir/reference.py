@@ -6,14 +6,15 @@ the plan so far at each decision -- so it is easy to check by eye and
 quadratic in the number of sequences. :class:`FIFOIRBuilder` must produce
 exactly the same plans; the property tests compare the two on random
 snapshots and the benchmark measures what the incremental ledger buys.
-Block arithmetic is written out again here (not imported) so a slip in
-``budget.py`` cannot hide in both.
+Block arithmetic is written out again here (not imported) so a slip in core's
+``blocks_to_grow``/``blocks_to_admit`` cannot hide in both; an engine's KV view, when given, is used as is.
 """
 
 from __future__ import annotations
 
 import math
 
+from sagellm.core.protocols import KVView
 from sagellm.core.types import ExecutionPlan, ScheduledChunk, SchedulerState, SequenceView
 from sagellm.scheduler_ir.errors import InvalidSchedulerStateError
 
@@ -30,24 +31,23 @@ class NaiveFIFOIRBuilder:
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.enable_chunked_prefill = enable_chunked_prefill
-        self._step = 0
+        self._kv: KVView | None = None  # the engine's view for the build in progress; None: own arithmetic
 
     @property
     def name(self) -> str:
         return "fifo-naive"
 
-    def build(self, state: SchedulerState) -> ExecutionPlan:
+    def build(self, state: SchedulerState, kv: KVView | None = None) -> ExecutionPlan:
+        self._kv = kv
         chunks: list[_Chunk] = []
         preempted: list[SequenceView] = []
         self._schedule_running(state, chunks, preempted)
         if not preempted:
             self._admit_waiting(state, chunks, preempted)
-        self._step += 1
         return ExecutionPlan(
             chunks=tuple(ScheduledChunk(v.request_id, s, n, self._is_decode(v, a)) for v, s, n, a in chunks),
             admitted=tuple(v.request_id for v, _, _, a in chunks if a),
             preempted=tuple(v.request_id for v in preempted),
-            step_id=self._step,
         )
 
     def _schedule_running(self, state: SchedulerState, chunks: list[_Chunk], preempted: list[SequenceView]) -> None:
@@ -97,15 +97,18 @@ class NaiveFIFOIRBuilder:
     def _tokens_used(chunks: list[_Chunk]) -> int:
         return sum(n for _, _, n, _ in chunks)
 
-    @staticmethod
-    def _blocks(view: SequenceView, start: int, num_new: int, admitted: bool, state: SchedulerState) -> int:
+    def _blocks(self, view: SequenceView, start: int, num_new: int, admitted: bool, state: SchedulerState) -> int:
+        if self._kv is not None:
+            return self._kv.blocks_needed(view, num_new)
         bs = state.block_size
         held = start // bs if admitted else view.num_blocks_held
         return max(0, math.ceil((start + num_new) / bs) - held)
 
     def _free(self, state: SchedulerState, chunks: list[_Chunk], preempted: list[SequenceView]) -> int:
+        free = state.num_free_blocks if self._kv is None else self._kv.num_free_blocks
         used = sum(self._blocks(v, s, n, a, state) for v, s, n, a in chunks)
-        return state.num_free_blocks + sum(v.num_blocks_held for v in preempted) - used
+        freed = sum(v.num_blocks_held if self._kv is None else self._kv.blocks_freed(v) for v in preempted)
+        return free + freed - used
 
     @staticmethod
     def _is_decode(view: SequenceView, admitted: bool) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from sagellm.core.errors import OutOfBlocksError, SageLLMError
 from sagellm.core.protocols import IncomingKV
 from sagellm.core.types import SamplingParams
-from sagellm.engines.disagg.handoff import HeldBlocks, adopt_blocks, allocate_blocks, release
+from sagellm.engines.disagg.handoff import adopt_blocks, allocate_blocks, release
 from sagellm.engines.disagg.messages import (
     DECODE,
     DecodeStep,
@@ -28,6 +28,7 @@ from sagellm.engines.disagg.messages import (
     WorkerStats,
 )
 from sagellm.engines.disagg.worker_base import POLL_S, WorkerBase, run_worker
+from sagellm.engines.runtime.kv_manager import PinnedBlocks
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,7 +49,7 @@ class DecodeWorker(WorkerBase):
     def __init__(self, config_data: dict[str, Any], inbox: Any, events: Any) -> None:
         super().__init__(config_data, inbox, events)
         self.stats = DecodeStats()
-        self._held: dict[str, HeldBlocks] = {}  # adopted blocks, held until their request is admitted
+        self._held: dict[str, PinnedBlocks] = {}  # adopted blocks, held until their request is admitted
 
     def run(self) -> None:
         self.announce()
@@ -85,7 +86,7 @@ class DecodeWorker(WorkerBase):
     def _admit(self, incoming: IncomingKV) -> None:
         meta = incoming.metadata
         request_id, prompt, first = str(meta["request_id"]), list(meta["prompt"]), int(meta["first_token"])
-        held = self._take_blocks(incoming, request_id, prompt)
+        held = self._take_blocks(incoming, prompt)
         sampling = SamplingParams(**{**meta["sampling"], "max_tokens": int(meta["sampling"]["max_tokens"]) - 1})
         try:
             self.engine.add_request([*prompt, first], sampling, request_id=request_id)
@@ -96,25 +97,25 @@ class DecodeWorker(WorkerBase):
         self._held[request_id] = held
         self.stats.num_handoffs += 1
 
-    def _take_blocks(self, incoming: IncomingKV, request_id: str, prompt: list[int]) -> HeldBlocks:
+    def _take_blocks(self, incoming: IncomingKV, prompt: list[int]) -> PinnedBlocks:
         """Receive the transfer's blocks into fresh pool blocks and cache them; nothing if there is no room."""
         if not incoming.num_blocks:
             incoming.accept([])
-            return HeldBlocks(None)
+            return PinnedBlocks([], [])
         start = time.perf_counter()
         try:
             blocks = allocate_blocks(self.engine, incoming.num_blocks)
         except OutOfBlocksError:
             incoming.reject("the decode worker has no free KV blocks")
             self.stats.num_rejected += 1
-            return HeldBlocks(None)
+            return PinnedBlocks([], [])
         try:
             copy_s = incoming.accept(blocks)
         except SageLLMError:  # the prefill side went away: recompute the prompt instead
             self.engine.kv.pool.free(blocks)
             self.stats.num_rejected += 1
-            return HeldBlocks(None)
-        held = adopt_blocks(self.engine, request_id, prompt, blocks)
+            return PinnedBlocks([], [])
+        held = adopt_blocks(self.engine, prompt, blocks)
         self.stats.num_blocks_received += len(blocks)
         self.stats.bytes_received += len(blocks) * self.engine.kv.pool.layout.bytes_per_block
         self.stats.copy_s += copy_s

@@ -1,18 +1,16 @@
-"""Moving a prompt's KV between two engines' pools without either engine knowing.
+"""Moving a prompt's KV between two engines' pools through their prefix caches.
 
-Both halves go through the prefix cache, with the KV manager's public
-calls only, so neither engine needs a special admission path:
+Both halves are explicit KV-manager calls, so neither engine needs a
+special admission path or a stand-in sequence:
 
 * **export** (prefill side): after the prefill-only request finished, its
-  prompt's full blocks sit in the prefix cache. A probe sequence over those
-  tokens is *admitted* (``KVManager.admit``), which looks them up and takes
-  a reference on each; the channel stages them; ``release`` lets go.
+  prompt's full blocks sit in the prefix cache. ``pin_prefix`` references
+  the device-resident run of them; the channel stages them; ``unpin`` lets go.
 * **adopt** (decode side): blocks are allocated and filled from the
-  channel, then a holder sequence over the same tokens *registers* them
-  (``KVManager.register_computed``), which is exactly how an engine caches
-  a prompt it computed itself. The real request is then added as usual and
-  its admission hits them. The holder keeps its references until that
-  admission happened, so eviction cannot take the blocks in between.
+  channel, then ``adopt_prefix`` caches them exactly as an engine caches a
+  prompt it computed itself. The real request is then added as usual and
+  its admission hits them. The pin holds them until that admission
+  happened, so eviction cannot take the blocks in between.
 
 Only *full* blocks are cached, so only they travel::
 
@@ -27,59 +25,24 @@ most 15) together with the first generated token, in its first step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from sagellm.core.types import BlockId, Request, SequenceState
+from sagellm.core.types import BlockId
 from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.runtime.kv_manager import PinnedBlocks
 
 
-@dataclass(slots=True)
-class HeldBlocks:
-    """Prefix-cache blocks a probe or holder sequence keeps referenced until :func:`release`."""
+def export_prompt_blocks(engine: LLMEngine, prompt: Sequence[int]) -> PinnedBlocks:
+    """The device blocks caching ``prompt``'s full blocks, pinned until released (may be fewer, or none).
 
-    seq: SequenceState | None
-    block_ids: list[BlockId] = field(default_factory=list)
-
-
-def num_full_blocks(num_tokens: int, block_size: int) -> int:
-    return num_tokens // block_size
-
-
-def export_prompt_blocks(engine: LLMEngine, request_id: str, prompt: Sequence[int]) -> HeldBlocks:
-    """The device blocks caching ``prompt``'s full blocks, referenced until released (may be fewer, or none).
-
-    Fewer than all full blocks when some were evicted meanwhile, or sit in
-    a lower tier the device has no room to promote them from; then the
-    decode side computes the rest.
+    Fewer than all full blocks when some were evicted meanwhile, or demoted
+    to a lower tier; then the decode side computes the rest.
     """
-    kv = engine.kv
-    full = num_full_blocks(len(prompt), kv.block_size)
-    if full == 0 or not kv.prefix_caching:
-        return HeldBlocks(None)
-    # Admission looks up all tokens but the last (one must run to give logits): add a placeholder.
-    tokens = (*prompt[: full * kv.block_size], 0)
-    probe = SequenceState(Request(f"{request_id}#export", tokens, namespace=engine.model_name))
-    if kv.admit(probe, 1) is None:
-        return HeldBlocks(None)
-    hit = probe.num_cached_tokens // kv.block_size
-    return HeldBlocks(probe, list(probe.block_ids[:hit]))
+    return engine.kv.pin_prefix(prompt, engine.model_name)
 
 
-def adopt_blocks(engine: LLMEngine, request_id: str, prompt: Sequence[int], block_ids: Sequence[BlockId]) -> HeldBlocks:
-    """Cache ``block_ids`` (already filled with ``prompt``'s first full blocks) in the prefix index.
-
-    Blocks whose prefix was cached already are not adopted; ``release``
-    frees those.
-    """
-    kv = engine.kv
-    num_tokens = len(block_ids) * kv.block_size
-    if not block_ids:
-        return HeldBlocks(None)
-    holder = SequenceState(Request(f"{request_id}#handoff", tuple(prompt[:num_tokens]), namespace=engine.model_name))
-    holder.block_ids = list(block_ids)
-    holder.num_computed_tokens = num_tokens
-    kv.register_computed(holder)
-    return HeldBlocks(holder, list(block_ids))
+def adopt_blocks(engine: LLMEngine, prompt: Sequence[int], block_ids: Sequence[BlockId]) -> PinnedBlocks:
+    """Cache ``block_ids`` (already filled with ``prompt``'s first full blocks) in the prefix index, pinned."""
+    return engine.kv.adopt_prefix(prompt, engine.model_name, block_ids)
 
 
 def allocate_blocks(engine: LLMEngine, num_blocks: int) -> list[BlockId]:
@@ -88,8 +51,6 @@ def allocate_blocks(engine: LLMEngine, num_blocks: int) -> list[BlockId]:
     return engine.kv.pool.allocate(num_blocks)
 
 
-def release(engine: LLMEngine, held: HeldBlocks) -> None:
-    """Drop the probe's or holder's references (cached blocks stay cached, now evictable)."""
-    if held.seq is not None:
-        engine.kv.release(held.seq)
-        held.seq = None
+def release(engine: LLMEngine, held: PinnedBlocks) -> None:
+    """Drop the pin (cached blocks stay cached, evictable once the request that hit them is done)."""
+    engine.kv.unpin(held)

@@ -112,7 +112,7 @@ class PrefillWorker(WorkerBase):
             "first_token": token,
             "sampling": dataclasses.asdict(job.sampling),
         }
-        held = export_prompt_blocks(self.engine, job.request_id, ids)
+        held = export_prompt_blocks(self.engine, ids)
         try:
             handle = self.channel.transfer(held.block_ids, DECODE, metadata=metadata)
         except OutOfBlocksError:  # staging stayed full for full_timeout_s: let the decode side recompute

@@ -18,6 +18,7 @@ from sagellm.core.errors import (
     ContextLengthExceededError,
     InvalidRequestError,
     OutOfBlocksError,
+    PlanError,
     ServerOverloadedError,
 )
 from sagellm.core.metrics import MetricsRegistry
@@ -32,11 +33,13 @@ from sagellm.core.types import (
     SequenceStatus,
     SequenceView,
     StepOutput,
+    blocks_for,
 )
 from sagellm.engines.engine.stop_checker import check_stop
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.runtime.input_batch import ChunkWork
 from sagellm.engines.runtime.kv_manager import KVManager
+from sagellm.engines.runtime.kv_view import StepKVView
 from sagellm.engines.runtime.model_runner import ModelRunner
 from sagellm.engines.runtime.sampler import SampledToken, Sampler
 from sagellm.engines.tokenizer import IncrementalDetokenizer, Tokenizer
@@ -155,8 +158,8 @@ class LLMEngine:
 
     # ---------------------------------------------------------------------- step
     def step(self) -> list[StepOutput]:
-        plan = self.ir_builder.build(self._snapshot())
-        works = self._apply(plan)
+        state, view = self._snapshot()
+        works = self._apply(self.ir_builder.build(state, view))
         outputs = self._run(works) if works else []
         self._record_step(works)
         return outputs
@@ -169,17 +172,21 @@ class LLMEngine:
         sampled = self.sampler.sample(logits, sampled_seqs)
         return [self._process(seq, token) for seq, token in zip(sampled_seqs, sampled)]
 
-    def _snapshot(self) -> SchedulerState:
+    def _snapshot(self) -> tuple[SchedulerState, StepKVView]:
         # Builders admit at most max_num_seqs - running themselves; a window of at least max_num_seqs waiting
         # requests lets priority/SLO policies reorder, while peeking the prefix cache for each stays bounded.
-        window = self.max_num_seqs
-        return SchedulerState(
+        window = self._waiting[: self.max_num_seqs]
+        view = StepKVView(
+            self.kv, {seq.request_id: seq for seq in window}, {seq.request_id: seq for seq in self._running}
+        )
+        state = SchedulerState(
             running=tuple(self._view(seq, 0) for seq in self._running),
-            waiting=tuple(self._view(seq, self.kv.peek_cached_tokens(seq)) for seq in self._waiting[:window]),
-            num_free_blocks=self.kv.num_free_blocks,
-            block_size=self.kv.block_size,
+            waiting=tuple(self._view(seq, self.kv.peek_cached_tokens(seq)) for seq in window),
+            num_free_blocks=view.num_free_blocks,
+            block_size=view.block_size,
             now=time.monotonic(),
         )
+        return state, view
 
     def _view(self, seq: SequenceState, cached: int) -> SequenceView:
         return SequenceView(
@@ -198,48 +205,44 @@ class LLMEngine:
     def _apply(self, plan: ExecutionPlan) -> list[ChunkWork]:
         """Preempt (swap or recompute, as the plan says), allocate for running chunks, then admit.
 
-        Admission stops at the first sequence the device cannot take after
-        all (the plan counts cached and swapped KV as already on the device,
-        so promotions and swap-ins can come up short): admitting the ones
-        behind it would let them overtake it, which no scheduler here does.
+        The builder priced every chunk with this step's KV view, so each
+        allocation and admission fits; one that does not is a PlanError
+        (a bug in the builder or the view), never a silent change of plan.
+        Running sequences grow before admissions so that an eviction their
+        growth needs can only shorten a later admission's hit, which costs
+        the same blocks either way.
         """
         for request_id in plan.preempted:
             self._preempt(self._tracked[request_id].seq, swap=request_id in plan.swapped_out)
         admitted = set(plan.admitted)
         works: list[ChunkWork] = []
-        admitting = True
         for chunk in sorted(plan.chunks, key=lambda c: c.request_id in admitted):
             seq = self._tracked[chunk.request_id].seq
-            if chunk.request_id not in admitted:
-                work = self._grow(seq, chunk)
-            elif admitting:
-                work = self._admit(seq, chunk.num_tokens)
-                admitting = work is not None
-            else:
-                continue
-            if work is not None:
-                works.append(work)
+            works.append(self._admit(seq, chunk) if chunk.request_id in admitted else self._grow(seq, chunk))
         return works
 
-    def _grow(self, seq: SequenceState, chunk: ScheduledChunk) -> ChunkWork | None:
-        start, num_tokens = seq.num_computed_tokens, chunk.num_tokens
+    def _grow(self, seq: SequenceState, chunk: ScheduledChunk) -> ChunkWork:
+        if chunk.start != seq.num_computed_tokens:
+            raise PlanError(
+                f"{seq.request_id}: chunk starts at {chunk.start}, its KV ends at {seq.num_computed_tokens}"
+            )
         try:
-            self.kv.allocate_for(seq, start + num_tokens)
-        except OutOfBlocksError:
-            self._preempt(seq, swap=True)  # the plan under-counted; swap (host room permitting) or recompute later
-            return None
-        return ChunkWork(seq, start, num_tokens)
+            self.kv.allocate_for(seq, chunk.start + chunk.num_tokens)
+        except OutOfBlocksError as exc:
+            raise PlanError(f"{seq.request_id}: the plan's chunk does not fit ({exc})") from exc
+        return ChunkWork(seq, chunk.start, chunk.num_tokens)
 
-    def _admit(self, seq: SequenceState, num_tokens: int) -> ChunkWork | None:
-        if self.kv.admit(seq, num_tokens) is None:
-            return None  # the device cannot take it yet (nothing changed); it stays waiting
-        start = seq.num_computed_tokens  # the real hit + swapped KV, which eviction may have shortened
-        num_tokens = min(num_tokens, seq.num_tokens - start)
+    def _admit(self, seq: SequenceState, chunk: ScheduledChunk) -> ChunkWork:
+        if self.kv.admit(seq, chunk.num_tokens) is None:
+            raise PlanError(f"{seq.request_id}: admission does not fit the blocks the plan priced it at")
+        # The KV's end: the planned start, or earlier if this step's evictions shortened the hit (same blocks).
+        start = seq.num_computed_tokens
+        num_tokens = min(chunk.num_tokens, seq.num_tokens - start)
         try:
             self.kv.allocate_for(seq, start + num_tokens)
-        except OutOfBlocksError:
-            self.kv.release(seq)  # stays waiting; tried again next step
-            return None
+        except OutOfBlocksError as exc:
+            self.kv.release(seq)
+            raise PlanError(f"{seq.request_id}: the admitted chunk does not fit ({exc})") from exc
         self._waiting.remove(seq)
         self._running.append(seq)
         seq.status = SequenceStatus.RUNNING
@@ -335,7 +338,7 @@ class LLMEngine:
                 f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
                 f"{total} tokens ({num_prompt} in the prompt, {max_tokens} for the completion)."
             )
-        blocks_needed = -(-total // self.kv.block_size)
+        blocks_needed = blocks_for(total, self.kv.block_size)
         if blocks_needed > self.kv.pool.layout.num_blocks:
             raise ContextLengthExceededError(
                 f"the request needs {blocks_needed} KV blocks but the whole pool has {self.kv.pool.layout.num_blocks}"

@@ -67,11 +67,13 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None and x.shape[0] <= MAX_LOW_BIT_ROWS:
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP_SIZE, self.scales_and_zeros)
+            out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x, self.packed, GROUP_SIZE, self.scales_and_zeros
+            )
             return out if self.bias is None else out + self.bias
         if self.quantizer is not None:
-            out: torch.Tensor = self.quantizer.linear(x, self.quantized, self.bias)
-            return out
+            quantized: torch.Tensor = self.quantizer.linear(x, self.quantized, self.bias)
+            return quantized
         return F.linear(x, self.weight, self.bias)
 
 

@@ -31,14 +31,13 @@ sequence references: a sequence only ever references device blocks.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sagellm.core.errors import OutOfBlocksError
 from sagellm.core.protocols import EvictionPolicy, KVPool, PrefixIndex
-from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta, SequenceState, Tier
+from sagellm.core.types import BlockId, EvictionContext, KVBlockMeta, SequenceState, Tier, blocks_for
 from sagellm.engines.runtime.cache_entries import CacheEntries, EntryId
 from sagellm.engines.runtime.kv_tiers import KVTiers, TierCounters
 from sagellm.engines.runtime.swapped_kv import SwappedKV
@@ -51,6 +50,15 @@ class Admission:
     num_hit_tokens: int  # from the prefix cache (promoted blocks included)
     num_promoted_blocks: int = 0
     num_swapped_in_blocks: int = 0
+
+
+@dataclass(slots=True)
+class PinnedBlocks:
+    """Device blocks of a cached prefix, held for a hand-off until :meth:`KVManager.unpin`."""
+
+    block_ids: list[BlockId]  # in prefix order, one pool reference each (until unpinned)
+    entries: list[EntryId]  # the index references held with them
+    unpinned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,39 @@ class KVManager:
         swapped = self._swapped.get(seq.request_id)
         return hit if swapped is None else swapped.restorable_tokens(hit // self.block_size, self.block_size)
 
+    # ------------------------------------------------------------------ prices, for the scheduler
+    def admission_blocks(self, seq: SequenceState, num_new_tokens: int) -> int:
+        """Free-or-evictable device blocks admitting ``seq`` with a first chunk of ``num_new_tokens`` takes.
+
+        The chunk's new blocks, plus one per lower-tier hit block (promoted),
+        per swapped-out block after the hit (swapped in) and per hit block
+        now evictable (pinned: no longer counted free). What :meth:`admit`
+        then does within that room; nothing is held afterwards.
+        """
+        entries = self._lookup(seq)
+        try:
+            moved = sum(1 for e in entries if self.entries.device_block(e) is None)
+            pinned = sum(1 for e in entries if e in self._evictable)
+            swapped = self._swapped.get(seq.request_id)
+            run = swapped.run_after(len(entries)) if swapped is not None else []
+            if swapped is not None:
+                computed = swapped.restorable_tokens(len(entries), self.block_size)
+            else:
+                computed = len(entries) * self.block_size
+            held = len(entries) + len(run)
+            return moved + pinned + len(run) + self._chunk_blocks(seq, computed, held, num_new_tokens)
+        finally:
+            self._release_entries(entries)
+
+    def preemption_blocks(self, seq: SequenceState) -> int:
+        """Device blocks preempting running ``seq`` frees or makes evictable: those no other sequence uses."""
+        cached_alone = 2  # the index's reference and this sequence's
+        return sum(
+            1
+            for block in seq.block_ids
+            if self.pool.ref_count(block) == (1 if self.entries.entry_at(block) is None else cached_alone)
+        )
+
     # ------------------------------------------------------------------ admission
     def admit(self, seq: SequenceState, num_new_tokens: int) -> Admission | None:
         """Put a waiting sequence's cached prefix and swapped-out KV on the device before its first chunk.
@@ -136,7 +177,7 @@ class KVManager:
 
     def allocate_for(self, seq: SequenceState, num_tokens: int) -> None:
         """Grow the block table to hold ``num_tokens`` KV slots; raise OutOfBlocksError if impossible."""
-        needed = math.ceil(num_tokens / self.block_size) - len(seq.block_ids)
+        needed = blocks_for(num_tokens, self.block_size) - len(seq.block_ids)
         if needed <= 0:
             self._unshare_tail(seq)
             return
@@ -172,7 +213,53 @@ class KVManager:
         num_full = seq.num_computed_tokens // self.block_size
         if num_full <= self._registered.get(seq.request_id, 0):
             return
-        blocks = seq.block_ids[:num_full]
+        tokens = seq.token_ids[: num_full * self.block_size]
+        adopted = self._offer(tokens, seq.block_ids[:num_full], seq.request.namespace, seq.num_prompt_tokens)
+        self._cached_by_seq.setdefault(seq.request_id, []).extend(adopted)
+        self._registered[seq.request_id] = num_full
+
+    # ------------------------------------------------------------------ hand-off (disaggregation)
+    def pin_prefix(self, tokens: Sequence[int], namespace: str) -> PinnedBlocks:
+        """Reference the device blocks caching ``tokens``' full blocks until :meth:`unpin`.
+
+        A leading part of them, or none: blocks evicted meanwhile, or
+        demoted to a lower tier, end the run (the receiver computes the rest).
+        """
+        if self.index is None:
+            return PinnedBlocks([], [])
+        full = len(tokens) // self.block_size * self.block_size
+        entries = list(self.index.lookup(tokens[:full], namespace).block_ids)
+        on_device = next((i for i, e in enumerate(entries) if self.entries.device_block(e) is None), len(entries))
+        self._release_entries(entries[on_device:])
+        kept = entries[:on_device]
+        self._hold(kept, len(tokens))
+        return PinnedBlocks([self.entries.location(e)[1] for e in kept], kept)
+
+    def adopt_prefix(self, tokens: Sequence[int], namespace: str, block_ids: Sequence[BlockId]) -> PinnedBlocks:
+        """Cache ``block_ids`` (allocated here, filled elsewhere with ``tokens``' full blocks), pinned until :meth:`unpin`.
+
+        Exactly how a prompt computed here is cached; blocks whose prefix
+        was cached already are not adopted (``unpin`` frees them).
+        """
+        blocks = list(block_ids)
+        if self.index is None:
+            return PinnedBlocks(blocks, [])
+        adopted = self._offer(tokens[: len(blocks) * self.block_size], blocks, namespace, len(tokens))
+        return PinnedBlocks(blocks, adopted)
+
+    def unpin(self, pinned: PinnedBlocks) -> None:
+        """Let go of a pin (cached blocks stay cached, evictable once nobody else uses them); twice is harmless."""
+        if pinned.unpinned:
+            return
+        pinned.unpinned = True
+        self._release_entries(pinned.entries)
+        self.pool.free(pinned.block_ids)
+
+    def _offer(
+        self, tokens: Sequence[int], blocks: Sequence[BlockId], namespace: str, request_tokens: int
+    ) -> list[EntryId]:
+        """Insert full ``blocks`` holding ``tokens`` into the index; the entries adopted (their index refs are the caller's)."""
+        assert self.index is not None
         ids: list[EntryId] = []
         fresh: dict[EntryId, int] = {}  # offered ids -> block position, for blocks not cached yet
         for position, block in enumerate(blocks):
@@ -181,7 +268,7 @@ class KVManager:
                 entry = self.entries.mint()
                 fresh[entry] = position
             ids.append(entry)
-        adopted = self.index.insert(seq.token_ids[: num_full * self.block_size], ids, seq.request.namespace)
+        adopted = self.index.insert(tokens, ids, namespace)
         self.pool.retain([blocks[fresh[entry]] for entry in adopted])  # the index's own reference
         now = time.monotonic()
         size = self.pool.layout.bytes_per_block
@@ -193,12 +280,11 @@ class KVManager:
                 created_at=now,
                 last_access=now,
                 prefix_depth=fresh[entry],
-                request_tokens=seq.num_prompt_tokens,
+                request_tokens=request_tokens,
             )
             if self.policy is not None:
                 self.policy.on_insert(entry, now)
-        self._cached_by_seq.setdefault(seq.request_id, []).extend(adopted)
-        self._registered[seq.request_id] = num_full
+        return adopted
 
     def release(self, seq: SequenceState) -> None:
         """Give back everything a finished, aborted or (recompute-)preempted sequence holds, swapped KV included."""
@@ -314,7 +400,7 @@ class KVManager:
     def _chunk_blocks(self, seq: SequenceState, computed: int, num_held: int, num_new_tokens: int) -> int:
         """Blocks a first chunk of up to ``num_new_tokens`` after ``computed`` adds to ``num_held`` blocks."""
         end = computed + max(1, min(num_new_tokens, seq.num_tokens - computed))
-        return max(0, math.ceil(end / self.block_size) - num_held)
+        return max(0, blocks_for(end, self.block_size) - num_held)
 
     def _bring_to_device(self, restore: _Restore, swapped: SwappedKV | None) -> list[BlockId]:
         """Promote the lower-tier hit entries and swap in the run, in one migration; the new block table."""

@@ -27,7 +27,7 @@ from sagellm.core.protocols.communication import (
     TransferReceipt,
 )
 from sagellm.core.protocols.eviction_policy import EvictionPolicy, PredictiveEvictionPolicy
-from sagellm.core.protocols.ir_builder import IRBuilder, SwapCapableIRBuilder
+from sagellm.core.protocols.ir_builder import IRBuilder, KVView, SwapCapableIRBuilder
 from sagellm.core.protocols.kv_pool import CompletionHandle, KVPool, MigrationTicket, QuantizedKVPool, TieredKVPool
 from sagellm.core.protocols.lifetime_predictor import LifetimePredictor
 from sagellm.core.protocols.prefix_index import PrefixIndex
@@ -47,6 +47,7 @@ __all__ = [
     "InterconnectBackend",
     "KVPool",
     "KVQuantizeKernels",
+    "KVView",
     "KVTransferChannel",
     "KVTransferHandle",
     "LifetimePredictor",

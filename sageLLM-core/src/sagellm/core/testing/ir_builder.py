@@ -8,9 +8,10 @@ never both preempted and scheduled.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from sagellm.core.protocols import IRBuilder
-from sagellm.core.types import ExecutionPlan, SchedulerState, SequenceView
+from sagellm.core.protocols import IRBuilder, KVView
+from sagellm.core.types import ArithmeticKVView, ExecutionPlan, SchedulerState, SequenceView
 
 BS = 4
 
@@ -42,9 +43,20 @@ def running(rid: str, tokens: int, computed: int | None = None, arrival: float =
     )
 
 
-def blocks_needed(view: SequenceView, start: int, num_tokens: int) -> int:
-    held = view.num_blocks_held if view.num_blocks_held else start // BS  # cached blocks come with the hit
-    return max(0, math.ceil((start + num_tokens) / BS) - held)
+@dataclass(frozen=True, slots=True)
+class PromotingKVView:
+    """A view where admitting some waiting sequences costs extra blocks (promotions, swap-ins, pins)."""
+
+    num_free_blocks: int
+    extra: dict[str, int]
+    block_size: int = BS
+
+    def blocks_needed(self, seq: SequenceView, num_new_tokens: int) -> int:
+        plain = ArithmeticKVView(self.block_size, self.num_free_blocks).blocks_needed(seq, num_new_tokens)
+        return plain + self.extra.get(seq.request_id, 0)
+
+    def blocks_freed(self, seq: SequenceView) -> int:
+        return seq.num_blocks_held
 
 
 class IRBuilderConformance:
@@ -53,14 +65,19 @@ class IRBuilderConformance:
     def make_builder(self, max_num_seqs: int, max_num_batched_tokens: int) -> IRBuilder:
         raise NotImplementedError
 
-    def _build(self, state: SchedulerState, max_num_seqs: int = 8, budget: int = 64) -> ExecutionPlan:
+    def _build(
+        self, state: SchedulerState, max_num_seqs: int = 8, budget: int = 64, kv: KVView | None = None
+    ) -> ExecutionPlan:
         builder = self.make_builder(max_num_seqs, budget)
         assert isinstance(builder, IRBuilder)
-        plan = builder.build(state)
-        self._check_invariants(state, plan, max_num_seqs, budget)
+        plan = builder.build(state) if kv is None else builder.build(state, kv)
+        self._check_invariants(state, plan, max_num_seqs, budget, kv)
         return plan
 
-    def _check_invariants(self, state: SchedulerState, plan: ExecutionPlan, max_num_seqs: int, budget: int) -> None:
+    def _check_invariants(
+        self, state: SchedulerState, plan: ExecutionPlan, max_num_seqs: int, budget: int, kv: KVView | None = None
+    ) -> None:
+        kv = kv or ArithmeticKVView(state.block_size, state.num_free_blocks)
         views = {v.request_id: v for v in state.running + state.waiting}
         running_ids = {v.request_id for v in state.running}
         waiting_ids = {v.request_id for v in state.waiting}
@@ -73,7 +90,7 @@ class IRBuilderConformance:
         assert set(scheduled) <= (running_ids - set(plan.preempted)) | set(plan.admitted)
         assert plan.num_batched_tokens <= budget, "token budget exceeded"
         assert len(scheduled) <= max_num_seqs, "sequence limit exceeded"
-        freed = sum(views[r].num_blocks_held for r in plan.preempted)
+        freed = sum(kv.blocks_freed(views[r]) for r in plan.preempted)
         need = 0
         for chunk in plan.chunks:
             view = views[chunk.request_id]
@@ -86,8 +103,8 @@ class IRBuilderConformance:
                 and view.num_uncomputed_tokens == 1
                 and view.num_tokens > view.num_prompt_tokens
             )
-            need += blocks_needed(view, chunk.start, chunk.num_tokens)
-        assert need <= state.num_free_blocks + freed, f"needs {need} blocks, only {state.num_free_blocks + freed}"
+            need += kv.blocks_needed(view, chunk.num_tokens)
+        assert need <= kv.num_free_blocks + freed, f"needs {need} blocks, only {kv.num_free_blocks + freed}"
 
     def test_empty_state_gives_empty_plan(self) -> None:
         plan = self._build(SchedulerState((), (), num_free_blocks=10, block_size=BS))
@@ -137,3 +154,15 @@ class IRBuilderConformance:
         state = SchedulerState((running("r", 9),), (waiting("w", 6, arrival=1.0),), num_free_blocks=10, block_size=BS)
         plan = self._build(state)
         assert {c.request_id for c in plan.chunks} == {"r", "w"}
+
+    def test_admission_pays_what_the_kv_view_charges(self) -> None:
+        """The engine's view, not arithmetic, prices a chunk: a plan never asks the pool for more."""
+        waits = tuple(waiting(f"w{i}", 4, arrival=float(i)) for i in range(3))
+        state = SchedulerState((), waits, num_free_blocks=4, block_size=BS)
+        assert len(self._build(state).admitted) == 3  # one block each by arithmetic
+        plan = self._build(state, kv=PromotingKVView(4, {"w0": 2, "w1": 2, "w2": 2}))
+        assert len(plan.admitted) == 1, "each admission costs 3 blocks in this view: only one fits in 4"
+
+    def test_a_plan_uses_the_views_free_blocks(self) -> None:
+        state = SchedulerState((), (waiting("a", 10),), num_free_blocks=100, block_size=BS)
+        assert self._build(state, kv=PromotingKVView(1, {})).admitted == ()

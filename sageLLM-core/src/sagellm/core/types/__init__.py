@@ -13,6 +13,7 @@ from sagellm.core.types.kv import (
     Tier,
     TierUsage,
 )
+from sagellm.core.types.kv_view import ArithmeticKVView, blocks_for, blocks_to_admit, blocks_to_grow
 from sagellm.core.types.plan import (
     ExecutionPlan,
     PreemptionMode,
@@ -26,6 +27,7 @@ from sagellm.core.types.step import StepOutput
 from sagellm.core.types.topology import DeviceInfo, LinkInfo, TopologyInfo
 
 __all__ = [
+    "ArithmeticKVView",
     "BlockId",
     "BlockMove",
     "DeviceInfo",
@@ -50,4 +52,7 @@ __all__ = [
     "Tier",
     "TierUsage",
     "TopologyInfo",
+    "blocks_for",
+    "blocks_to_admit",
+    "blocks_to_grow",
 ]

@@ -8,10 +8,8 @@ function of a snapshot makes policies swappable and testable without a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-
-from sagellm.core.types.kv import MigrationPlan
 
 
 class PreemptionMode(str, Enum):
@@ -52,7 +50,11 @@ class SequenceView:
 
 @dataclass(frozen=True, slots=True)
 class SchedulerState:
-    """Snapshot handed to :meth:`IRBuilder.build` each step."""
+    """Snapshot handed to :meth:`IRBuilder.build` each step, with the engine's KV view.
+
+    ``num_free_blocks`` and ``block_size`` are the view's numbers at the
+    snapshot; block *costs* come from the view alone.
+    """
 
     running: tuple[SequenceView, ...]
     waiting: tuple[SequenceView, ...]
@@ -65,8 +67,9 @@ class SchedulerState:
 class ScheduledChunk:
     """Run ``num_tokens`` tokens of a sequence, starting at ``start``.
 
-    ``start`` equals the sequence's computed-token count when the plan is
-    applied (after a prefix hit it skips the cached part)::
+    ``start`` is where the sequence's KV ends when the plan is applied
+    (after a prefix hit it skips the cached part); the engine checks it
+    against the sequence before running the chunk::
 
         [ cached | computed | <- this chunk -> | rest of prompt ]
                             ^start             ^start+num_tokens
@@ -85,8 +88,6 @@ class ExecutionPlan:
     chunks: tuple[ScheduledChunk, ...] = ()
     admitted: tuple[str, ...] = ()  # waiting -> running this step
     preempted: tuple[str, ...] = ()  # running -> waiting, blocks freed on the device
-    migrations: MigrationPlan = field(default_factory=MigrationPlan)
-    step_id: int = 0
     swapped_out: tuple[str, ...] = ()  # the preempted ids whose KV goes to host memory; the rest recompute
     policy: str = ""  # which policy ordered this step (an adaptive builder names the one it chose)
 
