@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import distribution, entry_points
 
 import pytest
 
@@ -84,3 +84,19 @@ def test_create_policy_by_name() -> None:
     assert isinstance(create_policy("lru"), LRUEvictionPolicy)
     with pytest.raises(RegistryError, match="available: arc, gdsf, learned, lfu, lru, s3fifo"):
         create_policy("nope")
+
+
+def test_every_entry_point_of_this_distribution_resolves() -> None:
+    """The names come from pyproject.toml alone: each one builds, and no other name appears."""
+    ours = distribution("sagellm-eviction-policy").entry_points.select(group="sagellm.eviction_policy")
+    assert sorted(POLICIES) == sorted(ep.name for ep in ours) != []
+    for ep in ours:
+        assert ep.name in POLICIES and POLICIES[ep.name] is ep.load()
+        assert create_policy(ep.name).name == ep.name
+
+
+def test_unknown_name_lists_every_entry_point() -> None:
+    with pytest.raises(RegistryError) as raised:
+        create_policy("belady")
+    assert all(name in str(raised.value) for name in POLICIES)
+    assert "belady" not in POLICIES and POLICIES.get("belady") is None

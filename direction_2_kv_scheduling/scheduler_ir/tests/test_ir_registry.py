@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import distribution
+
 import pytest
 
 from sagellm.core.config import SchedulerSection, load_config
@@ -106,3 +108,19 @@ def test_package_registry_builds_from_a_section() -> None:
     assert isinstance(builder_from_section(SchedulerSection(implementation="adaptive")), AdaptiveIRBuilder)
     with pytest.raises(RegistryError, match="known: adaptive, fifo, priority, slo"):
         builder_class("lottery")
+
+
+def test_every_entry_point_of_this_distribution_resolves() -> None:
+    """The names come from pyproject.toml alone: each one builds, and no other name appears."""
+    ours = distribution("sagellm-scheduler-ir").entry_points.select(group="sagellm.ir_builder")
+    assert sorted(BUILDERS) == sorted(ep.name for ep in ours) != []
+    for ep in ours:
+        assert ep.name in BUILDERS and builder_class(ep.name) is ep.load()
+        assert builder_from_section(SchedulerSection(implementation=ep.name)).name == ep.name
+
+
+def test_unknown_name_lists_every_entry_point() -> None:
+    with pytest.raises(RegistryError) as raised:
+        builder_class("lottery")
+    assert all(name in str(raised.value) for name in BUILDERS)
+    assert "lottery" not in BUILDERS and BUILDERS.get("lottery") is None

@@ -1,9 +1,9 @@
 """What every policy of this package shares: building from configuration.
 
 A new policy (LFU, ARC, S3-FIFO, GDSF, learned) is one sibling file with a
-subclass of :class:`BaseEvictionPolicy`, one line in
-:data:`sagellm.eviction_policy.registry.POLICIES`, and one entry point in
-``pyproject.toml``; nothing else changes.
+subclass of :class:`BaseEvictionPolicy` and one entry point in
+``pyproject.toml`` (which :data:`sagellm.eviction_policy.registry.POLICIES`
+reads); nothing else changes.
 """
 
 from __future__ import annotations

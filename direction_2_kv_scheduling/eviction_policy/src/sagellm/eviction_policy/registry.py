@@ -1,37 +1,33 @@
-"""Every policy of this package by name, mirroring its ``sagellm.eviction_policy`` entry points.
+"""Every policy of this package by name, read from its ``sagellm.eviction_policy`` entry points.
 
-Engines go through core's registry (entry points); this dict serves code that
-wants all local policies at once (benchmarks comparing hit rates, tests) and
-keeps policy choice a lookup, never an ``if``/``elif`` chain.
+The entry-point table in ``pyproject.toml`` is the one place a policy name
+is written. Engines reach it through core's registry; :data:`POLICIES` reads
+the same table, keeping only entries that point into this package, for code
+that wants every local policy at once (benchmarks comparing hit rates, the
+trace simulator, tests) and keeps policy choice a lookup, never an
+``if``/``elif`` chain.
+
+:data:`POLICIES` is core's lazy :class:`~sagellm.core.package_entry_points.PackageEntryPoints`
+(names without imports, sorted; a class loads when looked up).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sagellm.core.errors import RegistryError
-from sagellm.eviction_policy.arc import ARCEvictionPolicy
+from sagellm.core.package_entry_points import PackageEntryPoints
 from sagellm.eviction_policy.base import BaseEvictionPolicy
-from sagellm.eviction_policy.gdsf import GDSFEvictionPolicy
-from sagellm.eviction_policy.learned import LearnedEvictionPolicy
-from sagellm.eviction_policy.lfu import LFUEvictionPolicy
-from sagellm.eviction_policy.lru import LRUEvictionPolicy
-from sagellm.eviction_policy.s3fifo import S3FIFOEvictionPolicy
 
-POLICIES: dict[str, type[BaseEvictionPolicy]] = {
-    "lru": LRUEvictionPolicy,
-    "lfu": LFUEvictionPolicy,
-    "arc": ARCEvictionPolicy,
-    "s3fifo": S3FIFOEvictionPolicy,
-    "gdsf": GDSFEvictionPolicy,
-    "learned": LearnedEvictionPolicy,
-}
+POLICIES: Mapping[str, type[BaseEvictionPolicy]] = PackageEntryPoints(
+    "eviction_policy", __name__.rpartition(".")[0], BaseEvictionPolicy
+)
 
 
 def create_policy(name: str, **options: Any) -> BaseEvictionPolicy:
-    """Build a policy of this package by name."""
-    try:
-        policy_cls = POLICIES[name]
-    except KeyError:
-        raise RegistryError(f"no eviction policy named '{name}' (available: {', '.join(sorted(POLICIES))})") from None
-    return policy_cls(**options)
+    """Build a policy of this package by name; an unknown name lists the installed ones."""
+    if name not in POLICIES:
+        names = ", ".join(POLICIES) or "none: install sagellm-eviction-policy, its entry points name them"
+        raise RegistryError(f"no eviction policy named '{name}' (available: {names})")
+    return POLICIES[name](**options)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
-from sagellm.core.config import Section
-from sagellm.core.errors import ConfigError, InvalidRequestError, KVBlockError
-from sagellm.core.types import BlockId, KVBlockMeta, PrefixHit
+from sagellm.core.errors import KVBlockError
+from sagellm.core.types import BlockId
 from sagellm.prefix_cache.hashing import TOKEN_BYTES, pack_tokens
 from sagellm.prefix_cache.radix_match import RadixMatch
 from sagellm.prefix_cache.radix_node import RadixBlock, RadixNode, prune, split
-from sagellm.prefix_cache.stats import PrefixCacheStats
+from sagellm.prefix_cache.refcounted_index import RefCountedIndex
 
 Hole = tuple[RadixNode, int, int]  # (node, offset in its edge, block index in the query)
 
 
-class RadixPrefixIndex:
+class RadixPrefixIndex(RefCountedIndex[RadixBlock]):
     """Maps block-aligned token prefixes to cached KV blocks through a radix tree.
 
     Edges are runs of whole blocks and split where two prompts diverge, on a
@@ -40,44 +37,16 @@ class RadixPrefixIndex:
     *hole*; its descendants stay cached (and counted, and evictable on their
     own) but a lookup stops at the hole, until inserting the same prefix
     fills it and makes them reachable again, as the hash chain re-links its
-    orphans. One lock guards every call except the lock-free ``is_evictable``.
+    orphans. Reference counts, statistics and locking come from
+    :class:`~sagellm.prefix_cache.refcounted_index.RefCountedIndex`; with no
+    hashing there are no collisions to count.
     """
 
+    implementation = "radix"
+
     def __init__(self, block_size: int = 16) -> None:
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ConfigError(f"block_size must be a positive int, got {block_size!r}")
-        self._block_size = block_size
-        self._stride = block_size * TOKEN_BYTES
-        self._lock = threading.Lock()
+        super().__init__(block_size)
         self._roots: dict[str, RadixNode] = {}
-        self._by_id: dict[BlockId, RadixBlock] = {}
-        self._num_evictable = 0
-        self._num_lookups = 0
-        self._num_queried_tokens = 0
-        self._num_hit_tokens = 0
-        self._num_inserted = 0
-
-    @classmethod
-    def from_config(cls, section: Section, *, block_size: int) -> RadixPrefixIndex:
-        """Build from the ``prefix_cache`` section; ``block_size`` comes from the KV pool."""
-        options: dict[str, Any] = dict(section.options)
-        if options:
-            raise ConfigError(f"prefix_cache.options: radix takes no options, got {sorted(options)}")
-        return cls(block_size=block_size)
-
-    @property
-    def block_size(self) -> int:
-        return self._block_size
-
-    # -- queries ---------------------------------------------------------
-
-    def lookup(self, tokens: Sequence[int], namespace: str = "") -> PrefixHit:
-        """Longest cached block-aligned prefix; takes a reference on every matched block."""
-        packed = self._pack_full(tokens)
-        with self._lock:
-            matched, _, _ = self._descend(packed, namespace)
-            self._take(matched, len(tokens))
-        return PrefixHit(len(matched) * self._block_size, tuple(block.block_id for block in matched))
 
     def match(self, tokens: Sequence[int], namespace: str = "") -> RadixMatch:
         """Like :meth:`lookup`, plus the tokens of the next cached block that agree with ``tokens``.
@@ -93,103 +62,34 @@ class RadixPrefixIndex:
             self._take(matched, len(tokens))
             if partial is not None:
                 self._acquire(partial)
-        hit = PrefixHit(len(matched) * self._block_size, tuple(block.block_id for block in matched))
-        return RadixMatch(hit, num_partial, partial.block_id if partial is not None else None)
+        return RadixMatch(self._hit(matched), num_partial, partial.block_id if partial is not None else None)
 
-    def peek(self, tokens: Sequence[int], namespace: str = "") -> int:
-        """Tokens ``lookup`` would match now; no references, no counters."""
-        packed = self._pack_full(tokens)
-        with self._lock:
-            return len(self._descend(packed, namespace)[0]) * self._block_size
+    # -- structure hooks (caller holds the lock) -------------------------
 
-    def is_evictable(self, block_id: BlockId) -> bool:
-        # No lock, as in the hash chain: one dict read and one attribute read are atomic under the GIL.
-        block = self._by_id.get(block_id)
-        return block is not None and block.ref_count == 0
+    def _match(self, tokens: Sequence[int], namespace: str) -> list[RadixBlock]:
+        packed = pack_tokens(tokens[: len(tokens) // self._block_size * self._block_size])
+        return self._descend(packed, namespace)[0]
 
-    def __contains__(self, block_id: object) -> bool:
-        return block_id in self._by_id
+    def _insert_blocks(self, packed: bytes, block_ids: Sequence[BlockId], namespace: str) -> list[RadixBlock]:
+        """Fill the holes on the path, then hang the rest below the divergence point.
 
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-    def block_meta(self, block_id: BlockId) -> KVBlockMeta | None:
-        """What the index knows of a block (refs, depth); ``None`` if not cached."""
-        with self._lock:
-            block = self._by_id.get(block_id)
-            if block is None:
-                return None
-            depth = block.node.depth() + block.offset
-            return KVBlockMeta(block_id=block_id, ref_count=block.ref_count, prefix_depth=depth)
-
-    def stats(self) -> PrefixCacheStats:
-        with self._lock:
-            return PrefixCacheStats(
-                block_size=self._block_size,
-                num_cached_blocks=len(self._by_id),
-                num_evictable_blocks=self._num_evictable,
-                num_lookups=self._num_lookups,
-                num_queried_tokens=self._num_queried_tokens,
-                num_hit_tokens=self._num_hit_tokens,
-                num_inserted_blocks=self._num_inserted,
-                num_hash_collisions=0,  # no hashing: tokens are compared, never keyed
-            )
-
-    # -- updates ---------------------------------------------------------
-
-    def insert(self, tokens: Sequence[int], block_ids: Sequence[BlockId], namespace: str = "") -> list[BlockId]:
-        """Cache the full blocks of ``tokens``; ``block_ids[i]`` holds block ``i``.
-
-        Blocks already cached stay as they are; holes on the path and blocks
-        past the divergence point are adopted with reference 1 and their ids
-        returned. All or nothing: an id that is already cached elsewhere
-        raises :class:`KVBlockError` before anything changes.
+        All or nothing without undo: every id is checked before the tree changes.
         """
-        num_blocks = len(tokens) // self._block_size
-        if len(block_ids) < num_blocks:
-            raise InvalidRequestError(
-                f"insert needs one block id per full block: {len(tokens)} tokens make {num_blocks} blocks "
-                f"of {self._block_size}, got {len(block_ids)} ids"
-            )
-        packed = self._pack_full(tokens)
-        with self._lock:
-            holes, node, offset, index = self._walk(packed, self._root(namespace))
-            fresh = [block_ids[i] for _, _, i in holes] + list(block_ids[index:num_blocks])
-            self._check_adoptable(fresh)
-            adopted = self._fill(holes, block_ids)
-            if index < num_blocks:
-                adopted += self._grow(node, offset, packed[index * self._stride :], block_ids[index:num_blocks])
-            self._num_inserted += len(adopted)
-        return fresh
+        num_blocks = len(packed) // self._stride
+        holes, node, offset, index = self._walk(packed, self._root(namespace))
+        self._check_adoptable([block_ids[i] for _, _, i in holes] + list(block_ids[index:num_blocks]))
+        adopted = self._fill(holes, block_ids)
+        if index < num_blocks:
+            adopted += self._grow(node, offset, packed[index * self._stride :], block_ids[index:num_blocks])
+        return adopted
 
-    def release(self, block_ids: Sequence[BlockId]) -> None:
-        """Give back one reference per listed id (an id may repeat)."""
-        with self._lock:
-            counts = Counter(block_ids)
-            for block_id, count in counts.items():
-                block = self._require(block_id)
-                if block.ref_count < count:
-                    raise KVBlockError(
-                        f"release of block {block_id} x{count} but it holds {block.ref_count} reference(s)"
-                    )
-            for block_id, count in counts.items():
-                block = self._by_id[block_id]
-                block.ref_count -= count
-                if block.ref_count == 0:
-                    self._num_evictable += 1
+    def _unlink(self, block: RadixBlock) -> None:
+        """Leave a hole where the block was (its descendants stay keyed below it), then prune."""
+        block.node.blocks[block.offset] = None
+        prune(block.node, self._stride)
 
-    def remove(self, block_ids: Sequence[BlockId]) -> None:
-        """Forget evictable blocks (inner ones leave a hole); unknown ids ignored, blocks in use refused."""
-        with self._lock:
-            blocks = {block_id: self._by_id[block_id] for block_id in block_ids if block_id in self._by_id}
-            in_use = sorted(block_id for block_id, block in blocks.items() if block.ref_count)
-            if in_use:
-                raise KVBlockError(f"cannot remove blocks still referenced (release them first): {in_use}")
-            for block in blocks.values():
-                block.node.blocks[block.offset] = None
-                del self._by_id[block.block_id]
-                self._num_evictable -= 1
-                prune(block.node, self._stride)
+    def _depth(self, block: RadixBlock) -> int:
+        return block.node.depth() + block.offset
 
     # -- internals (caller holds the lock) -------------------------------
 
@@ -216,8 +116,9 @@ class RadixPrefixIndex:
                 break
             block = node.blocks[offset]
             if block is None:  # a hole: the hash chain stops at a removed block too
-                if offset == 0 and node.parent is not None:
-                    node, offset = node.parent, len(node.parent.blocks)  # siblings may hold a partial block
+                parent = node.parent
+                if offset == 0 and parent is not None:
+                    node, offset = parent, len(parent.blocks)  # siblings may hold a partial block
                 break
             matched.append(block)
             offset += 1
@@ -259,10 +160,9 @@ class RadixPrefixIndex:
         return holes, node, offset, index
 
     def _check_adoptable(self, fresh: list[BlockId]) -> None:
+        """Refuse the insert before the tree changes, with the error :meth:`_adopt` would raise."""
         for block_id in fresh:
-            if block_id in self._by_id:
-                depth = self._by_id[block_id].offset + self._by_id[block_id].node.depth()
-                raise KVBlockError(f"block {block_id} already caches another prefix (depth {depth})")
+            self._check_unused(block_id)
         repeated = sorted(block_id for block_id, count in Counter(fresh).items() if count > 1)
         if repeated:
             raise KVBlockError(f"blocks {repeated} already cache another prefix of this insert")
@@ -288,36 +188,11 @@ class RadixPrefixIndex:
         node.blocks.extend(grown)
         return grown
 
-    def _adopt(self, block: RadixBlock) -> RadixBlock:
-        self._by_id[block.block_id] = block
-        return block
-
-    def _take(self, matched: list[RadixBlock], num_queried: int) -> None:
-        for block in matched:
-            self._acquire(block)
-        self._num_lookups += 1
-        self._num_queried_tokens += num_queried
-        self._num_hit_tokens += len(matched) * self._block_size
-
-    def _acquire(self, block: RadixBlock) -> None:
-        if block.ref_count == 0:
-            self._num_evictable -= 1
-        block.ref_count += 1
-
-    def _require(self, block_id: BlockId) -> RadixBlock:
-        block = self._by_id.get(block_id)
-        if block is None:
-            raise KVBlockError(f"block {block_id} is not cached by this prefix index")
-        return block
-
     def _root(self, namespace: str) -> RadixNode:
         root = self._roots.get(namespace)
         if root is None:
             root = self._roots[namespace] = RadixNode(b"", None)
         return root
-
-    def _pack_full(self, tokens: Sequence[int]) -> bytes:
-        return pack_tokens(tokens[: len(tokens) // self._block_size * self._block_size])
 
 
 def _shared_tokens(a: bytes, b: bytes) -> int:

@@ -1,35 +1,35 @@
-"""Policies of this package by name.
+"""Policies of this package by name, read from its ``sagellm.ir_builder`` entry points.
 
-Engines find builders through the ``sagellm.ir_builder`` entry points (see
-``pyproject.toml``); this dict is the package-internal view of the same
-names, for tools and tests that want every policy without going through
-importlib metadata. Add a policy: a sibling module, one line here, one
-entry point.
+The entry-point table in ``pyproject.toml`` is the one place a policy name
+is written. Engines reach it through core's registry; :data:`BUILDERS`
+reads the same table, keeping only entries that point into this package,
+for tools and tests that want every policy. Add a policy: a sibling module
+and one entry point; nothing here changes.
+
+:data:`BUILDERS` is core's lazy :class:`~sagellm.core.package_entry_points.PackageEntryPoints`
+(names without imports, sorted; a class loads when looked up).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sagellm.core.config import SchedulerSection
 from sagellm.core.errors import RegistryError
-from sagellm.scheduler_ir.adaptive import AdaptiveIRBuilder
+from sagellm.core.package_entry_points import PackageEntryPoints
 from sagellm.scheduler_ir.base import BaseIRBuilder
-from sagellm.scheduler_ir.fifo import FIFOIRBuilder
-from sagellm.scheduler_ir.priority import PriorityIRBuilder
-from sagellm.scheduler_ir.slo import SLOIRBuilder
 
-BUILDERS: dict[str, type[BaseIRBuilder]] = {
-    "fifo": FIFOIRBuilder,
-    "priority": PriorityIRBuilder,
-    "slo": SLOIRBuilder,
-    "adaptive": AdaptiveIRBuilder,
-}
+BUILDERS: Mapping[str, type[BaseIRBuilder]] = PackageEntryPoints(
+    "ir_builder", __name__.rpartition(".")[0], BaseIRBuilder
+)
 
 
 def builder_class(name: str) -> type[BaseIRBuilder]:
-    try:
-        return BUILDERS[name]
-    except KeyError:
-        raise RegistryError(f"no scheduler policy named '{name}' (known: {', '.join(sorted(BUILDERS))})") from None
+    """The builder class of a policy name; an unknown name lists the installed ones."""
+    if name not in BUILDERS:
+        names = ", ".join(BUILDERS) or "none: install sagellm-scheduler-ir, its entry points name them"
+        raise RegistryError(f"no scheduler policy named '{name}' (known: {names})")
+    return BUILDERS[name]
 
 
 def builder_from_section(section: SchedulerSection) -> BaseIRBuilder:
