@@ -51,63 +51,10 @@ class CPUKernels:
             return len(tensors) >= 2 and _ATTENTION_FAST_PATHS[op](tensors[0], tensors[1])
         return op in _ELEMENTWISE and bool(tensors) and compiled_for(tensors[0])
 
-    def paged_decode_attention(
-        self,
-        query: torch.Tensor,
-        key_blocks: torch.Tensor,
-        value_blocks: torch.Tensor,
-        block_table: torch.Tensor,
-        context_lens: torch.Tensor,
-        *,
-        key_scales: torch.Tensor | None = None,
-        value_scales: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return paged_attention.paged_decode_attention(
-            query, key_blocks, value_blocks, block_table, context_lens, key_scales=key_scales, value_scales=value_scales
-        )
-
-    def paged_prefill_attention(
-        self,
-        query: torch.Tensor,
-        key_blocks: torch.Tensor,
-        value_blocks: torch.Tensor,
-        chunk_rows: torch.Tensor,
-        context_lens: torch.Tensor,
-        block_tables: torch.Tensor,
-        *,
-        out: torch.Tensor,
-        key_scales: torch.Tensor | None = None,
-        value_scales: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return prefill_attention.paged_prefill_attention(
-            query,
-            key_blocks,
-            value_blocks,
-            chunk_rows,
-            context_lens,
-            block_tables,
-            key_scales=key_scales,
-            value_scales=value_scales,
-            out=out,
-        )
-
-    def quantize_kv(self, codes: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> None:
-        kv_quantize.quantize_kv(codes, scales, slots, values)
-
-    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        return decoder_ops.rms_norm(x, weight, eps)
-
-    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
-        return decoder_ops.silu_mul(gate_up)
-
-    def rope_qk(
-        self,
-        qkv: torch.Tensor,
-        cos_table: torch.Tensor,
-        sin_table: torch.Tensor,
-        positions: torch.Tensor,
-        num_q_heads: int,
-        num_kv_heads: int,
-        head_dim: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return decoder_ops.rope_qk(qkv, cos_table, sin_table, positions, num_q_heads, num_kv_heads, head_dim)
+    # The ops are the module functions themselves: one signature each, no wrapper to drift from it.
+    paged_decode_attention = staticmethod(paged_attention.paged_decode_attention)
+    paged_prefill_attention = staticmethod(prefill_attention.paged_prefill_attention)
+    quantize_kv = staticmethod(kv_quantize.quantize_kv)
+    rms_norm = staticmethod(decoder_ops.rms_norm)
+    silu_mul = staticmethod(decoder_ops.silu_mul)
+    rope_qk = staticmethod(decoder_ops.rope_qk)
