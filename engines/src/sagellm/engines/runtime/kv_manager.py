@@ -126,10 +126,7 @@ class KVManager:
             pinned = sum(1 for e in entries if e in self._evictable)
             swapped = self._swapped.get(seq.request_id)
             run = swapped.run_after(len(entries)) if swapped is not None else []
-            if swapped is not None:
-                computed = swapped.restorable_tokens(len(entries), self.block_size)
-            else:
-                computed = len(entries) * self.block_size
+            computed = self._restorable_tokens(len(entries), swapped)
             held = len(entries) + len(run)
             return moved + pinned + len(run) + self._chunk_blocks(seq, computed, held, num_new_tokens)
         finally:
@@ -348,10 +345,7 @@ class KVManager:
         self._hold(entries, seq.num_prompt_tokens)
         is_lower = [self.entries.device_block(e) is None for e in entries]
         run = swapped.run_after(len(entries)) if swapped is not None else []
-        if swapped is not None:
-            computed = swapped.restorable_tokens(len(entries), self.block_size)
-        else:
-            computed = len(entries) * self.block_size
+        computed = self._restorable_tokens(len(entries), swapped)
         moves = sum(is_lower) + len(run)
         need = moves + self._chunk_blocks(seq, computed, len(entries) + len(run), num_new_tokens)
         if need <= self.num_free_blocks and self._try_ensure_free(moves):
@@ -370,6 +364,12 @@ class KVManager:
                 return _Restore(entries[:kept], lower, [], kept * self.block_size)
         self._let_go(entries[:first_lower])
         return None
+
+    def _restorable_tokens(self, num_hit_blocks: int, swapped: SwappedKV | None) -> int:
+        """Tokens a hit of ``num_hit_blocks`` (plus swapped KV continuing it) puts back without compute."""
+        if swapped is None:
+            return num_hit_blocks * self.block_size
+        return swapped.restorable_tokens(num_hit_blocks, self.block_size)
 
     def _hold(self, entries: list[EntryId], request_tokens: int) -> None:
         """A sequence's pool references on the device-resident hit entries; none of them is evictable now."""
