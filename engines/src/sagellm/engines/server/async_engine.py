@@ -14,6 +14,16 @@
 keeps the event loop free: a step takes milliseconds to seconds, and a lock
 held across it would stall every connection. Continuous batching comes for
 free: every request submitted joins the engine's one running batch.
+
+Which thread owns it matters on CPU. torch's OpenMP runtime (libgomp) gives
+every thread that runs a parallel region its own team of workers; once two
+teams exist (the one that loaded the model, the one that steps it) there are
+more OpenMP threads than cores on a small machine, and libgomp stops spinning
+between regions: each of the hundreds of regions in a decode step then pays a
+futex wake-up, which halved batch-1 speed (8 ms TPOT offline, 17 ms served on
+2 cores). So ``sagellm serve`` runs the engine on the thread that built it
+(``host()``, the main thread) and HTTP on another; ``start()`` alone spawns an
+engine thread, for callers (tests) that serve an engine beside other work.
 """
 
 from __future__ import annotations
@@ -67,17 +77,44 @@ class AsyncEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self._broken = False
+        self._hosted = False  # host() runs the loop on its caller's thread
+        self._may_run = threading.Event()  # host(): the event loop is up (or will never be)
+        self._running = False
+        self._finished = threading.Event()
 
     # ------------------------------------------------------------ event loop side
     def start(self) -> None:
-        """Call from the event loop that will consume the outputs."""
+        """Call from the event loop that will consume the outputs; the engine runs from now on."""
         self._loop = asyncio.get_running_loop()
+        self._running = True  # healthy from now: commands queue until the loop takes them
+        if self._hosted:
+            self._may_run.set()
+            return
         self._thread = threading.Thread(target=self._run, name="sagellm-engine", daemon=True)
         self._thread.start()
 
+    def will_host(self) -> None:
+        """Promise that ``host()`` will run the loop: ``start()`` then spawns no thread. Call before serving."""
+        self._hosted = True
+        self._thread = threading.current_thread()
+
+    def host(self) -> None:
+        """Run the engine loop on this thread (the one that loaded the model) until ``stop()`` or ``release()``."""
+        self._may_run.wait()
+        if not self._stopped:
+            self._run()
+
+    def release(self) -> None:
+        """From any thread, when serving has ended (or never began): make ``host()`` return."""
+        if self._loop is None:
+            self._stopped = True  # serving never began: nothing to drain
+        else:
+            self._post(self._mark_stopped)
+        self._may_run.set()
+
     @property
     def is_healthy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._broken and not self.draining
+        return self._running and not self._broken and not self.draining
 
     async def submit(
         self, prompts: Sequence[list[int]], params: Sequence[SamplingParams], request_ids: Sequence[str]
@@ -103,7 +140,7 @@ class AsyncEngine:
         self._post(self._abort_all_now)
         self._post(self._mark_stopped)
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, timeout_s)
+            await asyncio.to_thread(self._finished.wait, timeout_s)
 
     def _abort_later(self, request_ids: list[str]) -> None:
         self._post(partial(self._abort, request_ids))
@@ -125,17 +162,21 @@ class AsyncEngine:
 
     # --------------------------------------------------------------- engine thread
     def _run(self) -> None:
-        while not self._stopped:
-            self._wake.clear()  # before draining: a command posted after this sets it again
-            self._run_commands()
-            if self._stopped or self._broken:
-                break
-            if self.engine.has_unfinished():
-                self._step()
-            self.metrics.refresh_engine_gauges(self.engine)
-            if not self.engine.has_unfinished():
-                self._wake.wait()
-        self._fail_pending_commands()
+        try:
+            while not self._stopped:
+                self._wake.clear()  # before draining: a command posted after this sets it again
+                self._run_commands()
+                if self._stopped or self._broken:
+                    break
+                if self.engine.has_unfinished():
+                    self._step()
+                self.metrics.refresh_engine_gauges(self.engine)
+                if not self.engine.has_unfinished():
+                    self._wake.wait()
+        finally:
+            self._running = False
+            self._fail_pending_commands()
+            self._finished.set()
 
     def _run_commands(self) -> None:
         while not self._stopped:  # commands after the stop are failed by _fail_pending_commands

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
+import threading
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
+from sagellm.core.errors import ConfigError
 from sagellm.engines.server.state import ServerState
+from sagellm.engines.server.worker_priority import lower_native_worker_priority, restore_priority
 
 BACKSTOP_S = 5.0
 
@@ -52,12 +54,31 @@ def build_server(app: FastAPI, host: str, port: int, log_level: str = "info") ->
 
 
 def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
-    """Blocks until shut down. Returns normally after a graceful SIGTERM."""
+    """Blocks until shut down; returns normally after a graceful SIGTERM or Ctrl-C.
+
+    The engine steps on this thread, the one that loaded the model, and HTTP
+    runs on another (see async_engine: a second torch thread halves CPU decode
+    speed). Signals reach only the main thread, so it forwards them to uvicorn.
+    """
     server = build_server(app, host, port, log_level)
-    # uvicorn re-raises the signal it handled once it is done; make that a clean exit, not a kill.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    server.run()
+    engine = server.app_state.engine
+    engine.will_host()
+    lowered = lower_native_worker_priority()  # the engine is warm: its OpenMP workers exist (worker_priority.py)
 
+    def run_http() -> None:
+        try:
+            server.run()
+        finally:
+            engine.release()
 
-def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
-    sys.exit(0)
+    http = threading.Thread(target=run_http, name="sagellm-http", daemon=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, server.handle_exit)
+    http.start()
+    try:
+        engine.host()
+        http.join()
+    finally:
+        restore_priority(lowered)
+    if not server.started:
+        raise ConfigError(f"the server could not start on {host}:{port} (see the log above)")

@@ -34,6 +34,7 @@ from sagellm.engines.server.request_handle import RequestHandle
 from sagellm.engines.server.sampling import chat_sampling, seeded_copies
 from sagellm.engines.server.sse import DONE, EventStreamResponse, data_frame
 from sagellm.engines.server.state import ServerState, get_state
+from sagellm.engines.server.text_frames import TextFrames
 
 router = APIRouter()
 
@@ -85,12 +86,21 @@ async def _stream(
             ChatCompletionChunk(id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=usage)
         )
 
+    text_frames = TextFrames(
+        lambda index, text: chunk(
+            [ChatChunkChoice(index=index, delta=ChatDelta(content=text), logprobs=None, finish_reason=None)]
+        )
+    )
     try:
         for index in range(handle.num_choices):
             role = ChatDelta(role="assistant", content="")
             yield chunk([ChatChunkChoice(index=index, delta=role, logprobs=None, finish_reason=None)])
         async for index, output in handle.outputs():
             results[index].add(output)
+            if not (want_logprobs or output.finished):
+                if output.new_text:
+                    yield text_frames.frame(index, output.new_text)  # the per-token frame, from its template
+                continue
             logprobs = None
             if want_logprobs and output.logprobs:
                 logprobs = chat_logprobs(

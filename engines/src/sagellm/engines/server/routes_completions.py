@@ -25,6 +25,7 @@ from sagellm.engines.server.request_handle import RequestHandle
 from sagellm.engines.server.sampling import completion_sampling, seeded_copies
 from sagellm.engines.server.sse import DONE, EventStreamResponse, data_frame
 from sagellm.engines.server.state import ServerState, get_state
+from sagellm.engines.server.text_frames import TextFrames
 
 router = APIRouter()
 
@@ -92,6 +93,9 @@ async def _stream(
             CompletionResponse(id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=usage)
         )
 
+    text_frames = TextFrames(
+        lambda index, text: chunk([CompletionChoice(index=index, text=text, logprobs=None, finish_reason=None)])
+    )
     try:
         for index, echo in enumerate(echoes or ()):
             yield chunk([CompletionChoice(index=index, text=echo, logprobs=None, finish_reason=None)])
@@ -99,6 +103,10 @@ async def _stream(
             results[index].add(output)
             if not (output.new_text or output.finished or want_logprobs):
                 continue  # text held back (a stop string may be starting): nothing to send yet
+            if not (want_logprobs or output.finished):
+                offsets[index] += len(output.new_text)
+                yield text_frames.frame(index, output.new_text)  # the per-token frame, from its template
+                continue
             logprobs = None
             if want_logprobs and output.logprobs:
                 logprobs = completion_logprobs(
