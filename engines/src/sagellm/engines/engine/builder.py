@@ -21,11 +21,12 @@ from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
 from sagellm.engines.engine.slots import AUTO, ENGINE_KINDS, NO_IMPLEMENTATION, check_slots
+from sagellm.engines.engine.warm_up import warm_up
 from sagellm.engines.model.attention import FusedAttention
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import FusedElementwise
 from sagellm.engines.model.llama import LlamaForCausalLM
-from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
+from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint, want_progress
 from sagellm.engines.runtime.allocator import keep_freed_memory
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
@@ -62,6 +63,7 @@ def build_engine(
                 f"kernel_fusion '{kernels.implementation}' offers no op this engine can use "
                 f"(it uses: {FusedAttention.OP}, {', '.join(FusedElementwise.OPS)})"
             )
+    warm_up(config, model, tokenizer, announce=want_progress(show_progress))
     return assemble_engine(config, model, tokenizer)
 
 

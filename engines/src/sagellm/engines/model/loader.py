@@ -45,7 +45,7 @@ def load_checkpoint(
     model: str | Path | None, dtype: torch.dtype, show_progress: bool | None = None
 ) -> LoadedCheckpoint:
     path = resolve_model_path(model)
-    progress = _progress_bar(path.name) if _want_progress(show_progress) else None
+    progress = _progress_bar(path.name) if want_progress(show_progress) else None
     try:
         if path.is_file():
             from sagellm.engines.model.gguf_loader import load_gguf
@@ -61,7 +61,8 @@ def load_checkpoint(
             progress(-1, -1)
 
 
-def _want_progress(show_progress: bool | None) -> bool:
+def want_progress(show_progress: bool | None) -> bool:
+    """None: show progress when stderr is a terminal."""
     return sys.stderr.isatty() if show_progress is None else show_progress
 
 
