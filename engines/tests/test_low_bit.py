@@ -19,7 +19,7 @@ from gguf.quants import dequantize, quantize
 from margins import record_margin
 
 from sagellm.engines import LLM
-from sagellm.engines.model.linear import MAX_LOW_BIT_ROWS, Linear, low_bit_available
+from sagellm.engines.model.linear import MAX_INT8_ROWS, MAX_LOW_BIT_ROWS, Linear, int8_rows_available, low_bit_available
 from sagellm.engines.model.q4_weights import concat_rows, q4_from_gguf
 from sagellm.engines.runtime.perplexity import perplexity
 
@@ -89,6 +89,26 @@ def test_many_rows_take_the_dense_matmul() -> None:
     torch.testing.assert_close(linear(x), torch.nn.functional.linear(x, linear.weight, linear.bias), rtol=0, atol=0)
 
 
+@pytest.mark.skipif(not int8_rows_available(), reason="torch has no _weight_int8pack_mm")
+def test_int8_head_matches_dense_for_few_rows_and_steps_aside_for_many() -> None:
+    torch.manual_seed(3)
+    linear = Linear(torch.randn(256, 64).to(torch.bfloat16))
+    assert linear.pack_int8_rows()
+    few = torch.randn(MAX_INT8_ROWS, 64, dtype=torch.bfloat16)
+    reference = few.double() @ linear.weight.double().t()
+    error = float((linear(few).double() - reference).norm() / reference.norm())
+    record_margin("int8 head relative L2 error vs float64", error, 1e-2)
+    assert error < 1e-2, f"relative error {error:.2e}"
+    many = torch.randn(MAX_INT8_ROWS + 1, 64, dtype=torch.bfloat16)
+    torch.testing.assert_close(linear(many), torch.nn.functional.linear(many, linear.weight), rtol=0, atol=0)
+
+
+def test_float32_heads_keep_no_int8_copy() -> None:
+    linear = Linear(torch.randn(16, 32))
+    assert not linear.pack_int8_rows()
+    assert linear.int8_weight is None
+
+
 def test_float32_weights_stay_dense() -> None:
     q4 = q4_from_gguf(fake_tensor(GGMLQuantizationType.Q4_1, np.ones((8, 32), dtype=np.float32)))
     linear = Linear(torch.ones(8, 32), q4=q4)
@@ -107,6 +127,7 @@ def test_bf16_low_bit_perplexity_within_one_percent_of_float32(llm: LLM, model_p
     fast = LLM(model={"path": str(model_path), "dtype": "bfloat16", "device": "cpu"}, show_progress=False)
     model = fast.engine.runner.model
     assert model.num_low_bit_linears == 4 * model.config.num_layers  # qkv, o, gate_up, down of every layer
+    assert model.int8_head  # the Q8_0 head: int8 for as many rows as the 4-bit kernel takes
     served = perplexity(model, text_ids, window=256, chunk_size=MAX_LOW_BIT_ROWS)  # every linear on the 4-bit path
     assert 1 < reference < 200
     record_margin("bf16 + 4-bit |perplexity / float32 - 1|", abs(served / reference - 1), 0.01)

@@ -106,6 +106,8 @@ class LlamaForCausalLM(nn.Module):
         self.lm_head = Linear(self.embed.detach() if untied is None else untied.to(device))
         # 4-bit kernels for small batches where the checkpoint's weights are 4-bit (see linear.py).
         self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
+        # The head of a 4-bit checkpoint came 8-bit (GGUF's Q8_0): an int8 copy serves small batches.
+        self.int8_head = self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows()
         self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
         self.fused_ops: FusedElementwise | None = None
 
