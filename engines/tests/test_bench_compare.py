@@ -17,7 +17,9 @@ from sagellm.engines.bench.backends.llama_cpp import llama_cpp_installed
 from sagellm.engines.bench.comparison import build_comparison, comparison_markdown, ratio
 from sagellm.engines.bench.peers import parse_peers
 from sagellm.engines.bench.request import BenchRequest
+from sagellm.engines.bench.served_peers import find_llama_server, find_vllm
 from sagellm.engines.cli.main import main
+from sagellm.engines.engine.device import cpu_has_fast_bf16
 
 STEP_S = 0.002
 
@@ -136,15 +138,18 @@ def test_comparison_table_has_every_side_and_ratio() -> None:
 
 def test_peer_names_are_checked() -> None:
     names, notes = parse_peers("auto")
-    assert names[0] == "transformers" and (("llama.cpp" in names) == llama_cpp_installed())
-    assert len(notes) == (0 if llama_cpp_installed() else 1)
+    assert names[0] == "transformers" and "llama.cpp" not in names  # one sequence at a time: only when named
+    assert ("llama-server" in names) == (find_llama_server() is not None)
+    assert ("vllm" in names) == (find_vllm() is not None)
+    assert ("transformers-bf16" in names) == cpu_has_fast_bf16()
+    assert len(names) + len(notes) == 4  # every peer left out says why
     assert parse_peers("transformers-bf16, transformers")[0] == ["transformers-bf16", "transformers"]
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--compare", "vllm"], "unknown peer(s) vllm"),
+        (["--compare", "sglang"], "unknown peer(s) sglang"),
         (["--compare", ",,"], "unknown peer(s) (none given)"),
         (["--compare", "--workload", "synthetic", "--sweep", "--slo-ttft-ms", "9"], "does not combine with --sweep"),
     ],
@@ -199,3 +204,19 @@ def test_a_peer_that_cannot_start_fails_with_its_reason(tmp_path: Any) -> None:
     )
     with pytest.raises(PeerFailedError, match="peer transformers: .*broken.gguf"):
         run_peer(job)
+
+
+@pytest.mark.skipif(
+    find_llama_server() is None, reason="no llama-server build found (../shared/tools/build_llama_server.sh)"
+)
+def test_llama_server_peer_runs_as_a_server_with_parallel_slots(
+    model_path: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--preset", "ci", "--tasks", "Q5", "--compare", "llama-server", "--no-progress"]
+    argv += ["--model", str(model_path), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["compare"]["sides"] == ["sageLLM", "llama-server"]
+    (peer,) = report["peer_reports"]
+    assert peer["summary"]["num_completed"] == peer["summary"]["num_requests"] > 1
+    assert "-np" in peer["target"]["server"]  # continuous batching, not one sequence at a time

@@ -89,11 +89,13 @@ def _run(job: PeerJob) -> dict[str, Any]:
     started = time.perf_counter()
     tokenizer, model_config = load_tokenizer(job.model)
     request = PeerRequest(
-        resolve_model_path(job.model), tokenizer, model_config, job.generation, job.max_batch, job.show_progress
-    )
-    peer = build_peer(job.name, request)
-    if job.warmup:
-        peer.warmup()
-    session = BenchSession(peer, job.context, seed=job.seed)
-    session.run(job.specs, job.load)
-    return session.report(job.config, elapsed_s=time.perf_counter() - started)
+        resolve_model_path(job.model), tokenizer, model_config, job.generation, job.max_batch, job.show_progress,
+        threads=job.threads,
+    )  # fmt: skip
+    with request.resources:  # a served peer's process stops here
+        peer = build_peer(job.name, request)
+        if job.warmup:
+            peer.warmup()
+        session = BenchSession(peer, job.context, seed=job.seed)
+        session.run(job.specs, job.load)
+        return session.report(job.config, elapsed_s=time.perf_counter() - started)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from sagellm.engines.bench.comparison import build_comparison
 from sagellm.engines.bench.load_pattern import LoadPattern
 from sagellm.engines.bench.metrics import SLO, MetricContext
 from sagellm.engines.bench.peers import AUTO, PEERS, parse_peers
+from sagellm.engines.bench.served_peers import LLAMA_SERVER_ENV
 from sagellm.engines.bench.sweep import SweepPlan
 from sagellm.engines.bench.workloads import PRESETS, WORKLOADS, RunSpec, WorkloadOptions, build_suite
 from sagellm.engines.cli import arg_types
@@ -47,8 +49,8 @@ EPILOG = """examples:
   sagellm bench --workload mooncake --num-requests 100 --length-scale 0.05 --time-scale 0.5
   sagellm bench --workload synthetic --sweep --slo-ttft-ms 2000 --slo-tpot-ms 200
   sagellm bench --backend openai --base-url http://127.0.0.1:8000/v1 --preset ci
-  sagellm bench --compare                              # + transformers (and llama.cpp if installed), with ratios
-  sagellm bench --workload mt-bench --concurrency 16 --compare transformers,llama.cpp"""
+  sagellm bench --compare                              # + every peer available here, with ratios
+  sagellm bench --workload mt-bench --concurrency 16 --compare transformers,llama-server,vllm"""
 
 PRESET_HELP = "; ".join(
     f"{name}: " + ", ".join(f"{e.name} {e.input_len}->{e.output_len} x{e.count}" for e in entries)
@@ -177,9 +179,15 @@ def _add_compare_options(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const=AUTO,
         metavar="PEERS",
-        help="after sageLLM, run the same workload on peers in this process and report ratios: "
-        f"comma-separated from {', '.join(PEERS)}; bare --compare: transformers, plus llama.cpp when "
-        "llama-cpp-python is installed",
+        help="after sageLLM, run the same workload on peers (each in its own process) and report ratios: "
+        f"comma-separated from {', '.join(PEERS)}; bare --compare: every peer available here at its best "
+        "(transformers fp32 and bf16, llama.cpp's llama-server with parallel slots, vLLM's CPU build); "
+        "llama-server is found by --llama-server, $SAGELLM_LLAMA_SERVER or the build script's folder",
+    )
+    group.add_argument(
+        "--llama-server",
+        metavar="PATH",
+        help="llama.cpp's llama-server binary or its folder, for --compare (sets $SAGELLM_LLAMA_SERVER)",
     )
     group.add_argument(
         "--compare-max-batch",
@@ -209,6 +217,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _validate(args)
+    if args.llama_server:
+        os.environ[LLAMA_SERVER_ENV] = str(args.llama_server)  # the peers' processes inherit it
     peers, peer_notes = parse_peers(args.compare) if args.compare else ([], [])
     started = time.perf_counter()
     backend = _backend(args)

@@ -14,13 +14,15 @@ dispatcher decides when each is sent, exactly as for the in-process engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from sagellm.core.errors import InvalidRequestError
 from sagellm.engines.bench.backends.base import DEFAULT_GENERATION, GenerationOptions, TargetInfo
+from sagellm.engines.bench.backends.http_stream import HTTPStatusError, PlainHTTPTarget, post_stream_lines
 from sagellm.engines.bench.backends.sse import DONE, StreamChunk, parse_chunk, sse_data
 from sagellm.engines.bench.dispatcher import Dispatcher
 from sagellm.engines.bench.progress import progress_bar
@@ -53,6 +55,7 @@ class OpenAIBackend:
             raise InvalidRequestError("--backend openai needs httpx: pip install httpx") from None
         self._httpx = httpx
         self.base_url = base_url.rstrip("/") + "/"
+        self._plain = PlainHTTPTarget.parse(self.base_url)
         self.tokenizer = tokenizer
         self.generation = generation
         self.send_token_ids = send_token_ids
@@ -100,11 +103,8 @@ class OpenAIBackend:
         def now() -> float:
             return time.perf_counter() - start
 
-        limits = self._httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        timeout = self._httpx.Timeout(self.timeout_s, connect=30.0)
-        async with self._httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers, timeout=timeout, limits=limits
-        ) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client = None if self._plain is not None else await stack.enter_async_context(self._httpx_client())
             with progress_bar(label, len(requests), show_progress) as bar:
                 while not dispatcher.done:
                     for request, due in dispatcher.due(now()):
@@ -137,28 +137,25 @@ class OpenAIBackend:
         last = StreamChunk()
         usage: dict[str, int | None] = {}
         try:
-            async with client.stream("POST", "completions", json=self._payload(prompt)) as response:
-                if response.status_code != 200:
-                    body = (await response.aread()).decode("utf-8", "replace")
-                    record.error = f"HTTP {response.status_code}: {body[:200]}"
-                else:
-                    async for line in response.aiter_lines():
-                        data = sse_data(line)
-                        if data is None:
-                            continue
-                        if data == DONE:
-                            break
-                        last = parse_chunk(data)
-                        if last.error:
-                            record.error = last.error
-                            break
-                        if last.text:
-                            record.token_times_s.append(now())
-                            parts.append(last.text)
-                        record.finish_reason = last.finish_reason or record.finish_reason
-                        for key in ("completion_tokens", "prompt_tokens", "cached_tokens"):
-                            if getattr(last, key) is not None:
-                                usage[key] = getattr(last, key)
+            async for line in self._stream_lines(client, self._payload(prompt)):
+                data = sse_data(line)
+                if data is None:
+                    continue
+                if data == DONE:
+                    break
+                last = parse_chunk(data)
+                if last.error:
+                    record.error = last.error
+                    break
+                if last.text:
+                    record.token_times_s.append(now())
+                    parts.append(last.text)
+                record.finish_reason = last.finish_reason or record.finish_reason
+                for key in ("completion_tokens", "prompt_tokens", "cached_tokens"):
+                    if getattr(last, key) is not None:
+                        usage[key] = getattr(last, key)
+        except HTTPStatusError as exc:
+            record.error = str(exc)
         except Exception as exc:  # connection refused, timeout, protocol error: the request failed
             record.error = f"{type(exc).__name__}: {exc}"
         record.end_s = now()
@@ -168,6 +165,23 @@ class OpenAIBackend:
         if record.error is None and not record.token_times_s:
             record.error = "the stream ended without any text"
         return record, "".join(parts)
+
+    def _httpx_client(self) -> Any:
+        limits = self._httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        timeout = self._httpx.Timeout(self.timeout_s, connect=30.0)
+        return self._httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout, limits=limits)
+
+    async def _stream_lines(self, client: Any, payload: dict[str, Any]) -> AsyncIterator[str]:
+        """The response's lines: through the lean client for plain http, through httpx otherwise."""
+        if self._plain is not None:
+            async for line in post_stream_lines(self._plain, "completions", payload, self.headers, self.timeout_s):
+                yield line
+            return
+        async with client.stream("POST", "completions", json=payload) as response:
+            if response.status_code != 200:
+                raise HTTPStatusError(response.status_code, (await response.aread()).decode("utf-8", "replace"))
+            async for line in response.aiter_lines():
+                yield line
 
     def _payload(self, prompt: ResolvedPrompt) -> dict[str, Any]:
         text: Any = prompt.token_ids if self.send_token_ids else self.tokenizer.decode(prompt.token_ids, False)
