@@ -171,3 +171,40 @@ def test_checked_in_baseline_passes_against_itself(capsys: pytest.CaptureFixture
     baseline = BASELINES / "ci.json"
     assert sagellm(["ci-gate", "--baseline", str(baseline), "--current", str(baseline)]) == 0
     assert "ci-gate: pass" in capsys.readouterr().out
+
+
+def with_reference(report_: dict[str, Any], gflops: float) -> dict[str, Any]:
+    return {**report_, "reference": {"kind": "gemm", "gflops": gflops}}
+
+
+def test_speed_is_judged_at_the_baseline_machines_pace() -> None:
+    """A machine half as fast today is no regression; the same engine 25 % slower on the same machine is."""
+    baseline = with_reference(report(), 100.0)
+    slower_machine = with_reference(report(output_throughput_tps=25.0, avg_tpot_ms=40.0, avg_ttft_ms=200.0), 50.0)
+    checks = compare(baseline, slower_machine, DEFAULT_THRESHOLDS)
+    assert not [c for c in checks if c.failed]
+    assert by_metric(checks, "all")["output_throughput_tps"].current == pytest.approx(50.0)
+    assert by_metric(checks, "all")["avg_tpot_ms"].current == pytest.approx(20.0)
+    slower_engine = with_reference(report(output_throughput_tps=37.5, avg_tpot_ms=26.7), 100.0)
+    failed = {(c.run, c.threshold.metric) for c in compare(baseline, slower_engine, DEFAULT_THRESHOLDS) if c.failed}
+    assert failed == {("all", "output_throughput_tps"), ("all", "avg_tpot_ms")}  # each run alone stays within 60 %
+
+
+def test_without_a_reference_on_both_sides_speed_is_compared_as_measured() -> None:
+    checks = compare(with_reference(report(), 100.0), report(output_throughput_tps=25.0), DEFAULT_THRESHOLDS)
+    assert by_metric(checks, "all")["output_throughput_tps"].current == 25.0
+    assert by_metric(checks, "all")["output_throughput_tps"].failed
+
+
+def test_summary_thresholds_apply_to_the_summary_only(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "metrics:\n  avg_tpot_ms: {better: lower, relative: 0.6}\n"
+        "summary:\n  output_throughput_tps: {better: higher, relative: 0.1}\n"
+    )
+    thresholds = load_thresholds(path)
+    checks = compare(report(), report(output_throughput_tps=40.0), thresholds)
+    assert {(c.run, c.threshold.metric) for c in checks if c.threshold.metric == "output_throughput_tps"} == {
+        ("all", "output_throughput_tps")
+    }
+    assert by_metric(checks, "all")["output_throughput_tps"].failed

@@ -7,6 +7,14 @@ null on either side (no SLO given, not visible over HTTP) is shown as
 version, another model, or a run whose workload shape changed -- raise
 :class:`ReportMismatch` rather than produce a misleading verdict.
 
+Speed is judged against the machine of the moment: when both reports carry
+a same-run reference (``reference.gflops``: a fixed GEMM timed beside the
+benchmark, see machine_reference.py), the current report's throughputs are
+divided, and its latencies multiplied, by how much faster the machine ran
+the reference this time. A machine that is 20 % slower today (another job,
+another CPU) then reads as no regression, while an engine that got 25 %
+slower on the same machine still does.
+
 Metrics divided by a device peak from a table (MFU) compare like with like
 only on the same machine: the same throughput on an Intel Xeon with AMX
 reads as 8x less MFU than on an AMD EPYC, because AMX's table peak is 8x
@@ -22,9 +30,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sagellm.engines.bench.thresholds import Threshold
+from sagellm.engines.bench.machine_reference import reference_gflops_of
+from sagellm.engines.bench.thresholds import SUMMARY_RUN, Threshold
 
-SUMMARY_RUN = "all"
+THROUGHPUTS = frozenset(
+    {"output_throughput_tps", "request_throughput_rps", "goodput_rps", "total_token_throughput_tps"}
+)
+LATENCIES = frozenset(
+    f"{stat}_{kind}_ms" for stat in ("avg", "p50", "p90", "p95", "p99") for kind in ("ttft", "tpot", "itl", "e2e")
+)
 PEAK_DERIVED = frozenset({"mfu"})  # a throughput divided by the table peak of the device it ran on
 OTHER_MACHINE = "n/a (other machine)"
 
@@ -66,13 +80,33 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: Seque
     check_compatible(baseline, current)
     base_runs, cur_runs = _runs(baseline), _runs(current)
     same_machine = machine(baseline) == machine(current)
+    speed = machine_speedup(baseline, current)
     checks = []
     for name in [n for n in cur_runs if n in base_runs]:
-        for threshold in thresholds:
+        for threshold in [t for t in thresholds if t.applies_to(name)]:
             b, c = base_runs[name].get(threshold.metric), cur_runs[name].get(threshold.metric)
             comparable = same_machine or threshold.metric not in PEAK_DERIVED
-            checks.append(Check(name, threshold, _number(b), _number(c), comparable))
+            checks.append(
+                Check(name, threshold, _number(b), _at_baseline_speed(threshold.metric, c, speed), comparable)
+            )
     return checks
+
+
+def machine_speedup(baseline: dict[str, Any], current: dict[str, Any]) -> float | None:
+    """How much faster the machine ran the same-run reference for ``current`` than for ``baseline``."""
+    base, cur = reference_gflops_of(baseline), reference_gflops_of(current)
+    return None if base is None or cur is None else cur / base
+
+
+def _at_baseline_speed(metric: str, value: Any, speed: float | None) -> float | None:
+    number = _number(value)
+    if number is None or speed is None:
+        return number
+    if metric in THROUGHPUTS:
+        return number / speed
+    if metric in LATENCIES:
+        return number * speed
+    return number
 
 
 def machine(report: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +154,14 @@ def check_compatible(baseline: dict[str, Any], current: dict[str, Any]) -> None:
 def environment_notes(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Differences that do not block a comparison but explain a surprising one."""
     notes = []
+    speed = machine_speedup(baseline, current)
+    if speed is None:
+        notes.append("no same-run reference in both reports: throughputs and latencies compared as measured")
+    else:
+        notes.append(
+            f"same-run reference: this machine ran it {speed:.2f}x as fast as the baseline's; "
+            "throughputs and latencies are shown at the baseline machine's speed"
+        )
     if machine(baseline) != machine(current):
         notes.append(f"other machine: {', '.join(sorted(PEAK_DERIVED))} not gated (a table peak is per machine)")
     for key in ("backend", "device", "dtype", "threads"):
