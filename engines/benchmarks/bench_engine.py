@@ -1,4 +1,4 @@
-"""Engine benchmark: sageLLM vs Hugging Face transformers, side by side.
+"""Engine benchmark: sageLLM vs Hugging Face transformers and llama.cpp's server, side by side.
 
 Each side runs in its own subprocess (clean peak-memory numbers, no shared
 thread pools), on the same GGUF model, with the same token ids. sageLLM
@@ -7,11 +7,17 @@ products, else fp32); transformers runs at fp32 and, where the CPU has
 native bf16, at bf16 too, so each ratio is against a peer at the same
 precision as well as against the fp32 reference. sageLLM also runs with
 ``--quantization w8a8``, with w8a8 plus ``--kv-cache-dtype int8`` (every
-speed option on), and without the fused kernels. Scenarios (the issue's list):
+speed option on), and without the fused kernels. llama.cpp runs as its own
+server (``llama-server``, its Q4_1 kernels on the same GGUF, as many parallel
+slots as the largest concurrency, its prompt cache on), where a build is
+found (``../shared/tools/build_llama_server.sh``): the shared-prefix TTFT is
+compared with llama.cpp's own prompt cache, not only with a peer that has
+none. Scenarios (the issue's list):
 
 * batch-1 decode tokens/s (128-token prompt, 128 new tokens);
 * aggregate tokens/s with 16 and 64 concurrent requests (sageLLM: all
-  submitted at once, continuous batching; transformers: one padded batch);
+  submitted at once, continuous batching; transformers: one padded batch;
+  llama-server: concurrent HTTP requests into its slots);
 * TTFT for a 1,000-token shared prefix, cold and with a prefix-cache hit;
 * peak resident memory of each process.
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import resource
 import subprocess
@@ -214,6 +221,65 @@ def run_transformers(plan: Plan, dtype: Any) -> dict[str, Any]:
     return results
 
 
+def run_llama_server(plan: Plan) -> dict[str, Any]:
+    """llama.cpp's own server on the same GGUF: parallel slots, its prompt cache, timed by this client."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from sagellm.core.ports import ephemeral_port
+    from sagellm.engines.bench.served_peers import LLAMA_SERVER_HINT, find_llama_server, llama_server_command
+    from sagellm.engines.bench.server_process import running_server
+    from sagellm.engines.model.default_model import default_model_path
+    from sagellm.engines.model.gguf_loader import open_reader, read_metadata
+    from sagellm.engines.tokenizer import Tokenizer
+
+    binary = find_llama_server()
+    if binary is None:
+        raise SystemExit(f"llama-server not found: {LLAMA_SERVER_HINT}")
+    path = default_model_path()
+    encode = Tokenizer.from_gguf_metadata(read_metadata(open_reader(path)), path).encode
+    slots = max(plan.concurrency)
+    command = llama_server_command(binary, path, ephemeral_port(), slots, plan.threads)
+    results: dict[str, Any] = {"dtype": "Q4_1 (its own kernels)"}
+    with running_server(command) as base_url, httpx.Client(timeout=600) as client:
+        root = base_url.removesuffix("/v1")
+
+        def complete(prompt: list[int], new_tokens: int) -> tuple[float, dict[str, Any]]:
+            body = {"prompt": prompt, "n_predict": new_tokens, "temperature": 0.0, "top_k": 1, "ignore_eos": True,
+                    "cache_prompt": True}  # fmt: skip
+            start = time.perf_counter()
+            response = client.post(f"{root}/completion", json=body)
+            response.raise_for_status()
+            return time.perf_counter() - start, response.json()
+
+        complete(prompt_ids(encode, 1, plan.prompt_len, offset=99)[0], 4)  # warm-up
+        (prompt,) = prompt_ids(encode, 1, plan.prompt_len)
+        ttft, _ = complete(prompt, 1)
+        total, answer = complete(prompt_ids(encode, 1, plan.prompt_len, offset=1)[0], plan.new_tokens)
+        results["batch1"] = {
+            "tokens": plan.new_tokens,
+            "e2e_tok_s": plan.new_tokens / total,
+            "decode_tok_s": float(answer["timings"]["predicted_per_second"]),
+            "ttft_ms": ttft * 1000,
+        }
+        for n in plan.concurrency:
+            prompts = prompt_ids(encode, n, plan.prompt_len, offset=n)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(n) as pool:
+                list(pool.map(lambda p: complete(p, plan.new_tokens), prompts))
+            elapsed = time.perf_counter() - start
+            results[f"concurrent_{n}"] = {"tokens": n * plan.new_tokens, "tok_s": n * plan.new_tokens / elapsed,
+                                          "seconds": elapsed}  # fmt: skip
+        (prefix,) = prompt_ids(encode, 1, plan.prefix_len, offset=7)
+        suffixes = prompt_ids(encode, 2, 16, offset=3)
+        results["ttft_cold_ms"] = complete(prefix + suffixes[0], 1)[0] * 1000
+        hit_s, hit = complete(prefix + suffixes[1], 1)  # its prompt cache: the slot keeps the common prefix
+        results["ttft_prefix_hit_ms"] = hit_s * 1000
+        results["prefix_cached_tokens"] = int(hit.get("tokens_cached", 0) or 0) - int(hit["timings"]["prompt_n"])
+    return results  # no peak_rss_mb: the server is another process
+
+
 WORKERS = {
     "sagellm": run_sagellm,
     "sagellm-w8a8": run_sagellm_w8a8,
@@ -221,6 +287,7 @@ WORKERS = {
     "sagellm-unfused": run_sagellm_unfused,
     "transformers-fp32": run_transformers_fp32,
     "transformers-bf16": run_transformers_bf16,
+    "llama-server": run_llama_server,
 }
 
 
@@ -228,15 +295,21 @@ QUICK_SIDES = ["sagellm", "transformers-fp32"]  # CI smoke: the default against 
 
 
 def default_sides() -> list[str]:
-    """Every side, less transformers at bf16 on CPUs that only emulate bf16 (a strawman there)."""
+    """Every side, less transformers at bf16 on CPUs that only emulate bf16 (a strawman there), and
+    llama-server where no build is found (said on stderr)."""
+    from sagellm.engines.bench.served_peers import LLAMA_SERVER_HINT, find_llama_server
     from sagellm.engines.engine.device import cpu_has_fast_bf16
 
-    return [side for side in WORKERS if side != "transformers-bf16" or cpu_has_fast_bf16()]
+    sides = [side for side in WORKERS if side != "transformers-bf16" or cpu_has_fast_bf16()]
+    if find_llama_server() is None:
+        print(f"llama-server left out: not found ({LLAMA_SERVER_HINT})", file=sys.stderr)
+        sides.remove("llama-server")
+    return sides
 
 
 # --------------------------------------------------------------------------- reporting
 def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "n/a"
+    return f"{a / b:.2f}x" if b and not (math.isnan(a) or math.isnan(b)) else "n/a"
 
 
 OURS = (
@@ -245,7 +318,15 @@ OURS = (
     ("sagellm-w8a8-kv8", "sageLLM w8a8 + int8 KV"),
     ("sagellm-unfused", "sageLLM unfused"),
 )
-PEERS = (("transformers-fp32", "transformers fp32"), ("transformers-bf16", "transformers bf16"))
+PEERS = (
+    ("transformers-fp32", "transformers fp32"),
+    ("transformers-bf16", "transformers bf16"),
+    ("llama-server", "llama-server"),
+)
+
+
+def _cell(number: float, fmt: str) -> str:
+    return "-" if math.isnan(number) else format(number, fmt)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -259,8 +340,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [header, "|---|" + "---:|" * (len(ours) + len(peers) + len(pairs))]
 
     def value(side: str, key: str, field: str | None) -> float:
-        entry = results[side].get(key, 0.0)
-        return float(entry.get(field, 0.0) if field else entry)
+        entry = results[side].get(key, math.nan)  # missing: not measured for that side (shown as -)
+        return float(entry.get(field, math.nan) if field else entry)
 
     rows: list[tuple[str, str, str | None, str, bool]] = [
         ("batch-1 decode tok/s", "batch1", "decode_tok_s", ".1f", True),
@@ -276,7 +357,7 @@ def markdown(report: dict[str, Any]) -> str:
         ("peak RSS (MB)", "peak_rss_mb", None, ".0f", False),
     ]
     for label, key, field, fmt, higher_is_better in rows:
-        cells = [format(value(side, key, field), fmt) for side, _ in ours + peers]
+        cells = [_cell(value(side, key, field), fmt) for side, _ in ours + peers]
         ratios = [
             ratio(value(o, key, field), value(p, key, field))
             if higher_is_better
