@@ -29,7 +29,7 @@ def export_hf_dir(gguf: Path, cache_root: Path) -> Path:
         ) from None
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
     # A model loaded from GGUF refuses save_pretrained ("quantized with gguf"): copy it into a plain one.
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     model.load_state_dict(loaded.state_dict())
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config  # vLLM reads even a null one as a quantization method

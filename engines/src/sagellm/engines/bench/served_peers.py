@@ -60,14 +60,14 @@ def find_vllm() -> Path | None:
 
 def llama_server_command(binary: Path, gguf: Path, port: int, slots: int, threads: int) -> ServerCommand:
     """``slots`` parallel sequences (``-np``), continuously batched, ``SLOT_CONTEXT`` tokens each."""
-    argv = (str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port))
+    argv: tuple[str, ...] = (str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port))
     argv += ("-np", str(slots), "-c", str(slots * SLOT_CONTEXT), "-t", str(threads), "-tb", str(threads))
     return ServerCommand("llama-server", argv, port)
 
 
 def vllm_command(binary: Path, hf_dir: Path, port: int, kv_cache_gb: int = 4) -> ServerCommand:
     """vLLM's CPU build at its defaults, bf16, on the model's Hugging Face directory."""
-    argv = (str(binary), "serve", str(hf_dir), "--dtype", "bfloat16", "--max-model-len", "2048")
+    argv: tuple[str, ...] = (str(binary), "serve", str(hf_dir), "--dtype", "bfloat16", "--max-model-len", "2048")
     argv += ("--host", "127.0.0.1", "--port", str(port))
     # VLLM_TARGET_DEVICE: the install script's metadata stub hides the "+cpu" version vLLM detects its platform by.
     env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb), "VLLM_TARGET_DEVICE": "cpu"}

@@ -94,8 +94,14 @@ class Linear(nn.Module):
                 x, self.packed, GROUP_SIZE, self.scales_and_zeros
             )
             return out if self.bias is None else out + self.bias
-        if self.int8_weight is not None and x.shape[0] <= MAX_INT8_ROWS and x.dtype == self.int8_scales.dtype:
-            out = torch.ops.aten._weight_int8pack_mm(x.contiguous(), self.int8_weight, self.int8_scales)
+        scales = self.int8_scales
+        if (
+            self.int8_weight is not None
+            and scales is not None
+            and x.shape[0] <= MAX_INT8_ROWS
+            and x.dtype == scales.dtype
+        ):
+            out = torch.ops.aten._weight_int8pack_mm(x.contiguous(), self.int8_weight, scales)
             return out if self.bias is None else out + self.bias
         if self.quantizer is not None:
             quantized: torch.Tensor = self.quantizer.linear(x, self.quantized, self.bias)
