@@ -44,6 +44,7 @@ from typing import Any
 from sagellm.core.ports import ephemeral_port
 from sagellm.engines.bench.environment import cpu_model_name
 from sagellm.engines.bench.hf_export import export_hf_dir
+from sagellm.engines.bench.report import write_json_and_markdown
 from sagellm.engines.bench.served_peers import (
     LLAMA_SERVER_HINT,
     PEER_CACHE,
@@ -215,10 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "notes": notes,
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "serving_overhead.md").write_text(markdown(report))
-    print(markdown(report))
+    write_json_and_markdown(report, markdown(report), args.out, "serving_overhead")
     return 0
 
 

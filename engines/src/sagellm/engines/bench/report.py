@@ -61,6 +61,13 @@ def write_json(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def write_json_and_markdown(report: dict[str, Any], markdown: str, out: Path, stem: str) -> None:
+    """``out/<stem>.json`` and ``out/<stem>.md``; the Markdown also goes to stdout (benchmark scripts)."""
+    write_json(report, out / f"{stem}.json")
+    (out / f"{stem}.md").write_text(markdown)
+    print(markdown)
+
+
 def read_report(path: Path) -> dict[str, Any]:
     """A report from disk; ValueError with a one-line reason when it is not one."""
     try:
