@@ -1,7 +1,7 @@
 """The path users run against llama.cpp on the same GGUF: perplexity, and greedy agreement.
 
 * Perplexity: ``llama-perplexity`` and sageLLM's served-path perplexity
-  (runtime/served_perplexity.py: llama.cpp's chunks and scored positions,
+  (engine/served_perplexity.py: llama.cpp's chunks and scored positions,
   each scored row from the serving path) on the same text, context and
   chunks, for sageLLM at its defaults (bf16, 4-bit decode, int8 head, fused
   kernels), with w8a8, and with w8a8 plus an int8 KV cache. Target: within 1 %.
@@ -45,8 +45,8 @@ from sagellm.engines.bench.served_peers import (
     llama_server_command,
 )
 from sagellm.engines.bench.server_process import running_server
+from sagellm.engines.engine.served_perplexity import served_perplexity
 from sagellm.engines.model.loader import resolve_model_path
-from sagellm.engines.runtime.served_perplexity import served_perplexity
 
 HERE = Path(__file__).resolve().parent
 TEXT = HERE / "data" / "tinyshakespeare_head.txt"

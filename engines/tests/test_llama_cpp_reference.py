@@ -1,7 +1,7 @@
 """The path users run, checked against llama.cpp on the same GGUF: perplexity within 1 % of llama-perplexity.
 
 Both sides score the same chunks of the same text the same way (llama.cpp's
-method; see runtime/served_perplexity.py). sageLLM scores through the
+method; see engine/served_perplexity.py). sageLLM scores through the
 serving path at its defaults (bf16, 4-bit decode kernels, int8 head, fused
 kernels) and with every speed option on (w8a8, int8 KV cache). Skipped with
 the reason when no llama.cpp build is found (``../shared/tools/build_llama_server.sh``
@@ -20,7 +20,7 @@ from margins import record_margin
 from sagellm.engines import LLM
 from sagellm.engines.bench.llama_perplexity import llama_perplexity
 from sagellm.engines.bench.served_peers import LLAMA_SERVER_HINT, find_llama_server, find_llama_tool
-from sagellm.engines.runtime.served_perplexity import served_perplexity
+from sagellm.engines.engine.served_perplexity import served_perplexity
 
 TEXT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "tinyshakespeare_head.txt"
 N_CTX, CHUNKS = 256, 4

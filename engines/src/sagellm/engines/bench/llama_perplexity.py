@@ -1,7 +1,7 @@
 """Run llama.cpp's ``llama-perplexity`` on a text and read its final estimate: the outside reference.
 
 Its method (chunks of ``n_ctx`` tokens, the second half of each scored) is
-what :mod:`sagellm.engines.runtime.served_perplexity` reproduces through the
+what :mod:`sagellm.engines.engine.served_perplexity` reproduces through the
 serving path, so the two numbers on the same GGUF and text are comparable.
 """
 
