@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,20 +42,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from sagellm.core.errors import NotSupportedError
 from sagellm.core.ports import ephemeral_port
+from sagellm.engines.bench.backends.served import peer_command
 from sagellm.engines.bench.environment import cpu_model_name
-from sagellm.engines.bench.hf_export import export_hf_dir
 from sagellm.engines.bench.report import write_json_and_markdown
-from sagellm.engines.bench.served_peers import (
-    LLAMA_SERVER_HINT,
-    PEER_CACHE,
-    VLLM_HINT,
-    find_llama_server,
-    find_vllm,
-    llama_server_command,
-    sagellm_command,
-    vllm_command,
-)
+from sagellm.engines.bench.served_peers import LLAMA_SERVER_ENV, sagellm_command
 from sagellm.engines.bench.server_process import ServerCommand, running_server
 from sagellm.engines.bench.step_roof import measure_step_roof
 from sagellm.engines.bench.tokenizer_source import load_tokenizer
@@ -173,19 +166,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def choose_sides(args: argparse.Namespace, gguf: Path) -> tuple[dict[str, ServerCommand | None], list[str]]:
     sides: dict[str, ServerCommand | None] = {"offline": None, "served": sagellm_command(ephemeral_port())}
     notes: list[str] = []
-    llama = find_llama_server(args.llama_server)
-    if llama is None:
-        notes.append(f"llama-server left out: not found ({LLAMA_SERVER_HINT})")
-    else:
-        sides["llama-server"] = llama_server_command(llama, gguf, ephemeral_port(), max(args.levels), THREADS)
-        notes.append(f"llama-server: {llama} -np {max(args.levels)} -t {THREADS} (continuous batching)")
-    if args.vllm:
-        vllm = find_vllm()
-        if vllm is None:
-            notes.append(f"vllm left out: not found ({VLLM_HINT})")
-        else:
-            sides["vllm"] = vllm_command(vllm, export_hf_dir(gguf, PEER_CACHE), ephemeral_port())
-            notes.append(f"vllm: {vllm} serve (bf16 Hugging Face directory of the same GGUF, its defaults)")
+    if args.llama_server:
+        os.environ[LLAMA_SERVER_ENV] = args.llama_server
+    for kind in ("llama-server", "vllm") if args.vllm else ("llama-server",):
+        try:
+            command = peer_command(kind, gguf, max(args.levels), THREADS)
+        except NotSupportedError as exc:
+            notes.append(f"{kind} left out: {exc}")
+            continue
+        sides[kind] = command
+        notes.append(f"{kind}: {' '.join(command.argv)}")
     return sides, notes
 
 

@@ -44,7 +44,7 @@ def served_peer(
     show_progress: bool = False,
 ) -> OpenAIBackend:
     """Start the ``kind`` server (``llama-server`` or ``vllm``) for ``resources``' lifetime; its client."""
-    command = _command(kind, model_path, slots, threads)
+    command = peer_command(kind, model_path, slots, threads)
     base_url = resources.enter_context(running_server(command))
     backend = OpenAIBackend(
         base_url, tokenizer, model_config, generation=generation, send_token_ids=True, show_progress=show_progress
@@ -54,7 +54,8 @@ def served_peer(
     return backend
 
 
-def _command(kind: str, model_path: Path, slots: int, threads: int) -> ServerCommand:
+def peer_command(kind: str, model_path: Path, slots: int, threads: int) -> ServerCommand:
+    """How to start the ``kind`` peer on ``model_path``; NotSupportedError (saying why) where it cannot run."""
     if kind == "llama-server":
         binary = find_llama_server()
         if binary is None:
