@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sagellm.engines.bench.gate import Check, ReportMismatch, compare
+from sagellm.engines.bench.machine_reference import KIND, measure_reference, reference_score_of, reference_section
 from sagellm.engines.bench.thresholds import DEFAULT_THRESHOLDS, Threshold, load_thresholds
 from sagellm.engines.cli.main import main as sagellm
 
@@ -173,8 +175,8 @@ def test_checked_in_baseline_passes_against_itself(capsys: pytest.CaptureFixture
     assert "ci-gate: pass" in capsys.readouterr().out
 
 
-def with_reference(report_: dict[str, Any], gflops: float) -> dict[str, Any]:
-    return {**report_, "reference": {"kind": "gemm", "gflops": gflops}}
+def with_reference(report_: dict[str, Any], score: float, kind: str = KIND) -> dict[str, Any]:
+    return {**report_, "reference": {"kind": kind, "score": score}}
 
 
 def test_speed_is_judged_at_the_baseline_machines_pace() -> None:
@@ -194,6 +196,25 @@ def test_without_a_reference_on_both_sides_speed_is_compared_as_measured() -> No
     checks = compare(with_reference(report(), 100.0), report(output_throughput_tps=25.0), DEFAULT_THRESHOLDS)
     assert by_metric(checks, "all")["output_throughput_tps"].current == 25.0
     assert by_metric(checks, "all")["output_throughput_tps"].failed
+
+
+def test_references_of_another_kind_are_not_compared() -> None:
+    """A baseline timed with another reference (the bf16 GEMM of before) says nothing about today's score."""
+    old = with_reference(report(), 454.0, kind="gemm 16x576x1536")
+    checks = compare(old, with_reference(report(output_throughput_tps=25.0), 100.0), DEFAULT_THRESHOLDS)
+    assert by_metric(checks, "all")["output_throughput_tps"].current == 25.0
+
+
+def test_the_reference_is_measured_and_its_median_counts() -> None:
+    measured = measure_reference()
+    assert measured["score"] == pytest.approx(math.sqrt(measured["int8_gops"] * measured["tiny_op_kops"]))
+    assert measured["int8_gops"] > 0 and measured["tiny_op_kops"] > 0
+    samples = [{**measured, "score": score} for score in (100.0, 40.0, 110.0)]
+    section = reference_section(samples)
+    assert section["score"] == 100.0 and len(section["samples"]) == 3
+    assert reference_score_of({"reference": section}) == 100.0
+    with pytest.raises(ValueError):
+        reference_section([])
 
 
 def test_summary_thresholds_apply_to_the_summary_only(tmp_path: Path) -> None:

@@ -102,6 +102,16 @@ def test_report_has_every_field(tmp_path: Path) -> None:
     assert "| run | shape | load | reqs |" in table and "| Q1 | 3->5 | 1 conc. | 4 |" in table and "**all**" in table
 
 
+def test_machine_reference_is_sampled_around_every_run_only_when_asked() -> None:
+    plain = BenchSession(SimulatedBackend(), MetricContext(slo=SLO(ttft_ms=100)))
+    plain.run([spec("Q1")])
+    assert "reference" not in plain.report({})
+    session = BenchSession(SimulatedBackend(), MetricContext(slo=SLO(ttft_ms=100)), machine_reference=True)
+    session.run([spec("Q1"), spec("Q2")])
+    reference = session.report({})["reference"]
+    assert len(reference["samples"]) == 3 and reference["score"] > 0  # before Q1, before Q2, after Q2
+
+
 def test_sweep_finds_the_highest_rate_meeting_the_slo() -> None:
     session = BenchSession(SimulatedBackend(ttft=0.05), MetricContext(slo=SLO(ttft_ms=100)))
     result = session.sweep(spec("synthetic", count=8), SweepPlan(start=1.0, factor=2.0, max_points=5, refine_steps=1))

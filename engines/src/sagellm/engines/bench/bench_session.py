@@ -14,6 +14,7 @@ from typing import Any
 from sagellm.engines.bench.backends.base import Backend
 from sagellm.engines.bench.environment import collect_environment
 from sagellm.engines.bench.load_pattern import LoadPattern
+from sagellm.engines.bench.machine_reference import REFERENCE_KEY, measure_reference, reference_section
 from sagellm.engines.bench.metrics import MetricContext
 from sagellm.engines.bench.report import build_report
 from sagellm.engines.bench.runner import RunResult, run_spec, summary_metrics
@@ -22,17 +23,29 @@ from sagellm.engines.bench.workloads.base import RunSpec
 
 
 class BenchSession:
-    def __init__(self, backend: Backend, context: MetricContext, seed: int = 0) -> None:
+    """``machine_reference``: time fixed torch work before each run and after the last
+    (machine_reference.py), so ``ci-gate`` can judge speed at the baseline machine's pace."""
+
+    def __init__(
+        self, backend: Backend, context: MetricContext, seed: int = 0, machine_reference: bool = False
+    ) -> None:
         self.backend = backend
         self.context = context
         self.seed = seed
         self.results: list[RunResult] = []
         self.sweep_result: SweepResult | None = None
+        self.reference_samples: list[dict[str, float]] | None = [] if machine_reference else None
 
     def run(self, specs: Sequence[RunSpec], load: LoadPattern | None = None) -> list[RunResult]:
         for spec in specs:
+            self._sample_reference()
             self.results.append(run_spec(self.backend, spec, self.context, load, self.seed))
+        self._sample_reference()
         return self.results
+
+    def _sample_reference(self) -> None:
+        if self.reference_samples is not None:
+            self.reference_samples.append(measure_reference())
 
     def sweep(self, spec: RunSpec, plan: SweepPlan) -> SweepResult:
         self.sweep_result = run_sweep(self.backend, spec, self.context, plan, self.seed)
@@ -46,7 +59,7 @@ class BenchSession:
     def report(self, config: dict[str, Any], elapsed_s: float | None = None) -> dict[str, Any]:
         info = self.backend.info
         config = {**config, "wall_time_s": None if elapsed_s is None else round(elapsed_s, 1)}
-        return build_report(
+        report = build_report(
             self.results,
             summary_metrics(self.results, self.context),
             info,
@@ -55,6 +68,9 @@ class BenchSession:
             self.notes(),
             self.sweep_result,
         )
+        if self.reference_samples:
+            report[REFERENCE_KEY] = reference_section(self.reference_samples)
+        return report
 
     def notes(self) -> dict[str, str]:
         """What a reader needs to read the numbers right, in one line each."""

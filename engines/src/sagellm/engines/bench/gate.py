@@ -8,8 +8,8 @@ version, another model, or a run whose workload shape changed -- raise
 :class:`ReportMismatch` rather than produce a misleading verdict.
 
 Speed is judged against the machine of the moment: when both reports carry
-a same-run reference (``reference.gflops``: a fixed GEMM timed beside the
-benchmark, see machine_reference.py), the current report's throughputs are
+a same-run reference of the same kind (``reference.score``: fixed torch work
+timed beside the benchmark, see machine_reference.py), the current report's throughputs are
 divided, and its latencies multiplied, by how much faster the machine ran
 the reference this time. A machine that is 20 % slower today (another job,
 another CPU) then reads as no regression, while an engine that got 25 %
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sagellm.engines.bench.machine_reference import reference_gflops_of
+from sagellm.engines.bench.machine_reference import reference_score_of
 from sagellm.engines.bench.thresholds import SUMMARY_RUN, Threshold
 
 THROUGHPUTS = frozenset(
@@ -94,7 +94,7 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: Seque
 
 def machine_speedup(baseline: dict[str, Any], current: dict[str, Any]) -> float | None:
     """How much faster the machine ran the same-run reference for ``current`` than for ``baseline``."""
-    base, cur = reference_gflops_of(baseline), reference_gflops_of(current)
+    base, cur = reference_score_of(baseline), reference_score_of(current)
     return None if base is None or cur is None else cur / base
 
 
@@ -156,7 +156,9 @@ def environment_notes(baseline: dict[str, Any], current: dict[str, Any]) -> list
     notes = []
     speed = machine_speedup(baseline, current)
     if speed is None:
-        notes.append("no same-run reference in both reports: throughputs and latencies compared as measured")
+        notes.append(
+            "no same-run reference of one kind in both reports: throughputs and latencies compared as measured"
+        )
     else:
         notes.append(
             f"same-run reference: this machine ran it {speed:.2f}x as fast as the baseline's; "

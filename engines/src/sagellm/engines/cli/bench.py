@@ -213,6 +213,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         "--peak-tflops", type=arg_types.positive_float, help="device peak for MFU (default: the built-in table)"
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    group.add_argument(
+        "--machine-reference",
+        action="store_true",
+        help="time fixed torch work before each run and after the last, and record the median in the report: "
+        "`sagellm ci-gate` then judges speed at the baseline machine's pace (~0.1 s per sample)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     context = _context(args, backend)
     if not args.no_warmup:
         backend.warmup()
-    session = BenchSession(backend, context, seed=args.seed)
+    session = BenchSession(backend, context, seed=args.seed, machine_reference=args.machine_reference)
     if args.sweep:
         session.sweep(specs[0], _sweep_plan(args))
     else:
