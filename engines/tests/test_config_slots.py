@@ -31,8 +31,8 @@ def test_every_slot_is_a_registry_group() -> None:
 
 @pytest.mark.parametrize("section", UNWIRED)
 def test_a_name_that_is_not_installed_lists_what_is(section: str) -> None:
-    with pytest.raises(ConfigError, match=rf"no \w+ implementation named 'ngram' \(available: .*{section}"):
-        check_slots(load_config(**{section: {"implementation": "ngram"}}))
+    with pytest.raises(ConfigError, match=rf"no \w+ implementation named 'not-installed' \(available: .*{section}"):
+        check_slots(load_config(**{section: {"implementation": "not-installed"}}))
 
 
 def test_a_misspelt_engine_slot_lists_the_installed_ones() -> None:

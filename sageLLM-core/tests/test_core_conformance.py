@@ -26,11 +26,13 @@ from sagellm.core.testing import (
     IRBuilderConformance,
     KVPoolConformance,
     PrefixIndexConformance,
+    SpeculativeDecoderConformance,
     raises,
 )
 from sagellm.core.types import (
     ArithmeticKVView,
     BlockId,
+    DraftSequence,
     EvictionContext,
     ExecutionPlan,
     KVBlockMeta,
@@ -432,6 +434,51 @@ class SeqLimitBlindBuilder(FifoBuilder):
         super().__init__(10**9, max_num_batched_tokens)
 
 
+class RepeatLastToken:
+    """Reference speculative decoder: drafts the last token repeated (right on runs, cheap, stateless)."""
+
+    name = "repeat-last"
+
+    def propose(self, sequences: Sequence[DraftSequence], num_tokens: int) -> list[list[int]]:
+        return [[s.token_ids[-1]] * num_tokens if s.token_ids else [] for s in sequences]
+
+    def verify(self, draft_token_ids: Sequence[int], target_token_ids: Sequence[int]) -> int:
+        count = 0
+        for draft, target in zip(draft_token_ids, target_token_ids):
+            if draft != target:
+                break
+            count += 1
+        return count
+
+    def accept(self, request_id: str, token_ids: Sequence[int]) -> None:
+        pass
+
+    def release(self, request_id: str) -> None:
+        pass
+
+
+class OverDraftingDecoder(RepeatLastToken):
+    def propose(self, sequences: Sequence[DraftSequence], num_tokens: int) -> list[list[int]]:
+        return [draft + [0] for draft in super().propose(sequences, num_tokens)]
+
+
+class AnyMatchVerifier(RepeatLastToken):
+    def verify(self, draft_token_ids: Sequence[int], target_token_ids: Sequence[int]) -> int:
+        return sum(d == t for d, t in zip(draft_token_ids, target_token_ids))
+
+
+class StrictReleaseDecoder(RepeatLastToken):
+    def __init__(self) -> None:
+        self.known: set[str] = set()
+
+    def propose(self, sequences: Sequence[DraftSequence], num_tokens: int) -> list[list[int]]:
+        self.known.update(s.request_id for s in sequences)
+        return super().propose(sequences, num_tokens)
+
+    def release(self, request_id: str) -> None:
+        self.known.remove(request_id)
+
+
 Factory = Callable[..., Any]
 BROKEN: list[tuple[type, str, Factory, str]] = [
     (PrefixIndexConformance, "make_index", NamespaceBlindIndex, "test_namespaces_never_share"),
@@ -458,6 +505,19 @@ BROKEN: list[tuple[type, str, Factory, str]] = [
     (IRBuilderConformance, "make_builder", PreemptAndRunBuilder, "test_running_decodes_are_scheduled"),
     (IRBuilderConformance, "make_builder", SeqLimitBlindBuilder, "test_sequence_limit_holds"),
     (IRBuilderConformance, "make_builder", KVViewBlindBuilder, "test_admission_pays_what_the_kv_view_charges"),
+    (
+        SpeculativeDecoderConformance,
+        "make_decoder",
+        OverDraftingDecoder,
+        "test_one_list_of_at_most_num_tokens_ints_per_sequence_in_order",
+    ),
+    (SpeculativeDecoderConformance, "make_decoder", AnyMatchVerifier, "test_verify_counts_the_leading_agreement"),
+    (
+        SpeculativeDecoderConformance,
+        "make_decoder",
+        StrictReleaseDecoder,
+        "test_accept_and_release_follow_a_request_and_forgive_unknown_ids",
+    ),
 ]
 
 
@@ -497,8 +557,9 @@ def test_suite_catches_broken_implementation(
         (KVPoolConformance, "make_pool", NumpyKVPool),
         (EvictionPolicyConformance, "make_policy", OrderedDictLRU),
         (IRBuilderConformance, "make_builder", FifoBuilder),
+        (SpeculativeDecoderConformance, "make_decoder", RepeatLastToken),
     ],
-    ids=["prefix_index", "kv_pool", "eviction_policy", "ir_builder"],
+    ids=["prefix_index", "kv_pool", "eviction_policy", "ir_builder", "speculative_decoder"],
 )
 def test_reference_passes_through_harness(suite: type, factory_name: str, factory: Factory) -> None:
     """The harness above reports no failure for the references (so its failures mean something)."""
@@ -514,6 +575,7 @@ def test_reference_passes_through_harness(suite: type, factory_name: str, factor
         (KVPoolConformance, "make_pool", (8, 4)),
         (EvictionPolicyConformance, "make_policy", ()),
         (IRBuilderConformance, "make_builder", (8, 64)),
+        (SpeculativeDecoderConformance, "make_decoder", ()),
     ],
 )
 def test_suite_factory_must_be_overridden(suite: type, factory_name: str, args: tuple[int, ...]) -> None:

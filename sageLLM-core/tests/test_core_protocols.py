@@ -26,7 +26,7 @@ from sagellm.core.protocols import (
     TopologyDetector,
 )
 from sagellm.core.registry import GROUPS
-from sagellm.core.types import ExecutionPlan, KVBlockMeta, SchedulerState, TopologyInfo
+from sagellm.core.types import DraftSequence, ExecutionPlan, KVBlockMeta, SchedulerState, TopologyInfo
 
 
 class Handle:
@@ -114,11 +114,19 @@ class NoSparsity:
 
 
 class Speculator:
-    def propose(self, token_ids: Sequence[int], num_tokens: int) -> list[int]:
-        return [0] * num_tokens
+    name = "none"
+
+    def propose(self, sequences: Sequence[DraftSequence], num_tokens: int) -> list[list[int]]:
+        return [[] for _ in sequences]
 
     def verify(self, draft_token_ids: Sequence[int], target_token_ids: Sequence[int]) -> int:
         return 0
+
+    def accept(self, request_id: str, token_ids: Sequence[int]) -> None:
+        pass
+
+    def release(self, request_id: str) -> None:
+        pass
 
 
 class Kernel:

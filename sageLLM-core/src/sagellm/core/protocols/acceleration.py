@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from sagellm.core.types.speculation import DraftSequence
+
 
 @runtime_checkable
 class Quantizer(Protocol):
@@ -60,12 +62,35 @@ class Sparsifier(Protocol):
 
 @runtime_checkable
 class SpeculativeDecoder(Protocol):
-    """Draft tokens cheaply, then verify them with one target-model pass."""
+    """Guesses the next tokens of running sequences; the engine checks the guesses in one target pass.
 
-    def propose(self, token_ids: Sequence[int], num_tokens: int) -> list[int]: ...
+    Each step the engine asks ``propose`` for up to ``num_tokens`` drafts per
+    speculating sequence (all of a step's sequences at once, so a draft model
+    runs one batch), runs the target model over each sequence's last token
+    plus its drafts, keeps the leading drafts the target agrees with
+    (``verify``; at temperature > 0 the engine's rejection sampler decides)
+    and one token of the target's own, and reports what the sequence grew by
+    through ``accept``. ``release`` ends a request. A proposer may return
+    fewer drafts, or none, for any sequence: it is then decoded normally.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def propose(self, sequences: Sequence[DraftSequence], num_tokens: int) -> list[list[int]]:
+        """Up to ``num_tokens`` draft token ids per sequence, in the order given."""
+        ...
 
     def verify(self, draft_token_ids: Sequence[int], target_token_ids: Sequence[int]) -> int:
-        """Number of leading draft tokens the target model accepts."""
+        """Number of leading draft tokens equal to the target's greedy choices at their positions."""
+        ...
+
+    def accept(self, request_id: str, token_ids: Sequence[int]) -> None:
+        """The tokens the sequence grew by this step (accepted drafts, then the target's own)."""
+        ...
+
+    def release(self, request_id: str) -> None:
+        """The request ended: drop its state (what it taught a shared cache may stay)."""
         ...
 
 

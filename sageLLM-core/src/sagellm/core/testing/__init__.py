@@ -23,6 +23,7 @@ from sagellm.core.testing.lifetime_predictor import LifetimePredictorConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
 from sagellm.core.testing.quantizer import LinearQuantizerConformance, QuantizerConformance
 from sagellm.core.testing.raises import raises
+from sagellm.core.testing.speculative_decoder import SpeculativeDecoderConformance
 from sagellm.core.testing.tiered_kv_pool import TieredKVPoolConformance
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "LinearQuantizerConformance",
     "PrefixIndexConformance",
     "QuantizerConformance",
+    "SpeculativeDecoderConformance",
     "TieredKVPoolConformance",
     "raises",
 ]

@@ -23,6 +23,7 @@ from sagellm.core.types.plan import (
 )
 from sagellm.core.types.request import Request, SamplingParams
 from sagellm.core.types.sequence import SequenceState, SequenceStatus
+from sagellm.core.types.speculation import DraftSequence
 from sagellm.core.types.step import StepOutput
 from sagellm.core.types.topology import DeviceInfo, LinkInfo, TopologyInfo
 
@@ -31,6 +32,7 @@ __all__ = [
     "BlockId",
     "BlockMove",
     "DeviceInfo",
+    "DraftSequence",
     "EvictionContext",
     "ExecutionPlan",
     "KVBlockMeta",
