@@ -1,3 +1,3 @@
 """Single source of the sagellm-lifetime-predictor version (read by hatchling)."""
 
-__version__ = "0.2.1"
+__version__ = "0.2.2"

@@ -1,3 +1,3 @@
 """Single source of the sagellm-kernel-fusion version (read by hatchling)."""
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"

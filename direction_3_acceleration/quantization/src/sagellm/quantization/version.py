@@ -1,3 +1,3 @@
 """Single source of the sagellm-quantization version (read by hatchling)."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
