@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,9 +13,6 @@ from sagellm.core.types import DraftSequence
 from sagellm.speculative_decoding.acceptance import greedy_accepted
 from sagellm.speculative_decoding.prompt_lookup import PromptLookupIndex
 from sagellm.speculative_decoding.suffix_table import SharedSuffixTable
-
-OPTIONS = ("prompt_lookup_min", "prompt_lookup_max", "suffix_context", "suffix_min_count", "suffix_min_share",
-           "suffix_max_entries")  # fmt: skip
 
 
 @dataclass
@@ -56,9 +54,10 @@ class NgramDecoder:
 
     @classmethod
     def from_config(cls, section: Section, **_: Any) -> NgramDecoder:
-        unknown = sorted(set(section.options) - set(OPTIONS))
+        known = list(inspect.signature(cls).parameters)  # the options are the constructor's arguments
+        unknown = sorted(set(section.options) - set(known))
         if unknown:
-            raise ConfigError(f"ngram: unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+            raise ConfigError(f"ngram: unknown option(s) {', '.join(unknown)} (known: {', '.join(known)})")
         return cls(**section.options)
 
     def propose(self, sequences: Sequence[DraftSequence], num_tokens: int) -> list[list[int]]:
