@@ -26,7 +26,8 @@ def test_the_defaults_pass() -> None:
 def test_every_slot_is_a_registry_group() -> None:
     """15 module slots, one registry group (entry-point group + Protocol) each."""
     assert len(registry.GROUPS) == 15
-    assert {"domestic_interconnect", "speculative_decoding", "sparsity", "cot_acceleration"} <= set(UNWIRED)
+    assert {"domestic_interconnect", "sparsity", "cot_acceleration"} <= set(UNWIRED)
+    assert "speculative_decoder" in ENGINE_KINDS and "speculative_decoder" not in DISAGGREGATED_KINDS
 
 
 @pytest.mark.parametrize("section", UNWIRED)
@@ -41,12 +42,12 @@ def test_a_misspelt_engine_slot_lists_the_installed_ones() -> None:
 
 
 def test_an_installed_implementation_the_engine_cannot_use_is_refused() -> None:
-    registry.register("speculative_decoder", "test-ngram", object)
+    registry.register("sparsifier", "test-2of4", object)
     try:
-        with pytest.raises(ConfigError, match="'test-ngram' is installed, but this engine does not use"):
-            check_slots(load_config(speculative_decoding={"implementation": "test-ngram"}))
+        with pytest.raises(ConfigError, match="'test-2of4' is installed, but this engine does not use"):
+            check_slots(load_config(sparsity={"implementation": "test-2of4"}))
     finally:
-        registry.unregister("speculative_decoder", "test-ngram")
+        registry.unregister("sparsifier", "test-2of4")
 
 
 def test_kv_transfer_is_for_the_disaggregated_engine_only() -> None:
@@ -68,7 +69,11 @@ def test_switched_off_slots_are_not_looked_up() -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("SAGELLM__SPECULATIVE_DECODING__IMPLEMENTATION", "ngram"), ("SAGELLM__COLLECTIVE_OPS__WORLD_SIZE", "2")],
+    [
+        ("SAGELLM__SPECULATIVE_DECODING__IMPLEMENTATION", "not-installed"),
+        ("SAGELLM__SPARSITY__IMPLEMENTATION", "2of4"),
+        ("SAGELLM__COLLECTIVE_OPS__WORLD_SIZE", "2"),
+    ],
 )
 def test_the_cli_exits_2_before_loading_the_model(
     variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -111,7 +111,7 @@ def test_sampled_tokens_respect_top_k() -> None:
     sampler = Sampler()
     params = SamplingParams(temperature=1.5, top_k=3, seed=9)
     state = seq(params)
-    drawn = {sampler.sample(logits, [state])[0].token_id for _ in range(200)}
+    drawn = {draw(sampler, [(state, logits[0])])[0] for _ in range(200)}
     assert drawn <= allowed and len(drawn) == 3
 
 
@@ -161,8 +161,12 @@ def test_greedy_picks_the_argmax_after_penalties() -> None:
 
 
 def draw(sampler: Sampler, rows: list[tuple[SequenceState, torch.Tensor]]) -> list[int]:
+    """One token per sequence, appended to it (the next draw is at the next position)."""
     logits = torch.stack([row for _, row in rows])
-    return [t.token_id for t in sampler.sample(logits, [s for s, _ in rows])]
+    tokens = [t.token_id for t in sampler.sample(logits, [s for s, _ in rows])]
+    for (state, _), token in zip(rows, tokens):
+        state.token_ids.append(token)
+    return tokens
 
 
 def test_seed_reproduces_a_sample_whatever_shares_the_batch() -> None:
@@ -194,12 +198,12 @@ def test_different_seeds_give_different_samples() -> None:
     assert runs[0] != runs[1]
 
 
-def test_forget_restarts_the_seeded_stream() -> None:
-    logits = random_logits(seed=4, scale=0.5)[0]
-    state, sampler = seq(SamplingParams(seed=5)), Sampler()
-    first = [draw(sampler, [(state, logits)])[0] for _ in range(10)]
-    sampler.forget(state.request_id)
-    assert [draw(sampler, [(state, logits)])[0] for _ in range(10)] == first
+def test_a_seeded_token_depends_on_the_seed_and_its_position_only() -> None:
+    logits = random_logits(seed=4, scale=0.5)
+    params = SamplingParams(seed=5)
+    first = [Sampler().sample(logits, [seq(params, output=(7,) * n)])[0].token_id for n in range(12)]
+    again = [Sampler().sample(logits, [seq(params, output=(9,) * n)])[0].token_id for n in range(12)]
+    assert first == again and len(set(first)) > 3
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 0.5])
@@ -211,7 +215,7 @@ def test_samples_follow_the_temperature_scaled_distribution(temperature: float) 
     counts = torch.zeros(4)
     n = 4000
     for _ in range(n):
-        counts[sampler.sample(logits, [state])[0].token_id] += 1
+        counts[draw(sampler, [(state, logits[0])])[0]] += 1
     assert (counts / n - expected).abs().max() < 0.03  # ~4 standard errors at n = 4000
 
 
@@ -231,3 +235,64 @@ def test_logprobs_are_log_softmax_of_the_penalised_scores() -> None:
 def test_no_logprobs_unless_asked() -> None:
     token = Sampler().sample(random_logits(), [seq(SamplingParams(temperature=0.0))])[0]
     assert token.logprob is None and token.top_logprobs == ()
+
+
+# ------------------------------------------------------------------ speculation
+
+
+def agreeing(drafts: list[int] | tuple[int, ...], targets: list[int]) -> int:
+    kept = 0
+    while kept < len(drafts) and drafts[kept] == targets[kept]:
+        kept += 1
+    return kept
+
+
+def test_verify_keeps_the_drafts_greedy_agrees_with() -> None:
+    logits = random_logits(rows=4, seed=12)
+    greedy = logits.argmax(dim=-1).tolist()
+    state = seq(SamplingParams(temperature=0.0))
+    drafts = [greedy[0], greedy[1], (greedy[2] + 1) % VOCAB]
+    emitted = [t.token_id for t in Sampler().verify(logits, state, drafts, agreeing)]
+    assert emitted == greedy[:3]  # two kept, the third replaced by the target's own
+
+
+def test_verify_of_a_seeded_request_equals_sampling_it_token_by_token() -> None:
+    """Whatever is drafted, a seeded request's tokens are those sampling without drafts gives."""
+    params = SamplingParams(temperature=0.9, top_p=0.9, seed=21, presence_penalty=0.5)
+    logits = random_logits(rows=5, seed=13, scale=1.5)
+    plain_state = seq(params)
+    plain = []
+    for row in logits:
+        plain.append(draw(Sampler(), [(plain_state, row)])[0])  # each row as the next position's logits
+    for drafts in ([], plain[:4], plain[:2] + [(plain[2] + 1) % VOCAB, 0], [(plain[0] + 3) % VOCAB]):
+        emitted = [t.token_id for t in Sampler().verify(logits[: len(drafts) + 1], seq(params), drafts, agreeing)]
+        kept = agreeing(drafts, plain)
+        assert emitted == plain[: kept + 1]
+
+
+def test_verify_samples_exactly_the_target_distribution() -> None:
+    """Rejection sampling is exact: over 20,000 verifies of a fixed draft, the first token follows p
+    (chi-square), the draft survives with probability p(draft), and after a kept draft the next token
+    follows the second row's distribution."""
+    probs0 = torch.tensor([0.05, 0.4, 0.25, 0.2, 0.1])
+    probs1 = torch.tensor([0.3, 0.1, 0.1, 0.3, 0.2])
+    logits = torch.stack([probs0.log(), probs1.log()])
+    params = SamplingParams(temperature=1.0)
+    sampler, n = Sampler(), 20_000
+    first, second = torch.zeros(5), torch.zeros(5)
+    for _ in range(n):
+        emitted = [t.token_id for t in sampler.verify(logits, seq(params), [2], agreeing)]
+        first[emitted[0]] += 1
+        if emitted[0] == 2:
+            second[emitted[1]] += 1
+    assert _chi_square(first, probs0) < CHI2_4DOF_999
+    assert _chi_square(second, probs1) < CHI2_4DOF_999
+    assert abs(first[2] / n - probs0[2]) < 4 * (0.25 * 0.75 / n) ** 0.5
+
+
+CHI2_4DOF_999 = 18.47  # the 99.9th percentile of chi-square with 4 degrees of freedom
+
+
+def _chi_square(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    expected = probs * counts.sum()
+    return float(((counts - expected) ** 2 / expected).sum())

@@ -93,7 +93,10 @@ class BenchSession:
             "mfu": self.context.peak.source
             if self.context.peak
             else "null: no peak known for this device (--peak-tflops)",
-            "spec_accept_rate": "null: no speculative decoding module is wired into the engine yet",
+            "spec_accept_rate": (
+                "share of verified draft tokens the model kept (in-process engine with --speculative); "
+                "null without speculation or over HTTP"
+            ),
             "peak_mem_mb": (
                 "highest RSS of the benchmark process during the run, sampled each step (CPU), "
                 "or torch max allocated (CUDA); model weights included"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 import yaml
@@ -67,6 +68,30 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "attention reading KV blocks in place + one-pass RMSNorm/SiLU/RoPE, bf16/fp16 only, C++ compiled once "
         f"per machine (~30 s) ({_installed('fused_kernel', 'auto')})",
     )
+    group.add_argument(
+        "--speculative",
+        metavar="METHOD",
+        help="speculative decoding: drafts checked by the model in one pass, each kept token the model's own choice; "
+        "ngram = prompt lookup over the request's own tokens + a suffix table shared across requests; "
+        "K adapts per step and speculation turns itself off where it would not pay (large batches, low "
+        f"acceptance) ({_installed('speculative_decoder', 'none')})",
+    )
+    group.add_argument(
+        "--num-speculative-tokens", type=int, metavar="K", help="most drafts verified per sequence and step (default 4)"
+    )
+    group.add_argument(
+        "--speculative-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="speculative decoder option, repeatable (ngram: prompt_lookup_min=2, prompt_lookup_max=4)",
+    )
+    group.add_argument(
+        "--speculative-config",
+        metavar="JSON",
+        help='vLLM\'s spelling of the three above: \'{"method": "ngram", "num_speculative_tokens": 4, '
+        '"prompt_lookup_max": 4}\'',
+    )
     group.add_argument("--no-prefix-cache", action="store_true", help="disable prefix reuse")
     group.add_argument("--prefix-cache", help=f"prefix index ({_installed('prefix_index', 'hash_chain')})")
     group.add_argument("--eviction", help=f"eviction policy ({_installed('eviction_policy', 'lru')})")
@@ -128,6 +153,8 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("quantization", "options", _key_values(args.quantization_option, "--quantization-option"))
     put("quantization", "lm_head", False if args.quantization_dense_lm_head else None)
     put("kernel_fusion", "implementation", args.kernel_fusion)
+    for key, value in speculative_settings(args).items():
+        put("speculative_decoding", key, value)
     put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
     put("prefix_cache", "implementation", args.prefix_cache)
     put("eviction_policy", "implementation", args.eviction)
@@ -138,6 +165,34 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("scheduler_ir", "max_num_seqs", args.max_num_seqs)
     put("scheduler_ir", "max_num_batched_tokens", args.max_num_batched_tokens)
     return load_config(args.config, **sections)
+
+
+def speculative_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The speculative_decoding section from --speculative-config (vLLM) or the separate flags, not both."""
+    separate = args.speculative or args.num_speculative_tokens is not None or args.speculative_option
+    if args.speculative_config is None:
+        return {
+            "implementation": args.speculative,
+            "num_speculative_tokens": args.num_speculative_tokens,
+            "options": _key_values(args.speculative_option, "--speculative-option"),
+        }
+    if separate:
+        raise InvalidRequestError(
+            "give --speculative-config or --speculative/--num-speculative-tokens/--speculative-option, not both"
+        )
+    try:
+        options = json.loads(args.speculative_config)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"--speculative-config is not valid JSON: {exc}") from None
+    if not isinstance(options, dict) or "method" not in options:
+        raise InvalidRequestError(
+            '--speculative-config must be a JSON object with a "method", e.g. {"method": "ngram"}'
+        )
+    return {
+        "implementation": options.pop("method"),
+        "num_speculative_tokens": options.pop("num_speculative_tokens", None),
+        "options": options or None,
+    }
 
 
 def _installed(kind: str, default: str) -> str:

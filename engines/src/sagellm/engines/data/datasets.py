@@ -22,6 +22,7 @@ MT_BENCH_FILE = DATA_DIR / "mt_bench_questions.jsonl"
 GSM8K_FILE = DATA_DIR / "gsm8k_test_200.jsonl"
 MOONCAKE_FILE = DATA_DIR / "mooncake_trace_500.jsonl"
 AZURE_FILE = DATA_DIR / "azure_code_2023_1000.csv"
+GROUNDED_FILE = DATA_DIR / "grounded_passages.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,22 @@ class AzureRow:
     arrival_s: float  # seconds since the trace's first request
     context_tokens: int
     generated_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroundedPassage:
+    """Text a request works on (a scene to edit or quote from, code to change): what prompt lookup drafts from."""
+
+    kind: str  # "scene" or "code"
+    text: str
+    name: str  # the scene's most frequent speaker, or the code's function
+
+
+def load_grounded_passages(path: Path | None = None) -> list[GroundedPassage]:
+    return [
+        GroundedPassage(str(row["kind"]), str(row["text"]), str(row.get("speaker") or row.get("function") or ""))
+        for row in _jsonl(path or GROUNDED_FILE, ("kind", "text"))
+    ]
 
 
 def load_mt_bench(path: Path | None = None) -> list[MTBenchQuestion]:

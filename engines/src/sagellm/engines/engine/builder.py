@@ -15,11 +15,18 @@ from sagellm.core import registry
 from sagellm.core.config import KernelFusionSection, KVPoolSection, SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
-from sagellm.core.protocols import EvictionPolicy, IRBuilder, PredictiveEvictionPolicy, SwapCapableIRBuilder
+from sagellm.core.protocols import (
+    EvictionPolicy,
+    IRBuilder,
+    PredictiveEvictionPolicy,
+    SpeculativeDecoder,
+    SwapCapableIRBuilder,
+)
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
+from sagellm.engines.engine.row_cost import calibrated_row_costs
 from sagellm.engines.engine.slots import AUTO, ENGINE_KINDS, NO_IMPLEMENTATION, check_slots
 from sagellm.engines.engine.warm_up import warm_up
 from sagellm.engines.model.attention import FusedAttention
@@ -95,6 +102,11 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
     index = registry.create_prefix_index(config, block_size=layout.block_size) if config.prefix_cache.enabled else None
     policy = build_eviction_policy(config) if index is not None else None
     kv = KVManager(pool, index, policy)
+    decoder = build_speculative_decoder(config)
+    step_costs = None
+    if decoder is not None:  # the largest step speculation can make: every sequence verifying K drafts
+        max_rows = config.scheduler_ir.max_num_seqs * (config.speculative_decoding.num_speculative_tokens + 1)
+        step_costs = calibrated_row_costs(config, model, tokenizer, max_rows)
     return LLMEngine(
         model_config=model_config,
         tokenizer=tokenizer,
@@ -106,7 +118,17 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
         max_num_seqs=config.scheduler_ir.max_num_seqs,
         metrics=MetricsRegistry(),
         model_name=model_config.name,
+        speculative_decoder=decoder,
+        num_speculative_tokens=config.speculative_decoding.num_speculative_tokens,
+        step_costs=step_costs,
     )
+
+
+def build_speculative_decoder(config: SageLLMConfig) -> SpeculativeDecoder | None:
+    """The configured proposer, or None when speculation is off (``speculative_decoding.implementation: none``)."""
+    if config.speculative_decoding.implementation == NO_IMPLEMENTATION:
+        return None
+    return registry.create_speculative_decoder(config)
 
 
 def kv_pool_section(config: SageLLMConfig, layout: KVLayout) -> KVPoolSection:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import torch
 
 from sagellm.core.errors import (
     ContextLengthExceededError,
@@ -22,7 +24,7 @@ from sagellm.core.errors import (
     ServerOverloadedError,
 )
 from sagellm.core.metrics import MetricsRegistry
-from sagellm.core.protocols import IRBuilder
+from sagellm.core.protocols import IRBuilder, SpeculativeDecoder
 from sagellm.core.types import (
     ExecutionPlan,
     Request,
@@ -35,6 +37,8 @@ from sagellm.core.types import (
     StepOutput,
     blocks_for,
 )
+from sagellm.engines.engine.speculation import Speculator
+from sagellm.engines.engine.step_cost import StepCostModel
 from sagellm.engines.engine.stop_checker import check_stop
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.runtime.input_batch import ChunkWork
@@ -83,6 +87,9 @@ class LLMEngine:
         max_num_seqs: int = 64,
         metrics: MetricsRegistry | None = None,
         model_name: str = "",
+        speculative_decoder: SpeculativeDecoder | None = None,
+        num_speculative_tokens: int = 4,
+        step_costs: Mapping[int, float] | None = None,
     ) -> None:
         self.model_config = model_config
         self.tokenizer = tokenizer
@@ -99,6 +106,13 @@ class LLMEngine:
         self._waiting: list[SequenceState] = []  # kept in arrival order
         self._ids = itertools.count()
         self.max_num_seqs = max_num_seqs  # bounds how many waiting requests each snapshot peeks at
+        self.speculator = (
+            None
+            if speculative_decoder is None
+            else Speculator(
+                speculative_decoder, num_speculative_tokens, kv, max_model_len, self.metrics, StepCostModel(step_costs)
+            )
+        )
 
     # ------------------------------------------------------------------ requests
     def add_request(
@@ -141,7 +155,7 @@ class LLMEngine:
             self._waiting.remove(seq)
         self.kv.release(seq)
         seq.status = SequenceStatus.FINISHED_ABORTED
-        self.sampler.forget(request_id)
+        self._forget(request_id)
         self.metrics.counter("requests_aborted_total", "requests aborted").inc()
         return True
 
@@ -158,19 +172,43 @@ class LLMEngine:
 
     # ---------------------------------------------------------------------- step
     def step(self) -> list[StepOutput]:
+        started = time.perf_counter()
         state, view = self._snapshot()
         works = self._apply(self.ir_builder.build(state, view))
+        if self.speculator is not None and works:
+            works = self.speculator.add_drafts(works)
         outputs = self._run(works) if works else []
+        if self.speculator is not None and works:
+            self.speculator.end_step(works, time.perf_counter() - started)
         self._record_step(works)
         return outputs
 
     def _run(self, works: list[ChunkWork]) -> list[StepOutput]:
-        logits, sampled_seqs = self.runner.execute(works)
+        logits, _ = self.runner.execute(works)
         for work in works:
-            work.seq.num_computed_tokens = work.end
-            self.kv.register_computed(work.seq)  # before finishing: a finished prompt's KV is still reusable
-        sampled = self.sampler.sample(logits, sampled_seqs)
-        return [self._process(seq, token) for seq, token in zip(sampled_seqs, sampled)]
+            if not work.drafts:  # a verify's computed KV ends where its drafts stop being kept
+                work.seq.num_computed_tokens = work.end
+                self.kv.register_computed(work.seq)  # before finishing: a finished prompt's KV is still reusable
+        sampling = [work for work in works if work.samples]
+        tokens = self._sample(logits, sampling)
+        return [self._process(work, emitted) for work, emitted in zip(sampling, tokens)]
+
+    def _sample(self, logits: torch.Tensor, works: list[ChunkWork]) -> list[list[SampledToken]]:
+        """Each sampling chunk's new tokens: one for a plain chunk (sampled as one batch), kept drafts + 1 for a
+        verify."""
+        starts = list(itertools.accumulate((w.num_logits_rows for w in works), initial=0))
+        plain = [i for i, work in enumerate(works) if not work.drafts]
+        tokens: list[list[SampledToken]] = [[] for _ in works]
+        if plain:
+            rows = logits if len(plain) == len(works) else logits[[starts[i] for i in plain]]
+            for i, token in zip(plain, self.sampler.sample(rows, [works[i].seq for i in plain])):
+                tokens[i] = [token]
+        assert self.speculator is not None or len(plain) == len(works)
+        for i, work in enumerate(works):
+            if work.drafts and self.speculator is not None:
+                rows = logits[starts[i] : starts[i + 1]]
+                tokens[i] = self.sampler.verify(rows, work.seq, work.drafts, self.speculator.decoder.verify)
+        return tokens
 
     def _snapshot(self) -> tuple[SchedulerState, StepKVView]:
         # Builders admit at most max_num_seqs - running themselves; a window of at least max_num_seqs waiting
@@ -267,33 +305,43 @@ class LLMEngine:
         self._waiting.insert(bisect.bisect_right(keys, seq.request.arrival_time), seq)
         self.metrics.counter("preemptions_total", "sequences preempted (recompute or swap)").inc()
 
-    def _process(self, seq: SequenceState, token: SampledToken) -> StepOutput:
-        token_id = token.token_id
+    def _process(self, work: ChunkWork, emitted: list[SampledToken]) -> StepOutput:
+        """Append the step's tokens to the sequence, up to the first that ends it; one output for all of them."""
+        seq = work.seq
         tracked = self._tracked[seq.request_id]
         now = time.monotonic()
         if tracked.first_token_time is None:
             tracked.first_token_time = now
             self.metrics.histogram("ttft_seconds", "time to first token").observe(now - seq.request.arrival_time)
         tracked.last_token_time = now
-        seq.token_ids.append(token_id)
-        delta = tracked.detokenizer.push(token_id)
-        decision = check_stop(
-            seq, token_id, delta, tracked.detokenizer.text, self.tokenizer.eos_token_ids, self.max_model_len
-        )
+        taken: list[SampledToken] = []
+        for token in emitted:
+            taken.append(token)
+            seq.token_ids.append(token.token_id)
+            delta = tracked.detokenizer.push(token.token_id)
+            decision = check_stop(
+                seq, token.token_id, delta, tracked.detokenizer.text, self.tokenizer.eos_token_ids, self.max_model_len
+            )
+            if decision.finish_reason is not None:
+                break
         new_text = tracked.detokenizer.text[tracked.num_chars_sent : decision.text_end]
         tracked.num_chars_sent = max(tracked.num_chars_sent, decision.text_end)
+        if self.speculator is not None:
+            if work.drafts:
+                self.speculator.settle(work, len(emitted), len(taken))
+            self.speculator.accepted(seq.request_id, [token.token_id for token in taken])
         if decision.finish_reason is not None:
             self._finish(seq, decision.finish_reason)
         return StepOutput(
             request_id=seq.request_id,
-            new_token_ids=(token_id,),
+            new_token_ids=tuple(token.token_id for token in taken),
             new_text=new_text,
             finish_reason=decision.finish_reason,
             num_prompt_tokens=seq.num_prompt_tokens,
             num_output_tokens=seq.num_output_tokens,
             num_cached_tokens=seq.num_cached_tokens,
-            logprobs=None if token.logprob is None else (token.logprob,),
-            top_logprobs=(token.top_logprobs,) if token.top_logprobs else None,
+            logprobs=None if taken[0].logprob is None else tuple(t.logprob or 0.0 for t in taken),
+            top_logprobs=tuple(t.top_logprobs for t in taken) if taken[0].top_logprobs else None,
         )
 
     def _finish(self, seq: SequenceState, reason: str) -> None:
@@ -301,8 +349,12 @@ class LLMEngine:
         self._running.remove(seq)
         self.kv.release(seq)
         self._tracked.pop(seq.request_id, None)
-        self.sampler.forget(seq.request_id)
+        self._forget(seq.request_id)
         self.metrics.counter("requests_finished_total", "requests finished").inc()
+
+    def _forget(self, request_id: str) -> None:
+        if self.speculator is not None:
+            self.speculator.release(request_id)
 
     def _record_step(self, works: list[ChunkWork]) -> None:
         # what ran, not what the plan asked for: admissions the device could not take yet did not run

@@ -22,10 +22,20 @@ AUTO = "auto"  # kernel_fusion only: the installed CPU kernel set on CPU, none e
 
 # Registry kinds a single engine builds from its config.
 ENGINE_KINDS = frozenset(
-    {"kv_pool", "ir_builder", "prefix_index", "eviction_policy", "lifetime_predictor", "quantizer", "fused_kernel"}
+    {
+        "kv_pool",
+        "ir_builder",
+        "prefix_index",
+        "eviction_policy",
+        "lifetime_predictor",
+        "quantizer",
+        "fused_kernel",
+        "speculative_decoder",
+    }
 )
 # The disaggregated prefill/decode workers (sagellm.engines.disagg) use the KV transfer channel as well.
-DISAGGREGATED_KINDS = ENGINE_KINDS | {"kv_transfer_channel"}
+# They do not speculate (the decode worker runs plain decode steps).
+DISAGGREGATED_KINDS = (ENGINE_KINDS - {"speculative_decoder"}) | {"kv_transfer_channel"}
 PREFIX_CACHE_KINDS = frozenset({"prefix_index", "eviction_policy"})  # unused when prefix_cache.enabled is false
 
 

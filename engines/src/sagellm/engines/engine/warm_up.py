@@ -45,9 +45,9 @@ def warm_up(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer
     return seconds
 
 
-def scratch_config(config: SageLLMConfig) -> SageLLMConfig:
+def scratch_config(config: SageLLMConfig, num_blocks: int = SCRATCH_BLOCKS) -> SageLLMConfig:
     """``config`` with a pool of a few device blocks: the same kernels and dtypes, little memory."""
     pool = config.kv_pool
     options = {key: value for key, value in pool.options.items() if key not in TIER_OPTIONS}
-    scratch_pool = pool.model_copy(update={"num_blocks": SCRATCH_BLOCKS, "tiers": "device", "options": options})
+    scratch_pool = pool.model_copy(update={"num_blocks": num_blocks, "tiers": "device", "options": options})
     return config.model_copy(update={"kv_pool": scratch_pool})

@@ -13,20 +13,36 @@ from sagellm.engines.model.attention_metadata import AttentionMetadata, DecodeGr
 
 @dataclass(frozen=True, slots=True)
 class ChunkWork:
-    """A chunk resolved against its sequence: which tokens, which blocks."""
+    """A chunk resolved against its sequence: which tokens, which blocks.
+
+    ``drafts``: speculative tokens run after the chunk's last token, in the
+    same pass; their KV goes to the slots after ``end`` and every one of
+    them (and the last token) gets a logits row, so the step can check them.
+    """
 
     seq: SequenceState
     start: int
     num_tokens: int
+    drafts: tuple[int, ...] = ()
 
     @property
     def end(self) -> int:
         return self.start + self.num_tokens
 
     @property
+    def kv_end(self) -> int:
+        """Where this pass's KV writes end: past the drafts."""
+        return self.end + len(self.drafts)
+
+    @property
     def samples(self) -> bool:
         """A chunk that reaches the last known token yields the next token."""
         return self.end == self.seq.num_tokens
+
+    @property
+    def num_logits_rows(self) -> int:
+        """Rows of logits a sampling chunk yields: its last token's, then one per draft."""
+        return 1 + len(self.drafts)
 
 
 @dataclass(slots=True)
@@ -34,7 +50,7 @@ class InputBatch:
     input_ids: torch.Tensor  # [T]
     positions: torch.Tensor  # [T]
     meta: AttentionMetadata
-    logits_idx: torch.Tensor  # [S] rows whose logits are sampled
+    logits_idx: torch.Tensor  # rows whose logits are sampled: one per sequence, 1 + drafts for a speculating one
     sampled: list[SequenceState]  # the S sequences, in logits order
 
 
@@ -55,16 +71,17 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
     for work in works:
         seq, begin = work.seq, len(input_ids)
         input_ids.extend(seq.token_ids[work.start : work.end])
-        positions.extend(range(work.start, work.end))
-        slot_mapping.extend(slots_of(seq.block_ids, work.start, work.end, block_size))
-        if work.num_tokens == 1:
+        input_ids.extend(work.drafts)
+        positions.extend(range(work.start, work.kv_end))
+        slot_mapping.extend(slots_of(seq.block_ids, work.start, work.kv_end, block_size))
+        if work.kv_end - work.start == 1:
             decode_rows.append(begin)
             decode_works.append(work)
         else:
             prefills.append(_prefill_chunk(work, begin, block_size, device))
             prefill_works.append(work)
         if work.samples:
-            logits_rows.append(len(input_ids) - 1)
+            logits_rows.extend(range(len(input_ids) - work.num_logits_rows, len(input_ids)))
             sampled.append(seq)
     meta = AttentionMetadata(
         slot_mapping=torch.tensor(slot_mapping, dtype=torch.long, device=device),
@@ -82,13 +99,13 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
 
 
 def _prefill_chunk(work: ChunkWork, begin: int, block_size: int, device: torch.device) -> PrefillChunk:
-    end = begin + work.num_tokens
+    end = begin + work.kv_end - work.start
     if work.start == 0:
-        return PrefillChunk(begin, end, block_table=None, context_len=work.end, mask=None)
+        return PrefillChunk(begin, end, block_table=None, context_len=work.kv_end, mask=None)
     table = block_tables([work], block_size, device)[0]
-    query_pos = torch.arange(work.start, work.end, device=device).unsqueeze(1)
-    key_pos = torch.arange(work.end, device=device).unsqueeze(0)
-    return PrefillChunk(begin, end, block_table=table, context_len=work.end, mask=key_pos <= query_pos)
+    query_pos = torch.arange(work.start, work.kv_end, device=device).unsqueeze(1)
+    key_pos = torch.arange(work.kv_end, device=device).unsqueeze(0)
+    return PrefillChunk(begin, end, block_table=table, context_len=work.kv_end, mask=key_pos <= query_pos)
 
 
 def _prefill_group(
@@ -107,7 +124,7 @@ def block_tables(works: Sequence[ChunkWork], block_size: int, device: torch.devi
     Python touches one entry per block, not per token. Padding is block 0, a
     valid block whose contents the attention mask hides.
     """
-    num_blocks = -(-max(w.end for w in works) // block_size)
+    num_blocks = -(-max(w.kv_end for w in works) // block_size)
     tables = [_padded(w.seq.block_ids[:num_blocks], num_blocks) for w in works]
     return torch.tensor(tables, dtype=torch.long, device=device)
 
@@ -120,8 +137,8 @@ def _decode_group(rows: list[int], works: list[ChunkWork], block_size: int, devi
     table = block_tables(works, block_size, device)
     width = table.shape[1] * block_size
     mask_bias = None
-    lengths = torch.tensor([w.end for w in works], dtype=torch.long, device=device)
-    if any(w.end != width for w in works):
+    lengths = torch.tensor([w.kv_end for w in works], dtype=torch.long, device=device)
+    if any(w.kv_end != width for w in works):
         beyond = torch.arange(width, device=device).unsqueeze(0) >= lengths.unsqueeze(1)
         mask_bias = torch.zeros(beyond.shape, dtype=torch.float32, device=device).masked_fill_(beyond, float("-inf"))
         mask_bias = mask_bias.view(len(rows), 1, 1, width)

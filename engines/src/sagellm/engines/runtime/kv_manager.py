@@ -182,6 +182,20 @@ class KVManager:
         self._unshare_tail(seq)
         seq.block_ids.extend(self.pool.allocate(needed))
 
+    def truncate(self, seq: SequenceState, num_tokens: int) -> int:
+        """Free the blocks past the first ``num_tokens`` KV slots (rejected drafts' KV); returns how many.
+
+        Only blocks after the computed KV go: none of them was offered to the
+        prefix index (it adopts computed, verified blocks only), so they are
+        private to the sequence.
+        """
+        keep = max(blocks_for(num_tokens, self.block_size), self._registered.get(seq.request_id, 0))
+        surplus = seq.block_ids[keep:]
+        if surplus:
+            self.pool.free(surplus)
+            del seq.block_ids[keep:]
+        return len(surplus)
+
     def ensure_free(self, num_blocks: int) -> None:
         """Evict (demote, or drop) cached blocks until ``num_blocks`` device blocks are free."""
         shortfall = num_blocks - self.pool.num_free_blocks

@@ -2,14 +2,17 @@
 
 Penalties follow the conventions users know: ``repetition_penalty`` as in
 transformers (over prompt and output), presence/frequency penalties as in
-the OpenAI API (over output only). Greedy rows skip all randomness; seeded
-rows use their own ``torch.Generator`` so a seed reproduces a sample no
-matter what else shares the batch.
+the OpenAI API (over output only). Greedy rows skip all randomness; a
+sampled token is the inverse CDF of its distribution at a uniform draw,
+which for a seeded request is fixed by the seed and the token's position,
+so a seed reproduces its output no matter what else shares the batch or
+how many drafts speculation verified.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,12 +28,6 @@ class SampledToken:
 
 
 class Sampler:
-    def __init__(self) -> None:
-        self._generators: dict[str, torch.Generator] = {}
-
-    def forget(self, request_id: str) -> None:
-        self._generators.pop(request_id, None)
-
     def sample(self, logits: torch.Tensor, seqs: Sequence[SequenceState]) -> list[SampledToken]:
         """``logits`` is float32 [S, vocab], one row per sequence."""
         if all(_plain_greedy(seq.request.sampling) for seq in seqs):
@@ -40,40 +37,83 @@ class Sampler:
         for row, seq in zip(logits, seqs):
             params = seq.request.sampling
             scores = self._penalised(row, seq, params)
-            token = self._choose(scores, seq.request_id, params)
+            token = _choose(scores, params, seq.num_tokens)
             tokens.append(_with_logprobs(token, scores, params))
         return tokens
 
-    def _penalised(self, row: torch.Tensor, seq: SequenceState, params: SamplingParams) -> torch.Tensor:
+    def verify(
+        self,
+        logits: torch.Tensor,
+        seq: SequenceState,
+        drafts: Sequence[int],
+        count_agreeing: Callable[[Sequence[int], Sequence[int]], int],
+    ) -> list[SampledToken]:
+        """What a speculating sequence grows by: its kept drafts, then one token of the target's own.
+
+        ``logits`` (float32 ``[len(drafts) + 1, vocab]``) are the target's at
+        the last token and at each draft. Plain greedy keeps the drafts the
+        decoder's ``count_agreeing`` accepts against the argmax of each row.
+        Otherwise each position's token is chosen exactly as ``sample``
+        would choose it there (penalties see the kept drafts; a seeded
+        request uses that position's uniform) and drafts are kept while
+        they equal it. For a deterministic proposer this is rejection
+        sampling: a draft ``x`` survives with probability ``p(x)`` and a
+        rejection yields ``p`` renormalised without ``x``. So the output is
+        distributed exactly as without speculation, and a seeded request's
+        output is the same token for token, whatever was drafted.
+        """
+        params = seq.request.sampling
+        if _plain_greedy(params):
+            targets = logits.argmax(dim=-1).tolist()
+            kept = count_agreeing(drafts, targets[: len(drafts)])
+            return [SampledToken(token_id) for token_id in targets[: kept + 1]]
+        emitted: list[SampledToken] = []
+        for offset, row in enumerate(logits):
+            scores = self._penalised(row, seq, params, drafts[:offset])
+            token = _choose(scores, params, seq.num_tokens + offset)
+            emitted.append(_with_logprobs(token, scores, params))
+            if offset == len(drafts) or token != drafts[offset]:
+                break
+        return emitted
+
+    def _penalised(
+        self, row: torch.Tensor, seq: SequenceState, params: SamplingParams, extra: Sequence[int] = ()
+    ) -> torch.Tensor:
+        """``row`` with the penalties applied; ``extra``: tokens taken as already appended (kept drafts)."""
         if params.repetition_penalty != 1.0:
-            seen = torch.tensor(sorted(set(seq.token_ids)), dtype=torch.long, device=row.device)
+            seen = torch.tensor(sorted(set(seq.token_ids) | set(extra)), dtype=torch.long, device=row.device)
             picked = row.index_select(0, seen)
             picked = torch.where(picked < 0, picked * params.repetition_penalty, picked / params.repetition_penalty)
             row = row.index_copy(0, seen, picked)
         if params.presence_penalty or params.frequency_penalty:
-            output = seq.output_token_ids
+            output = [*seq.output_token_ids, *extra]
             if output:
                 ids, counts = torch.tensor(output, device=row.device).unique(return_counts=True)
                 delta = params.frequency_penalty * counts.float() + params.presence_penalty
                 row = row.index_add(0, ids, -delta)
         return row
 
-    def _choose(self, scores: torch.Tensor, request_id: str, params: SamplingParams) -> int:
-        if params.is_greedy:
-            return int(scores.argmax())
-        probs = _filtered_probs(scores / params.temperature, params)
-        generator = self._generator(request_id, params.seed, scores.device)
-        return int(torch.multinomial(probs, 1, generator=generator))
 
-    def _generator(self, request_id: str, seed: int | None, device: torch.device) -> torch.Generator | None:
-        if seed is None:
-            return None
-        generator = self._generators.get(request_id)
-        if generator is None:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(seed)
-            self._generators[request_id] = generator
-        return generator
+def _choose(scores: torch.Tensor, params: SamplingParams, position: int) -> int:
+    """The token at ``position`` of the sequence: argmax, or the inverse CDF of the filtered distribution."""
+    if params.is_greedy:
+        return int(scores.argmax())
+    probs = _filtered_probs(scores / params.temperature, params)
+    cdf = probs.cumsum(dim=-1)
+    target = _uniform(params.seed, position) * float(cdf[-1])
+    return min(int(torch.searchsorted(cdf, torch.tensor(target), right=True)), probs.shape[-1] - 1)
+
+
+def _uniform(seed: int | None, position: int) -> float:
+    """A uniform draw in [0, 1): from torch's global generator, or fixed by (seed, position).
+
+    Tying a seeded draw to the token's position, not to a per-request
+    stream, makes a seed reproduce its output whatever else changes how
+    many draws a step makes (the batch, speculation's drafts).
+    """
+    if seed is None:
+        return float(torch.rand(()))
+    return random.Random(f"{seed}:{position}").random()
 
 
 def _plain_greedy(params: SamplingParams) -> bool:

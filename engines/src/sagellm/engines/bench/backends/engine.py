@@ -78,7 +78,7 @@ class EngineBackend:
             evict_count=engine.kv.num_evictions,
             preemptions=int(engine.metrics.counter("preemptions_total").value),
             peak_mem_mb=memory.peak_mb,
-            spec_accept_rate=None,  # no speculative decoding module is wired into the engine yet
+            spec_accept_rate=engine.speculator.accept_rate if engine.speculator is not None else None,
         )
         return RunOutcome(loop.records(), duration, stats, loop.resolver.num_clipped)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sagellm.engines.bench.tokenizer_source import TokenizerLike
-from sagellm.engines.bench.workloads import azure, gsm8k, mooncake, mt_bench, synthetic
+from sagellm.engines.bench.workloads import azure, grounded, gsm8k, mooncake, mt_bench, synthetic
 from sagellm.engines.bench.workloads.base import RunSpec, WorkloadOptions
 from sagellm.engines.bench.workloads.suite import PRESETS, build_suite
 
@@ -19,6 +19,7 @@ WORKLOADS: dict[str, WorkloadBuilder] = {
     "synthetic": synthetic.build,
     "mt-bench": mt_bench.build,
     "gsm8k": gsm8k.build,
+    "grounded": grounded.build,
     "mooncake": mooncake.build,
     "azure": azure.build,
 }

@@ -1,0 +1,121 @@
+"""How many drafts each sequence verifies this step: the count that maximises predicted tokens per second.
+
+A sequence whose drafts are each kept with probability ``a`` (given the
+ones before were) gains ``a**j`` expected tokens from its j-th draft, and
+every draft adds a row to the step. Drafts of all sequences are taken in
+order of expected gain for as long as predicted tokens per second rise:
+
+    tokens(m) / T(rows + m),  tokens(m) = sampled sequences + sum of the m best gains
+
+where ``T`` is the engine's measured step cost (:mod:`step_cost`). ``m = 0``
+(no speculation) wins unless the best ``m`` beats it by ``MIN_GAIN``: a
+large batch (rows no longer free) or low acceptance turns speculation off
+by itself, and K adapts per sequence. Acceptance is learned per request,
+starting from the engine-wide rate; a request not verified for a while
+drifts back to it, and the engine-wide rate, while nothing is verified,
+back to its prior: speculation that turned itself off tries again now and
+then (one step in a few dozen), so a workload that turns repetitive gets
+drafts again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sagellm.engines.engine.step_cost import StepCostModel
+
+MIN_GAIN = 1.03  # predicted speed-up below this is noise in the step cost: do not speculate
+PRIOR_WEIGHT = 2.0  # pseudo-observations of the engine-wide rate behind each request's own
+INITIAL_RATE = 0.5  # the engine-wide prior, worth ENGINE_PRIOR_WEIGHT observations
+ENGINE_PRIOR_WEIGHT = 4.0
+DECAY = 0.95  # per step without verification, evidence shrinks towards the prior (half-life ~14 steps)
+
+
+@dataclass(slots=True)
+class _Evidence:
+    kept: float = 0.0
+    rejected: float = 0.0
+
+
+class AcceptanceTracker:
+    """Per-request probability that a draft is kept, given the drafts before it were (geometric model)."""
+
+    def __init__(self) -> None:
+        self._requests: dict[str, _Evidence] = {}
+        self._kept = 0.0
+        self._rejected = 0.0
+
+    @property
+    def engine_rate(self) -> float:
+        kept = self._kept + ENGINE_PRIOR_WEIGHT * INITIAL_RATE
+        return kept / (self._kept + self._rejected + ENGINE_PRIOR_WEIGHT)
+
+    def rate(self, request_id: str) -> float:
+        own = self._requests.get(request_id, _Evidence())
+        prior = self.engine_rate
+        kept = own.kept + PRIOR_WEIGHT * prior
+        return kept / (own.kept + own.rejected + PRIOR_WEIGHT)
+
+    def record(self, request_id: str, num_drafts: int, num_kept: int) -> None:
+        """A verification of ``num_drafts`` drafts kept the first ``num_kept``; the next one (if any) failed."""
+        rejected = 1.0 if num_kept < num_drafts else 0.0
+        own = self._requests.setdefault(request_id, _Evidence())
+        own.kept += num_kept
+        own.rejected += rejected
+        self._kept += num_kept
+        self._rejected += rejected
+
+    def idle(self, request_id: str) -> None:
+        """The request was not verified this step."""
+        own = self._requests.get(request_id)
+        if own is not None:
+            own.kept *= DECAY
+            own.rejected *= DECAY
+
+    def idle_step(self) -> None:
+        """No sequence was verified this step."""
+        self._kept *= DECAY
+        self._rejected *= DECAY
+
+    def forget(self, request_id: str) -> None:
+        self._requests.pop(request_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class DraftPlan:
+    lengths: list[int]  # drafts to verify per candidate, in the order given
+    predicted_speedup: float  # tokens/s with these drafts over tokens/s without; 1.0 when none
+
+
+def plan_drafts(
+    rates: Sequence[float], max_lengths: Sequence[int], base_rows: int, base_tokens: int, cost: StepCostModel
+) -> DraftPlan:
+    """Draft counts per candidate sequence (each at most its ``max_lengths``) for a step of ``base_rows`` rows.
+
+    Before the cost of any step is known, nothing is drafted: the first
+    steps measure the plain cost first.
+    """
+    none = DraftPlan([0] * len(rates), 1.0)
+    base_cost = cost.predict(base_rows)
+    if base_cost is None or base_tokens < 1:
+        return none
+    gains = sorted(
+        ((rate**j, index) for index, (rate, most) in enumerate(zip(rates, max_lengths)) for j in range(1, most + 1)),
+        reverse=True,
+    )
+    base_speed = base_tokens / base_cost
+    best_m, best_speed, tokens = 0, base_speed, float(base_tokens)
+    for m, (gain, _) in enumerate(gains, start=1):
+        tokens += gain
+        step_cost = cost.predict(base_rows + m)
+        if step_cost is None:
+            break
+        if tokens / step_cost > best_speed:
+            best_m, best_speed = m, tokens / step_cost
+    if best_speed < base_speed * MIN_GAIN:
+        return none
+    lengths = [0] * len(rates)
+    for _, index in gains[:best_m]:
+        lengths[index] += 1
+    return DraftPlan(lengths, best_speed / base_speed)

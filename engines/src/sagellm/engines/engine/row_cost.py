@@ -1,0 +1,73 @@
+"""The shape of a step's cost in its number of rows, measured once per model at start-up.
+
+Speculation's budget (:mod:`draft_budget`) must know what a few more rows
+cost before it has run them: on the 4-bit CPU kernel 4 rows cost about as
+much as 2 and 5 rows twice as much, a step no online estimate finds without
+trying every row count. So the engine times a forward pass of R rows (logits
+at every row, as a verify has) for R on a grid up to the largest step
+speculation could make, through the engine's own runner and kernels: about
+3 s for 320 rows on 2 cores, paid only when speculation is configured, once
+per loaded model.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import weakref
+
+import torch
+
+from sagellm.core.config import SageLLMConfig
+from sagellm.core.types import Request, SequenceState, blocks_for
+from sagellm.engines.engine import warm_up
+from sagellm.engines.model.llama import LlamaForCausalLM
+from sagellm.engines.runtime.input_batch import ChunkWork
+from sagellm.engines.tokenizer import Tokenizer
+
+REPEATS = 2  # after one untimed pass per shape; the engine's own steps correct the level later
+DENSE_UP_TO = 17  # every row count up to here (kernel blocking shows at this scale), then a coarser grid
+_calibrations: weakref.WeakKeyDictionary[LlamaForCausalLM, dict[int, float]] = weakref.WeakKeyDictionary()
+
+
+def row_grid(max_rows: int) -> list[int]:
+    """1..17, then about 25 % apart: 31 points for 320 rows."""
+    rows = list(range(1, min(max_rows, DENSE_UP_TO) + 1))
+    while rows[-1] < max_rows:
+        rows.append(min(max_rows, max(rows[-1] + 1, int(rows[-1] * 1.25))))
+    return rows
+
+
+def calibrated_row_costs(
+    config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer, max_rows: int
+) -> dict[int, float]:
+    """Median seconds of a forward pass of R rows, for R on :func:`row_grid` (cached per model)."""
+    cached = _calibrations.get(model)
+    if cached is not None and max(cached) >= max_rows:
+        return cached
+    costs = _measure(config, model, tokenizer, row_grid(max_rows))
+    _calibrations[model] = costs
+    return costs
+
+
+@torch.inference_mode()
+def _measure(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer, grid: list[int]) -> dict[int, float]:
+    from sagellm.engines.engine.builder import assemble_engine  # the builder calls this module
+
+    scratch_config = warm_up.scratch_config(config, blocks_for(grid[-1], config.kv_pool.block_size))
+    plain = config.speculative_decoding.model_copy(update={"implementation": "none"})
+    scratch = assemble_engine(scratch_config.model_copy(update={"speculative_decoding": plain}), model, tokenizer)
+    seq = SequenceState(Request("row-cost", (0,) * grid[-1]))
+    scratch.kv.allocate_for(seq, grid[-1])
+    costs: dict[int, float] = {}
+    for rows in grid:
+        work = [ChunkWork(seq, 0, rows)]
+        scratch.runner.logits_of_every_token(work)  # first use of a shape allocates
+        samples = []
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            scratch.runner.logits_of_every_token(work)
+            samples.append(time.perf_counter() - started)
+        costs[rows] = statistics.median(samples)
+    scratch.kv.release(seq)
+    return costs

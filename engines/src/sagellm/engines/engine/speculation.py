@@ -1,0 +1,132 @@
+"""Speculative decoding in the engine: drafts for a step's decodes, KV for them, and settling what was kept.
+
+The configured ``SpeculativeDecoder`` (from the registry) proposes; the
+engine verifies every speculating sequence's last token plus its drafts in
+the step's one forward pass, beside sequences that decode or prefill
+normally (a verify is a chunk of ``1 + K`` rows over the paged KV, logits
+at every row). Drafts' KV is written into blocks allocated for the pass
+from free blocks only (speculation never evicts cached prefixes); after
+the pass the sequence's computed KV ends at its last kept token and the
+blocks past it go back to the pool, so the prefix index, which adopts
+computed blocks only, never sees an unverified one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from sagellm.core.metrics import MetricsRegistry
+from sagellm.core.protocols import SpeculativeDecoder
+from sagellm.core.types import DraftSequence, SequenceState, blocks_for
+from sagellm.engines.engine.draft_budget import AcceptanceTracker, plan_drafts
+from sagellm.engines.engine.step_cost import StepCostModel
+from sagellm.engines.runtime.input_batch import ChunkWork
+from sagellm.engines.runtime.kv_manager import KVManager
+
+
+class Speculator:
+    def __init__(
+        self,
+        decoder: SpeculativeDecoder,
+        max_drafts: int,
+        kv: KVManager,
+        max_model_len: int,
+        metrics: MetricsRegistry,
+        cost: StepCostModel | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self.max_drafts = max_drafts
+        self.kv = kv
+        self.max_model_len = max_model_len
+        self.metrics = metrics
+        self.cost = cost or StepCostModel()
+        self.acceptance = AcceptanceTracker()
+        self.num_drafted = 0
+        self.num_kept = 0
+        self.num_verifies = 0
+
+    # ------------------------------------------------------------------ before the pass
+    def add_drafts(self, works: list[ChunkWork]) -> list[ChunkWork]:
+        """``works`` with drafts on the decodes the budget says to speculate on (and KV allocated for them)."""
+        candidates = [i for i, work in enumerate(works) if self._may_speculate(work)]
+        if not candidates:
+            return works
+        rows = sum(work.kv_end - work.start for work in works)
+        base_tokens = sum(1 for work in works if work.samples)
+        seqs = [works[i].seq for i in candidates]
+        rates = [self.acceptance.rate(seq.request_id) for seq in seqs]
+        wanted = plan_drafts(rates, [self._room(seq) for seq in seqs], rows, base_tokens, self.cost).lengths
+        asked = [(i, seq, n) for i, seq, n in zip(candidates, seqs, wanted) if n > 0]
+        for seq, n in zip(seqs, wanted):
+            if n == 0:
+                self.acceptance.idle(seq.request_id)
+        if not asked:
+            self.acceptance.idle_step()
+            return works
+        proposals = self.decoder.propose(
+            [DraftSequence(seq.request_id, seq.token_ids, seq.num_prompt_tokens) for _, seq, _ in asked],
+            max(n for _, _, n in asked),
+        )
+        extended = list(works)
+        for (i, _, n), drafts in zip(asked, proposals):
+            drafts = self._fit(works[i], list(drafts[:n]))
+            if drafts:
+                extended[i] = replace(works[i], drafts=tuple(drafts))
+        return extended
+
+    def _may_speculate(self, work: ChunkWork) -> bool:
+        """A decode: one new token at the end of a sequence already past its prompt."""
+        return work.num_tokens == 1 and work.samples and work.seq.num_output_tokens > 0 and self._room(work.seq) > 0
+
+    def _room(self, seq: SequenceState) -> int:
+        """Drafts that cannot overshoot max_tokens or the context: the pass adds one token more than it drafts."""
+        left = min(seq.request.sampling.max_tokens - seq.num_output_tokens, self.max_model_len - seq.num_tokens)
+        return max(0, min(self.max_drafts, left - 1))
+
+    def _fit(self, work: ChunkWork, drafts: list[int]) -> list[int]:
+        """As many drafts as free blocks hold (never evicting), their KV slots allocated."""
+        seq, block_size = work.seq, self.kv.block_size
+        capacity = (len(seq.block_ids) + self.kv.pool.num_free_blocks) * block_size - work.end
+        drafts = drafts[: max(0, capacity)]
+        if drafts and blocks_for(work.end + len(drafts), block_size) > len(seq.block_ids):
+            self.kv.allocate_for(seq, work.end + len(drafts))
+        return drafts
+
+    # ------------------------------------------------------------------ after the pass
+    def settle(self, work: ChunkWork, num_emitted: int, num_appended: int) -> None:
+        """A verify emitted ``num_emitted`` tokens (kept drafts + 1), of which the sequence took ``num_appended``.
+
+        The computed KV ends at the last kept draft (or at the last token
+        taken, when a stop cut the step short); blocks past it are freed.
+        """
+        seq = work.seq
+        kept = num_emitted - 1
+        seq.num_computed_tokens = work.end + min(kept, num_appended)
+        self.kv.register_computed(seq)
+        self.kv.truncate(seq, seq.num_computed_tokens)
+        self.acceptance.record(seq.request_id, len(work.drafts), kept)
+        self.num_drafted += len(work.drafts)
+        self.num_kept += kept
+        self.num_verifies += 1
+
+    def accepted(self, request_id: str, token_ids: Sequence[int]) -> None:
+        self.decoder.accept(request_id, token_ids)
+
+    def end_step(self, works: Sequence[ChunkWork], seconds: float) -> None:
+        """The step just run took ``seconds`` (planning to outputs): a sample for the cost model."""
+        self.cost.observe(sum(work.kv_end - work.start for work in works), seconds)
+        self.metrics.gauge("spec_accept_rate", "share of verified draft tokens kept").set(self.accept_rate or 0.0)
+
+    def release(self, request_id: str) -> None:
+        self.decoder.release(request_id)
+        self.acceptance.forget(request_id)
+
+    @property
+    def accept_rate(self) -> float | None:
+        return None if self.num_drafted == 0 else self.num_kept / self.num_drafted
+
+    @property
+    def mean_accepted(self) -> float | None:
+        """Tokens per verify pass: kept drafts plus the target's own token."""
+        return None if self.num_verifies == 0 else 1 + self.num_kept / self.num_verifies
