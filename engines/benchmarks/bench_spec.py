@@ -88,7 +88,7 @@ def run_closed_loop(engine: LLMEngine, prompts: list[list[int]], concurrency: in
         result |= {
             "accept_rate": spec.accept_rate,
             "tokens_per_pass": spec.mean_accepted,
-            "verify_share": spec.num_verifies / max(1, steps),
+            "verify_share": spec.num_verify_steps / max(1, steps),
             "drafts_per_verify": spec.num_drafted / spec.num_verifies if spec.num_verifies else None,
         }
     return result

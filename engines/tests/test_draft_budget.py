@@ -84,7 +84,7 @@ def test_row_grid_is_dense_where_kernels_block_rows_and_reaches_the_largest_step
     assert grid == sorted(set(grid))
 
 
-def test_a_verify_chunk_runs_its_drafts_with_a_logits_row_each() -> None:
+def test_a_verify_runs_its_drafts_as_decode_rows_with_a_logits_row_each() -> None:
     seq = SequenceState(Request("r", (5, 6, 7)))
     seq.token_ids.append(8)  # decoding: 4 tokens, 3 computed
     seq.block_ids = [3, 9]
@@ -93,7 +93,10 @@ def test_a_verify_chunk_runs_its_drafts_with_a_logits_row_each() -> None:
     assert batch.positions.tolist() == [3, 4, 5, 6]
     assert batch.meta.slot_mapping.tolist() == [15, 36, 37, 38]
     assert batch.logits_idx.tolist() == [0, 1, 2, 3]
-    assert batch.meta.decode is None and batch.meta.prefills[0].context_len == 7
+    assert not batch.meta.prefills and batch.meta.decode is not None  # each row attends as a decode query
+    assert batch.meta.decode.token_idx.tolist() == [0, 1, 2, 3]
+    assert batch.meta.decode.context_lens is not None and batch.meta.decode.context_lens.tolist() == [4, 5, 6, 7]
+    assert batch.meta.decode.block_table.tolist() == [[3, 9]] * 4
 
 
 def _args(**given: object) -> argparse.Namespace:

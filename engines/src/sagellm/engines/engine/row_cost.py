@@ -3,16 +3,16 @@
 Speculation's budget (:mod:`draft_budget`) must know what a few more rows
 cost before it has run them: on the 4-bit CPU kernel 4 rows cost about as
 much as 2 and 5 rows twice as much, a step no online estimate finds without
-trying every row count. So the engine times a forward pass of R rows (logits
-at every row, as a verify has) for R on a grid up to the largest step
+trying every row count. So the engine times a forward pass of R rows shaped
+as a verify (decode queries over cached context, logits at every row) for R
+on a grid up to the largest step
 speculation could make, through the engine's own runner and kernels: about
-3 s for 320 rows on 2 cores, paid only when speculation is configured, once
+4 s for 320 rows on 2 cores, paid only when speculation is configured, once
 per loaded model.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 import weakref
 
@@ -25,7 +25,8 @@ from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.runtime.input_batch import ChunkWork
 from sagellm.engines.tokenizer import Tokenizer
 
-REPEATS = 2  # after one untimed pass per shape; the engine's own steps correct the level later
+REPEATS = 2  # after one untimed pass per shape; the fastest counts (noise only adds); steps correct the level
+CONTEXT = 128  # tokens of KV each row attends to (a short chat's worth)
 DENSE_UP_TO = 17  # every row count up to here (kernel blocking shows at this scale), then a coarser grid
 _calibrations: weakref.WeakKeyDictionary[LlamaForCausalLM, dict[int, float]] = weakref.WeakKeyDictionary()
 
@@ -41,7 +42,7 @@ def row_grid(max_rows: int) -> list[int]:
 def calibrated_row_costs(
     config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer, max_rows: int
 ) -> dict[int, float]:
-    """Median seconds of a forward pass of R rows, for R on :func:`row_grid` (cached per model)."""
+    """Seconds of a forward pass of R rows (fastest of a few), for R on :func:`row_grid` (cached per model)."""
     cached = _calibrations.get(model)
     if cached is not None and max(cached) >= max_rows:
         return cached
@@ -54,20 +55,21 @@ def calibrated_row_costs(
 def _measure(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer, grid: list[int]) -> dict[int, float]:
     from sagellm.engines.engine.builder import assemble_engine  # the builder calls this module
 
-    scratch_config = warm_up.scratch_config(config, blocks_for(grid[-1], config.kv_pool.block_size))
+    scratch_config = warm_up.scratch_config(config, blocks_for(CONTEXT + grid[-1], config.kv_pool.block_size))
     plain = config.speculative_decoding.model_copy(update={"implementation": "none"})
     scratch = assemble_engine(scratch_config.model_copy(update={"speculative_decoding": plain}), model, tokenizer)
-    seq = SequenceState(Request("row-cost", (0,) * grid[-1]))
-    scratch.kv.allocate_for(seq, grid[-1])
+    seq = SequenceState(Request("row-cost", (0,) * CONTEXT))
+    scratch.kv.allocate_for(seq, CONTEXT + grid[-1])
+    scratch.runner.logits_of_every_token([ChunkWork(seq, 0, CONTEXT)])  # the context the rows attend to
     costs: dict[int, float] = {}
     for rows in grid:
-        work = [ChunkWork(seq, 0, rows)]
+        work = [ChunkWork(seq, CONTEXT - 1, 1, drafts=(0,) * (rows - 1))]  # rows attend as decode queries
         scratch.runner.logits_of_every_token(work)  # first use of a shape allocates
         samples = []
         for _ in range(REPEATS):
             started = time.perf_counter()
             scratch.runner.logits_of_every_token(work)
             samples.append(time.perf_counter() - started)
-        costs[rows] = statistics.median(samples)
+        costs[rows] = min(samples)
     scratch.kv.release(seq)
     return costs

@@ -44,7 +44,8 @@ class Speculator:
         self.acceptance = AcceptanceTracker()
         self.num_drafted = 0
         self.num_kept = 0
-        self.num_verifies = 0
+        self.num_verifies = 0  # sequences verified, summed over steps
+        self.num_verify_steps = 0  # steps that verified at least one sequence
 
     # ------------------------------------------------------------------ before the pass
     def add_drafts(self, works: list[ChunkWork]) -> list[ChunkWork]:
@@ -73,6 +74,7 @@ class Speculator:
             drafts = self._fit(works[i], list(drafts[:n]))
             if drafts:
                 extended[i] = replace(works[i], drafts=tuple(drafts))
+        self.num_verify_steps += any(work.drafts for work in extended)
         return extended
 
     def _may_speculate(self, work: ChunkWork) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -64,8 +64,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
     slot_mapping: list[int] = []
     logits_rows: list[int] = []
     sampled: list[SequenceState] = []
-    decode_rows: list[int] = []
-    decode_works: list[ChunkWork] = []
+    decode = _DecodeRows()
     prefills: list[PrefillChunk] = []
     prefill_works: list[ChunkWork] = []
     for work in works:
@@ -74,9 +73,9 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
         input_ids.extend(work.drafts)
         positions.extend(range(work.start, work.kv_end))
         slot_mapping.extend(slots_of(seq.block_ids, work.start, work.kv_end, block_size))
-        if work.kv_end - work.start == 1:
-            decode_rows.append(begin)
-            decode_works.append(work)
+        if work.num_tokens == 1:  # a decode, or a verify: its last token and each draft attend as decodes
+            for offset in range(work.kv_end - work.start):
+                decode.add(begin + offset, seq.block_ids, work.start + offset + 1)
         else:
             prefills.append(_prefill_chunk(work, begin, block_size, device))
             prefill_works.append(work)
@@ -85,7 +84,7 @@ def build_input_batch(works: Sequence[ChunkWork], block_size: int, device: torch
             sampled.append(seq)
     meta = AttentionMetadata(
         slot_mapping=torch.tensor(slot_mapping, dtype=torch.long, device=device),
-        decode=_decode_group(decode_rows, decode_works, block_size, device) if decode_rows else None,
+        decode=decode.group(block_size, device) if decode.rows else None,
         prefills=prefills,
         prefill_group=_prefill_group(prefills, prefill_works, block_size, device) if prefills else None,
     )
@@ -133,18 +132,39 @@ def _padded(block_ids: list[int], length: int) -> list[int]:
     return block_ids + [0] * (length - len(block_ids))
 
 
-def _decode_group(rows: list[int], works: list[ChunkWork], block_size: int, device: torch.device) -> DecodeGroup:
-    table = block_tables(works, block_size, device)
-    width = table.shape[1] * block_size
-    mask_bias = None
-    lengths = torch.tensor([w.kv_end for w in works], dtype=torch.long, device=device)
-    if any(w.kv_end != width for w in works):
-        beyond = torch.arange(width, device=device).unsqueeze(0) >= lengths.unsqueeze(1)
-        mask_bias = torch.zeros(beyond.shape, dtype=torch.float32, device=device).masked_fill_(beyond, float("-inf"))
-        mask_bias = mask_bias.view(len(rows), 1, 1, width)
-    return DecodeGroup(
-        token_idx=torch.tensor(rows, dtype=torch.long, device=device),
-        block_table=table,
-        mask_bias=mask_bias,
-        context_lens=lengths,
-    )
+@dataclass(slots=True)
+class _DecodeRows:
+    """Rows that attend as single queries: each with its sequence's blocks and how much of them it sees.
+
+    A verify's rows are decode rows too (row ``i`` sees the context up to
+    its own position): the same paged decode kernel as a plain decode step,
+    ~3x cheaper per row than a prefill chunk's causal kernel at these sizes.
+    """
+
+    rows: list[int] = field(default_factory=list)
+    tables: list[list[int]] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+    def add(self, row: int, block_ids: list[int], context_len: int) -> None:
+        self.rows.append(row)
+        self.tables.append(block_ids)
+        self.lengths.append(context_len)
+
+    def group(self, block_size: int, device: torch.device) -> DecodeGroup:
+        num_blocks = -(-max(self.lengths) // block_size)
+        table = torch.tensor(
+            [_padded(ids[:num_blocks], num_blocks) for ids in self.tables], dtype=torch.long, device=device
+        )
+        width = num_blocks * block_size
+        lengths = torch.tensor(self.lengths, dtype=torch.long, device=device)
+        mask_bias = None
+        if any(length != width for length in self.lengths):
+            beyond = torch.arange(width, device=device).unsqueeze(0) >= lengths.unsqueeze(1)
+            mask_bias = torch.zeros(beyond.shape, dtype=torch.float32, device=device)
+            mask_bias = mask_bias.masked_fill_(beyond, float("-inf")).view(len(self.rows), 1, 1, width)
+        return DecodeGroup(
+            token_idx=torch.tensor(self.rows, dtype=torch.long, device=device),
+            block_table=table,
+            mask_bias=mask_bias,
+            context_lens=lengths,
+        )
