@@ -16,6 +16,13 @@ drifts back to it, and the engine-wide rate, while nothing is verified,
 back to its prior: speculation that turned itself off tries again now and
 then (one step in a few dozen), so a workload that turns repetitive gets
 drafts again.
+
+The per-request estimates are noisy, and the plan picks the sequences whose
+estimate is highest, so on their own they promise more than verification
+delivers (regression to the mean: at 16 chat sequences, ~15 % more). The
+tracker therefore compares the kept drafts it predicted with those kept and
+scales every gain by that ratio (``realism``), which keeps the plan honest
+where its margin is thin: under load.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from dataclasses import dataclass
 
 from sagellm.engines.engine.step_cost import StepCostModel
 
-MIN_GAIN = 1.03  # predicted speed-up below this is noise in the step cost: do not speculate
+MIN_GAIN = 1.05  # predicted speed-up below this is within the step cost's noise: do not speculate
+REALISM_PRIOR = 4.0  # drafts' worth of evidence that the estimates are right, before any verification
+REALISM_DECAY = 0.99  # per verified sequence: the last ~100 verifications count
 PRIOR_WEIGHT = 2.0  # pseudo-observations of the engine-wide rate behind each request's own
 INITIAL_RATE = 0.5  # the engine-wide prior, worth ENGINE_PRIOR_WEIGHT observations
 ENGINE_PRIOR_WEIGHT = 4.0
@@ -45,6 +54,14 @@ class AcceptanceTracker:
         self._requests: dict[str, _Evidence] = {}
         self._kept = 0.0
         self._rejected = 0.0
+        self._predicted_kept = 0.0
+        self._actual_kept = 0.0
+
+    @property
+    def realism(self) -> float:
+        """Drafts kept over drafts the estimates predicted kept (decaying history), within [0.25, 1.5]."""
+        ratio = (self._actual_kept + REALISM_PRIOR) / (self._predicted_kept + REALISM_PRIOR)
+        return min(1.5, max(0.25, ratio))
 
     @property
     def engine_rate(self) -> float:
@@ -59,6 +76,10 @@ class AcceptanceTracker:
 
     def record(self, request_id: str, num_drafts: int, num_kept: int) -> None:
         """A verification of ``num_drafts`` drafts kept the first ``num_kept``; the next one (if any) failed."""
+        rate = self.rate(request_id)
+        predicted = sum(rate**j for j in range(1, num_drafts + 1))
+        self._predicted_kept = REALISM_DECAY * self._predicted_kept + predicted
+        self._actual_kept = REALISM_DECAY * self._actual_kept + num_kept
         rejected = 1.0 if num_kept < num_drafts else 0.0
         own = self._requests.setdefault(request_id, _Evidence())
         own.kept += num_kept
@@ -89,9 +110,16 @@ class DraftPlan:
 
 
 def plan_drafts(
-    rates: Sequence[float], max_lengths: Sequence[int], base_rows: int, base_tokens: int, cost: StepCostModel
+    rates: Sequence[float],
+    max_lengths: Sequence[int],
+    base_rows: int,
+    base_tokens: int,
+    cost: StepCostModel,
+    realism: float = 1.0,
 ) -> DraftPlan:
     """Draft counts per candidate sequence (each at most its ``max_lengths``) for a step of ``base_rows`` rows.
+
+    ``realism`` scales every expected gain (see :attr:`AcceptanceTracker.realism`).
 
     Before the cost of any step is known, nothing is drafted: the first
     steps measure the plain cost first.
@@ -101,7 +129,11 @@ def plan_drafts(
     if base_cost is None or base_tokens < 1:
         return none
     gains = sorted(
-        ((rate**j, index) for index, (rate, most) in enumerate(zip(rates, max_lengths)) for j in range(1, most + 1)),
+        (
+            (realism * rate**j, index)
+            for index, (rate, most) in enumerate(zip(rates, max_lengths))
+            for j in range(1, most + 1)
+        ),
         reverse=True,
     )
     base_speed = base_tokens / base_cost

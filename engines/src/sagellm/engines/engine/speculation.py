@@ -49,32 +49,37 @@ class Speculator:
 
     # ------------------------------------------------------------------ before the pass
     def add_drafts(self, works: list[ChunkWork]) -> list[ChunkWork]:
-        """``works`` with drafts on the decodes the budget says to speculate on (and KV allocated for them)."""
+        """``works`` with drafts on the decodes the budget says to speculate on (and KV allocated for them).
+
+        The proposer drafts first and the budget plans with the drafts it
+        really got: prompt lookup finds nothing for many sequences in a step,
+        and a plan counting on drafts that never come verifies too much.
+        """
         candidates = [i for i, work in enumerate(works) if self._may_speculate(work)]
         if not candidates:
             return works
+        seqs = [works[i].seq for i in candidates]
+        rooms = [self._room(seq) for seq in seqs]
+        proposals = self.decoder.propose(
+            [DraftSequence(seq.request_id, seq.token_ids, seq.num_prompt_tokens) for seq in seqs], max(rooms)
+        )
+        drafts = [list(proposal[:room]) for proposal, room in zip(proposals, rooms)]
+        rates = [self.acceptance.rate(seq.request_id) for seq in seqs]
         rows = sum(work.kv_end - work.start for work in works)
         base_tokens = sum(1 for work in works if work.samples)
-        seqs = [works[i].seq for i in candidates]
-        rates = [self.acceptance.rate(seq.request_id) for seq in seqs]
-        wanted = plan_drafts(rates, [self._room(seq) for seq in seqs], rows, base_tokens, self.cost).lengths
-        asked = [(i, seq, n) for i, seq, n in zip(candidates, seqs, wanted) if n > 0]
-        for seq, n in zip(seqs, wanted):
-            if n == 0:
-                self.acceptance.idle(seq.request_id)
-        if not asked:
-            self.acceptance.idle_step()
-            return works
-        proposals = self.decoder.propose(
-            [DraftSequence(seq.request_id, seq.token_ids, seq.num_prompt_tokens) for _, seq, _ in asked],
-            max(n for _, _, n in asked),
-        )
+        lengths = [len(d) for d in drafts]
+        wanted = plan_drafts(rates, lengths, rows, base_tokens, self.cost, self.acceptance.realism).lengths
         extended = list(works)
-        for (i, _, n), drafts in zip(asked, proposals):
-            drafts = self._fit(works[i], list(drafts[:n]))
-            if drafts:
-                extended[i] = replace(works[i], drafts=tuple(drafts))
-        self.num_verify_steps += any(work.drafts for work in extended)
+        for i, seq, proposal, n in zip(candidates, seqs, drafts, wanted):
+            kept = self._fit(works[i], proposal[:n]) if n else []
+            if kept:
+                extended[i] = replace(works[i], drafts=tuple(kept))
+            elif proposal:
+                self.acceptance.idle(seq.request_id)
+        if any(wanted):
+            self.num_verify_steps += 1
+        else:
+            self.acceptance.idle_step()
         return extended
 
     def _may_speculate(self, work: ChunkWork) -> bool:
