@@ -131,20 +131,28 @@ def markdown(report: dict[str, Any]) -> str:
         f"{THREADS} threads. tok/s (TPOT ms / TTFT ms); roof: the step's matmuls alone as bf16 GEMMs "
         "(tok/s, step ms).",
         "",
-        "| side | " + " | ".join(f"{level} users" for level in levels) + " |",
-        "|---|" + "---:|" * len(levels),
+        *side_table(table, report["ratios"], levels),
+        "",
+        *[f"- {note}" for note in report["notes"]],
     ]
+    return "\n".join(lines) + "\n"
+
+
+def side_table(
+    table: dict[str, dict[int, dict[str, float]]], ratio_rows: dict[str, dict[int, float] | None], levels: list[int]
+) -> list[str]:
+    """Markdown rows: each side's tok/s (TPOT / TTFT) per level, then the ratios."""
+    lines = ["| side | " + " | ".join(f"{level} users" for level in levels) + " |", "|---|" + "---:|" * len(levels)]
     for side, by_level in table.items():
         cells = [
             f"{m['output_throughput_tps']:.1f} ({m['avg_tpot_ms']:.1f} / {m['avg_ttft_ms']:.0f})"
             for m in by_level.values()
         ]
         lines.append(f"| {side} | " + " | ".join(cells) + " |")
-    for name, values in report["ratios"].items():
+    for name, values in ratio_rows.items():
         if values is not None:
             lines.append(f"| {name} | " + " | ".join(f"{values[level]:.2f}x" for level in levels) + " |")
-    lines += ["", *[f"- {note}" for note in report["notes"]]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -43,6 +43,7 @@ import torch
 from sagellm.core.config import SageLLMConfig, load_config
 from sagellm.core.types import SamplingParams
 from sagellm.engines.bench.environment import cpu_model_name
+from sagellm.engines.bench.peak_memory import release_freed_memory
 from sagellm.engines.bench.report import write_json_and_markdown
 from sagellm.engines.bench.workloads import WORKLOADS, WorkloadOptions
 from sagellm.engines.engine.builder import assemble_engine, build_engine
@@ -110,6 +111,7 @@ def cell(
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in [OFF, *args.methods]}
     for _ in range(args.rounds):
         for method in runs:
+            release_freed_memory()  # the previous run's engine and its 1 GiB KV pool (reference cycles)
             runs[method].append(
                 run_closed_loop(engine_for(base, config, method, args.k), prompts, level, args.max_tokens)
             )
@@ -205,6 +207,7 @@ def main() -> None:
             print(f"{workload}: {len(prompts)} prompts at {level} concurrent ...", flush=True)
             results[workload][level] = cell(args, base, config, prompts, level)
             if not ratios and args.methods:
+                release_freed_memory()
                 ratios = verify_costs(engine_for(base, config, args.methods[0], args.k), args.k)
             for method, row in results[workload][level].items():
                 if method != OFF and level == 1:

@@ -17,6 +17,7 @@ from sagellm.engines.bench.token_fit import block_token_ids, fit_tokens, repeat_
 from sagellm.engines.bench.workloads import WORKLOADS, WorkloadOptions, build_suite
 from sagellm.engines.bench.workloads.mooncake import BLOCK_TOKENS, prompt_from_hash_ids
 from sagellm.engines.bench.workloads.suite import PRESETS
+from sagellm.engines.data.datasets import load_grounded_passages
 
 VOCAB = 49152
 
@@ -203,3 +204,16 @@ def test_prompt_resolver_builds_follow_ups_from_the_answer_and_clips_to_context(
     clipped = clip_to_context(list(range(100)), 80, max_model_len=64, keep_tail=False)
     assert clipped.clipped and clipped.max_tokens == 32 and clipped.token_ids == list(range(32))
     assert clip_to_context([1, 2], 3, 64, False).clipped is False
+
+
+def test_grounded_tasks_quote_their_passage_and_cycle_the_tasks() -> None:
+    spec = WORKLOADS["grounded"](CharTokenizer(), WorkloadOptions(num_requests=48, output_len=32))
+    passages = load_grounded_passages()
+    assert len(passages) == 16 and {p.kind for p in passages} == {"scene", "code"}
+    assert [r.tag for r in spec.requests[:16]] == ["edit"] * 16
+    assert {r.tag for r in spec.requests} == {"edit", "extract", "summarise"}
+    for index, request in enumerate(spec.requests):
+        passage, content = passages[index % 16], request.messages[0]["content"]
+        assert content.endswith(passage.text) and request.max_tokens == 32
+        if (request.tag == "extract") == (passage.kind == "scene"):  # scene quotes and code edits/summaries
+            assert passage.name in content.removesuffix(passage.text)  # the speaker / function is named

@@ -122,3 +122,11 @@ def test_the_cli_takes_vllms_speculative_config_or_the_separate_flags() -> None:
         speculative_settings(_args(speculative="ngram", speculative_config='{"method": "ngram"}'))
     with pytest.raises(InvalidRequestError, match='"method"'):
         speculative_settings(_args(speculative_config='{"num_speculative_tokens": 3}'))
+
+
+def test_rows_past_the_calibration_cost_what_its_last_segment_says() -> None:
+    """Prefill steps run more rows than the calibration covers: their extra rows are not free."""
+    cost = StepCostModel({1: 0.01, 100: 0.05, 200: 0.09})
+    cost.observe(1, 0.01)
+    assert cost.predict(300) == pytest.approx(0.13)
+    assert cost.calibrated(400) == pytest.approx(0.17)

@@ -96,7 +96,7 @@ def _add_workload_options(parser: argparse.ArgumentParser) -> None:
         "--output-len",
         type=arg_types.positive_int,
         default=64,
-        help="synthetic, mt-bench, gsm8k: max new tokens (default 64)",
+        help="synthetic, mt-bench, gsm8k, grounded: max new tokens (default 64)",
     )
     group.add_argument("--data", type=Path, help="read this file instead of the bundled subset (same format)")
     group.add_argument(

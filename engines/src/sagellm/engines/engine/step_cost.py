@@ -7,7 +7,8 @@ rows, so 4 rows cost ~1.4x one row and 5 rows ~2.5x; past 16 rows the
 engine switches to dense bf16. No fixed threshold is right everywhere, so:
 
 - the *shape* ``T_cal(R)`` is measured once per model at start-up, a
-  forward pass of R rows for R on a grid (:mod:`row_cost`);
+  forward pass of R rows for R on a grid (:mod:`row_cost`), and extended
+  linearly past its last point (steps with a prefill run more rows);
 - the *level* comes from the steps the engine really runs: each step's
   wall time minus ``T_cal`` of its rows is a residual (scheduling,
   sampling, attention over long contexts), kept as a moving average per
@@ -37,12 +38,12 @@ class StepCostModel:
 
     def calibrated(self, rows: int) -> float | None:
         """The start-up calibration's seconds for a forward pass of ``rows`` rows; None without one."""
-        return self._shape.at(rows, default=0.0) if self._shape.keys else None
+        return self._shape.beyond(rows) if self._shape.keys else None
 
     def observe(self, rows: int, seconds: float) -> None:
         if rows < 1 or seconds <= 0.0:
             return
-        residual = seconds - self._shape.at(rows, default=0.0)
+        residual = seconds - self._shape.beyond(rows)
         previous = self._residual.get(rows)
         self._residual.set(rows, residual if previous is None else previous + EMA_WEIGHT * (residual - previous))
         old = self._observed.get(rows)
@@ -52,7 +53,7 @@ class StepCostModel:
         """Seconds for a step of ``rows`` rows; None before any step was seen."""
         if not self._residual.keys:
             return None
-        return max(1e-6, self._shape.at(rows, default=0.0) + self._residual.floor(rows))
+        return max(1e-6, self._shape.beyond(rows) + self._residual.floor(rows))
 
     def ratio(self, rows: int, base_rows: int) -> float | None:
         """T(rows) / T(base_rows), e.g. the verify cost ratio T(K+1)/T(1); None until a step was seen."""
@@ -79,6 +80,19 @@ class _Curve:
         if key not in self._values:
             bisect.insort(self.keys, key)
         self._values[key] = value
+
+    def beyond(self, key: int) -> float:
+        """Interpolated inside the points, extended along the last segment's slope past them (0 with none).
+
+        Steps with a prefill chunk run more rows than the calibration covers
+        (up to the token budget plus every sequence's drafts); a flat value
+        there would price their extra rows at nothing.
+        """
+        if len(self.keys) < 2 or key <= self.keys[-1]:
+            return self.at(key, default=0.0)
+        low, high = self.keys[-2], self.keys[-1]
+        slope = (self._values[high] - self._values[low]) / (high - low)
+        return self._values[high] + max(0.0, slope) * (key - high)
 
     def floor(self, key: int) -> float:
         """The value at the nearest point at or below ``key`` (the first point's below all of them)."""
