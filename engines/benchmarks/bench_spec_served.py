@@ -17,6 +17,7 @@ Usage::
 
     python engines/benchmarks/bench_spec_served.py          # ~3 min on 2 cores
     python engines/benchmarks/bench_spec_served.py --levels 1 16 --rounds 1
+    python engines/benchmarks/bench_spec_served.py --quick  # smoke: 2 short requests a side
 
 Writes ``results/spec_served.json`` and ``.md`` (or ``--out DIR``).
 """
@@ -102,8 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-len", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--llama-server", help="llama.cpp's llama-server binary (or its folder)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one client, 2 requests of 16 tokens, 1 round")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.levels, args.requests, args.output_len, args.rounds = [1], 2, 16, 1
     sides, notes = sides_for(args)
     rounds = []
     for index in range(args.rounds):
