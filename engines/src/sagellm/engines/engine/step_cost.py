@@ -34,7 +34,6 @@ class StepCostModel:
         for rows, seconds in sorted((calibration or {}).items()):
             self._shape.set(rows, seconds)
         self._residual = _Curve()
-        self._observed: dict[int, float] = {}
 
     def calibrated(self, rows: int) -> float | None:
         """The start-up calibration's seconds for a forward pass of ``rows`` rows; None without one."""
@@ -46,8 +45,6 @@ class StepCostModel:
         residual = seconds - self._shape.beyond(rows)
         previous = self._residual.get(rows)
         self._residual.set(rows, residual if previous is None else previous + EMA_WEIGHT * (residual - previous))
-        old = self._observed.get(rows)
-        self._observed[rows] = seconds if old is None else old + EMA_WEIGHT * (seconds - old)
 
     def predict(self, rows: int) -> float | None:
         """Seconds for a step of ``rows`` rows; None before any step was seen."""
@@ -62,8 +59,8 @@ class StepCostModel:
 
     @property
     def observed(self) -> dict[int, float]:
-        """Moving-average wall time of the steps seen, per row count."""
-        return dict(sorted(self._observed.items()))
+        """Moving-average wall time of the steps seen, per row count (the shape is fixed, so residual + shape)."""
+        return {rows: self._shape.beyond(rows) + self._residual.at(rows, default=0.0) for rows in self._residual.keys}
 
 
 class _Curve:

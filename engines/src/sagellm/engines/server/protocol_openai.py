@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Largest n (choices per request): each choice is an engine request in the waiting queue.
 MAX_N = 16
-SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # the 64-bit range clients send (torch.Generator's, as vLLM takes)
 
 
 class StrictRequest(BaseModel):
