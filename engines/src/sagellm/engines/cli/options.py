@@ -73,6 +73,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         metavar="METHOD",
         help="speculative decoding: drafts checked by the model in one pass, each kept token the model's own choice; "
         "ngram = prompt lookup over the request's own tokens + a suffix table shared across requests; "
+        "self = the model's own layers, a subset chosen by calibration at start-up (option layers=0-11,14 to "
+        "choose); draft = a smaller model with the same tokenizer (option model=PATH); "
         "K adapts per step and speculation turns itself off where it would not pay (large batches, low "
         f"acceptance) ({_installed('speculative_decoder', 'none')})",
     )
@@ -84,13 +86,14 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="speculative decoder option, repeatable (ngram: prompt_lookup_min=2, prompt_lookup_max=4)",
+        help="speculative decoder option, repeatable (ngram: prompt_lookup_min=2, prompt_lookup_max=4; "
+        "self: layers=0-11,14; draft: model=PATH)",
     )
     group.add_argument(
         "--speculative-config",
         metavar="JSON",
         help='vLLM\'s spelling of the three above: \'{"method": "ngram", "num_speculative_tokens": 4, '
-        '"prompt_lookup_max": 4}\'',
+        '"prompt_lookup_max": 4}\' or \'{"method": "draft_model", "model": "draft.gguf"}\'',
     )
     group.add_argument("--no-prefix-cache", action="store_true", help="disable prefix reuse")
     group.add_argument("--prefix-cache", help=f"prefix index ({_installed('prefix_index', 'hash_chain')})")
@@ -167,6 +170,9 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     return load_config(args.config, **sections)
 
 
+VLLM_METHODS = {"draft_model": "draft"}  # vLLM's --speculative-config method names that sageLLM spells otherwise
+
+
 def speculative_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The speculative_decoding section from --speculative-config (vLLM) or the separate flags, not both."""
     separate = args.speculative or args.num_speculative_tokens is not None or args.speculative_option
@@ -188,8 +194,9 @@ def speculative_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidRequestError(
             '--speculative-config must be a JSON object with a "method", e.g. {"method": "ngram"}'
         )
+    method = options.pop("method")
     return {
-        "implementation": options.pop("method"),
+        "implementation": VLLM_METHODS.get(method, method),
         "num_speculative_tokens": options.pop("num_speculative_tokens", None),
         "options": options or None,
     }

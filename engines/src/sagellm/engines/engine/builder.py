@@ -7,6 +7,7 @@ provide. Swapping one is a config change (``SAGELLM__EVICTION_POLICY__IMPLEMENTA
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 
 import torch
@@ -24,9 +25,10 @@ from sagellm.core.protocols import (
 )
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
+from sagellm.engines.engine.draft_models import EngineDraftModels
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
-from sagellm.engines.engine.row_cost import calibrated_row_costs
+from sagellm.engines.engine.row_cost import calibrated_row_costs, draft_pass_costs
 from sagellm.engines.engine.slots import AUTO, ENGINE_KINDS, NO_IMPLEMENTATION, check_slots
 from sagellm.engines.engine.warm_up import warm_up
 from sagellm.engines.model.attention import FusedAttention
@@ -62,16 +64,31 @@ def build_engine(
     if config.quantization.implementation != NO_IMPLEMENTATION:
         quantizer = registry.create_quantizer(config)
         quantize_model(model, quantizer, calibration_token_ids(tokenizer), include_head=config.quantization.lm_head)
-    kernels = fused_kernel_set(config, device)
-    if kernels is not None:
-        used = model.use_fused_kernels(registry.create_fused_kernel(kernels))
-        if not used and config.kernel_fusion.implementation != AUTO:
-            raise ConfigError(
-                f"kernel_fusion '{kernels.implementation}' offers no op this engine can use "
-                f"(it uses: {FusedAttention.OP}, {', '.join(FusedElementwise.OPS)})"
-            )
+    use_fused_kernels(config, model)
     warm_up(config, model, tokenizer, announce=want_progress(show_progress))
     return assemble_engine(config, model, tokenizer)
+
+
+def use_fused_kernels(config: SageLLMConfig, model: LlamaForCausalLM) -> None:
+    """Route the configured kernel set's ops into ``model``; a set named explicitly must offer one it uses."""
+    kernels = fused_kernel_set(config, model.embed.device)
+    if kernels is None:
+        return
+    used = model.use_fused_kernels(registry.create_fused_kernel(kernels))
+    if not used and config.kernel_fusion.implementation != AUTO:
+        raise ConfigError(
+            f"kernel_fusion '{kernels.implementation}' offers no op this engine can use "
+            f"(it uses: {FusedAttention.OP}, {', '.join(FusedElementwise.OPS)})"
+        )
+
+
+def load_draft_model(config: SageLLMConfig, target: LlamaForCausalLM, path: str) -> tuple[LlamaForCausalLM, Tokenizer]:
+    """A draft model file, run like the target: its device and dtype, 4-bit kernels and fused ops as configured."""
+    checkpoint = load_checkpoint(path, target.dtype, show_progress=False)
+    q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
+    model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, target.embed.device, q4_weights)
+    use_fused_kernels(config, model)
+    return model, build_tokenizer(checkpoint)
 
 
 def fused_kernel_set(config: SageLLMConfig, device: torch.device) -> KernelFusionSection | None:
@@ -102,11 +119,18 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
     index = registry.create_prefix_index(config, block_size=layout.block_size) if config.prefix_cache.enabled else None
     policy = build_eviction_policy(config) if index is not None else None
     kv = KVManager(pool, index, policy)
-    decoder = build_speculative_decoder(config)
-    step_costs = None
+    draft_models = EngineDraftModels(
+        model, tokenizer, layout.num_blocks * layout.block_size, functools.partial(load_draft_model, config, model)
+    )
+    decoder = build_speculative_decoder(config, draft_models)
+    step_costs = draft_costs = draft_agreement = None
     if decoder is not None:  # the largest step speculation can make: every sequence verifying K drafts
         max_rows = config.scheduler_ir.max_num_seqs * (config.speculative_decoding.num_speculative_tokens + 1)
         step_costs = calibrated_row_costs(config, model, tokenizer, max_rows)
+        if draft_models.opened:  # drafts cost a pass each (a row per drafting sequence); how often are they kept?
+            draft = draft_models.opened[-1]
+            draft_costs = draft_pass_costs(draft, config.scheduler_ir.max_num_seqs)
+            draft_agreement = draft_models.agreement(draft)
     return LLMEngine(
         model_config=model_config,
         tokenizer=tokenizer,
@@ -121,14 +145,21 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
         speculative_decoder=decoder,
         num_speculative_tokens=config.speculative_decoding.num_speculative_tokens,
         step_costs=step_costs,
+        draft_costs=draft_costs,
+        draft_agreement=draft_agreement,
     )
 
 
-def build_speculative_decoder(config: SageLLMConfig) -> SpeculativeDecoder | None:
-    """The configured proposer, or None when speculation is off (``speculative_decoding.implementation: none``)."""
+def build_speculative_decoder(
+    config: SageLLMConfig, draft_models: EngineDraftModels | None = None
+) -> SpeculativeDecoder | None:
+    """The configured proposer, or None when speculation is off (``speculative_decoding.implementation: none``).
+
+    ``draft_models`` is lent to a proposer that drafts with a model (``self``, ``draft``).
+    """
     if config.speculative_decoding.implementation == NO_IMPLEMENTATION:
         return None
-    return registry.create_speculative_decoder(config)
+    return registry.create_speculative_decoder(config, draft_models=draft_models)
 
 
 def kv_pool_section(config: SageLLMConfig, layout: KVLayout) -> KVPoolSection:

@@ -50,7 +50,9 @@ class _Evidence:
 class AcceptanceTracker:
     """Per-request probability that a draft is kept, given the drafts before it were (geometric model)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prior: float | None = None) -> None:
+        """``prior``: the engine-wide rate before any verification (a draft model's measured agreement)."""
+        self.prior = INITIAL_RATE if prior is None else min(0.99, max(0.01, prior))
         self._requests: dict[str, _Evidence] = {}
         self._kept = 0.0
         self._rejected = 0.0
@@ -65,7 +67,7 @@ class AcceptanceTracker:
 
     @property
     def engine_rate(self) -> float:
-        kept = self._kept + ENGINE_PRIOR_WEIGHT * INITIAL_RATE
+        kept = self._kept + ENGINE_PRIOR_WEIGHT * self.prior
         return kept / (self._kept + self._rejected + ENGINE_PRIOR_WEIGHT)
 
     def rate(self, request_id: str) -> float:
@@ -116,10 +118,14 @@ def plan_drafts(
     base_tokens: int,
     cost: StepCostModel,
     realism: float = 1.0,
+    draft_cost: StepCostModel | None = None,
 ) -> DraftPlan:
     """Draft counts per candidate sequence (each at most its ``max_lengths``) for a step of ``base_rows`` rows.
 
     ``realism`` scales every expected gain (see :attr:`AcceptanceTracker.realism`).
+    ``draft_cost``: a draft model's pass cost by rows, where drafts are not
+    free. Drafting ``j`` tokens takes ``j`` passes, the i-th over every
+    sequence drafting at least ``i``, so the plan pays for each pass it adds.
 
     Before the cost of any step is known, nothing is drafted: the first
     steps measure the plain cost first.
@@ -138,11 +144,13 @@ def plan_drafts(
     )
     base_speed = base_tokens / base_cost
     best_m, best_speed, tokens = 0, base_speed, float(base_tokens)
-    for m, (gain, _) in enumerate(gains, start=1):
+    drafting = _DraftingCost(draft_cost, len(rates))
+    for m, (gain, index) in enumerate(gains, start=1):
         tokens += gain
         step_cost = cost.predict(base_rows + m)
         if step_cost is None:
             break
+        step_cost += drafting.add(index)
         if tokens / step_cost > best_speed:
             best_m, best_speed = m, tokens / step_cost
     if best_speed < base_speed * MIN_GAIN:
@@ -151,3 +159,35 @@ def plan_drafts(
     for _, index in gains[:best_m]:
         lengths[index] += 1
     return DraftPlan(lengths, best_speed / base_speed)
+
+
+class _DraftingCost:
+    """Seconds of the draft passes for the drafts planned so far (zero for a proposer without a model).
+
+    Each sequence's drafts are added in order (gains fall with depth), so
+    its j-th draft widens the j-th pass by one row.
+    """
+
+    def __init__(self, cost: StepCostModel | None, num_sequences: int) -> None:
+        self.cost = cost
+        self.depth = [0] * num_sequences
+        self.widths: list[int] = []
+        self.total = 0.0
+
+    def add(self, index: int) -> float:
+        if self.cost is None:
+            return 0.0
+        level = self.depth[index]
+        self.depth[index] += 1
+        if level == len(self.widths):
+            self.widths.append(0)
+        width = self.widths[level]
+        self.total += self._pass(width + 1) - self._pass(width)
+        self.widths[level] = width + 1
+        return self.total
+
+    def _pass(self, rows: int) -> float:
+        assert self.cost is not None
+        if rows == 0:
+            return 0.0
+        return self.cost.predict(rows) or self.cost.calibrated(rows) or 0.0  # calibrated until a pass is seen

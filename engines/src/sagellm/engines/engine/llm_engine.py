@@ -90,6 +90,8 @@ class LLMEngine:
         speculative_decoder: SpeculativeDecoder | None = None,
         num_speculative_tokens: int = 4,
         step_costs: Mapping[int, float] | None = None,
+        draft_costs: Mapping[int, float] | None = None,
+        draft_agreement: float | None = None,
     ) -> None:
         self.model_config = model_config
         self.tokenizer = tokenizer
@@ -110,7 +112,14 @@ class LLMEngine:
             None
             if speculative_decoder is None
             else Speculator(
-                speculative_decoder, num_speculative_tokens, kv, max_model_len, self.metrics, StepCostModel(step_costs)
+                speculative_decoder,
+                num_speculative_tokens,
+                kv,
+                max_model_len,
+                self.metrics,
+                StepCostModel(step_costs),
+                None if draft_costs is None else StepCostModel(draft_costs),
+                draft_agreement,
             )
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 
 import torch
 
@@ -22,6 +23,7 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.types import Request, SequenceState, blocks_for
 from sagellm.engines.engine import warm_up
 from sagellm.engines.model.llama import LlamaForCausalLM
+from sagellm.engines.runtime.draft_runner import PagedDraftModel
 from sagellm.engines.runtime.input_batch import ChunkWork
 from sagellm.engines.tokenizer import Tokenizer
 
@@ -56,20 +58,42 @@ def _measure(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenize
     from sagellm.engines.engine.builder import assemble_engine  # the builder calls this module
 
     scratch_config = warm_up.scratch_config(config, blocks_for(CONTEXT + grid[-1], config.kv_pool.block_size))
-    plain = config.speculative_decoding.model_copy(update={"implementation": "none"})
-    scratch = assemble_engine(scratch_config.model_copy(update={"speculative_decoding": plain}), model, tokenizer)
+    scratch = assemble_engine(scratch_config, model, tokenizer)  # a scratch config speculates not
     seq = SequenceState(Request("row-cost", (0,) * CONTEXT))
     scratch.kv.allocate_for(seq, CONTEXT + grid[-1])
-    scratch.runner.logits_of_every_token([ChunkWork(seq, 0, CONTEXT)])  # the context the rows attend to
+    costs = time_verify_shapes(scratch.runner.logits_of_every_token, seq, grid)
+    scratch.kv.release(seq)
+    return costs
+
+
+@torch.inference_mode()
+def draft_pass_costs(draft: PagedDraftModel, max_rows: int) -> dict[int, float]:
+    """Seconds of a draft model's pass of R rows (one per drafting sequence), for R on :func:`row_grid`."""
+    grid = row_grid(max_rows)
+    seq = draft.scratch_sequence(CONTEXT + grid[-1])
+    try:
+        return time_verify_shapes(draft.logits_of_every_token, seq, grid)
+    finally:
+        draft.release(seq.request_id)
+
+
+def time_verify_shapes(
+    run: Callable[[list[ChunkWork]], object], seq: SequenceState, grid: list[int]
+) -> dict[int, float]:
+    """Seconds ``run`` takes for a pass of R decode rows over ``CONTEXT`` tokens of ``seq``, for R on ``grid``.
+
+    ``seq`` needs KV blocks for ``CONTEXT + max(grid)`` tokens; its first
+    ``CONTEXT`` are run first, as the context the rows attend to.
+    """
+    run([ChunkWork(seq, 0, CONTEXT)])
     costs: dict[int, float] = {}
     for rows in grid:
         work = [ChunkWork(seq, CONTEXT - 1, 1, drafts=(0,) * (rows - 1))]  # rows attend as decode queries
-        scratch.runner.logits_of_every_token(work)  # first use of a shape allocates
+        run(work)  # first use of a shape allocates
         samples = []
         for _ in range(REPEATS):
             started = time.perf_counter()
-            scratch.runner.logits_of_every_token(work)
+            run(work)
             samples.append(time.perf_counter() - started)
         costs[rows] = min(samples)
-    scratch.kv.release(seq)
     return costs

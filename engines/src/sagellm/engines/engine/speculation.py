@@ -13,6 +13,7 @@ computed blocks only, never sees an unverified one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -34,6 +35,8 @@ class Speculator:
         max_model_len: int,
         metrics: MetricsRegistry,
         cost: StepCostModel | None = None,
+        draft_cost: StepCostModel | None = None,
+        expected_acceptance: float | None = None,
     ) -> None:
         self.decoder = decoder
         self.max_drafts = max_drafts
@@ -41,7 +44,9 @@ class Speculator:
         self.max_model_len = max_model_len
         self.metrics = metrics
         self.cost = cost or StepCostModel()
-        self.acceptance = AcceptanceTracker()
+        self.draft_cost = draft_cost  # a draft model's pass cost by rows; None: drafts cost next to nothing
+        self._drafting_seconds = 0.0
+        self.acceptance = AcceptanceTracker(expected_acceptance)
         self.num_drafted = 0
         self.num_kept = 0
         self.num_verifies = 0  # sequences verified, summed over steps
@@ -51,36 +56,61 @@ class Speculator:
     def add_drafts(self, works: list[ChunkWork]) -> list[ChunkWork]:
         """``works`` with drafts on the decodes the budget says to speculate on (and KV allocated for them).
 
-        The proposer drafts first and the budget plans with the drafts it
-        really got: prompt lookup finds nothing for many sequences in a step,
-        and a plan counting on drafts that never come verifies too much.
+        A proposer without a model drafts first and the budget plans with the
+        drafts it really got: prompt lookup finds nothing for many sequences
+        in a step, and a plan counting on drafts that never come verifies too
+        much. A draft model costs a pass per draft token, so there the budget
+        plans first (paying for those passes) and only the planned drafts run.
         """
+        self._drafting_seconds = 0.0
         candidates = [i for i, work in enumerate(works) if self._may_speculate(work)]
         if not candidates:
             return works
         seqs = [works[i].seq for i in candidates]
         rooms = [self._room(seq) for seq in seqs]
-        proposals = self.decoder.propose(
-            [DraftSequence(seq.request_id, seq.token_ids, seq.num_prompt_tokens) for seq in seqs], max(rooms)
-        )
-        drafts = [list(proposal[:room]) for proposal, room in zip(proposals, rooms)]
-        rates = [self.acceptance.rate(seq.request_id) for seq in seqs]
-        rows = sum(work.kv_end - work.start for work in works)
-        base_tokens = sum(1 for work in works if work.samples)
-        lengths = [len(d) for d in drafts]
-        wanted = plan_drafts(rates, lengths, rows, base_tokens, self.cost, self.acceptance.realism).lengths
+        if self.draft_cost is None:
+            drafts = self._propose(seqs, rooms)
+            wanted = self._plan(works, seqs, [len(d) for d in drafts])
+        else:
+            wanted = self._plan(works, seqs, rooms)
+            drafts = self._propose(seqs, wanted)
         extended = list(works)
         for i, seq, proposal, n in zip(candidates, seqs, drafts, wanted):
             kept = self._fit(works[i], proposal[:n]) if n else []
             if kept:
                 extended[i] = replace(works[i], drafts=tuple(kept))
-            elif proposal:
+            elif proposal or n:
                 self.acceptance.idle(seq.request_id)
         if any(wanted):
             self.num_verify_steps += 1
         else:
             self.acceptance.idle_step()
         return extended
+
+    def _propose(self, seqs: list[SequenceState], counts: list[int]) -> list[list[int]]:
+        """Up to ``counts[i]`` drafts for each sequence (those with none asked are not shown to the proposer)."""
+        asked = [i for i, count in enumerate(counts) if count > 0]
+        drafts: list[list[int]] = [[] for _ in seqs]
+        if not asked:
+            return drafts
+        started = time.perf_counter()
+        proposals = self.decoder.propose(
+            [DraftSequence(seqs[i].request_id, seqs[i].token_ids, seqs[i].num_prompt_tokens) for i in asked],
+            max(counts[i] for i in asked),
+        )
+        self._drafting_seconds = time.perf_counter() - started
+        if self.draft_cost is not None:  # per pass, catch-up and Python included: what planning must expect
+            self.draft_cost.observe(len(asked), self._drafting_seconds / max(counts[i] for i in asked))
+        for i, proposal in zip(asked, proposals):
+            drafts[i] = list(proposal[: counts[i]])
+        return drafts
+
+    def _plan(self, works: list[ChunkWork], seqs: list[SequenceState], lengths: list[int]) -> list[int]:
+        rates = [self.acceptance.rate(seq.request_id) for seq in seqs]
+        rows = sum(work.kv_end - work.start for work in works)
+        base_tokens = sum(1 for work in works if work.samples)
+        plan = plan_drafts(rates, lengths, rows, base_tokens, self.cost, self.acceptance.realism, self.draft_cost)
+        return plan.lengths
 
     def _may_speculate(self, work: ChunkWork) -> bool:
         """A decode: one new token at the end of a sequence already past its prompt."""
@@ -122,7 +152,8 @@ class Speculator:
 
     def end_step(self, works: Sequence[ChunkWork], seconds: float) -> None:
         """The step just run took ``seconds`` (planning to outputs): a sample for the cost model."""
-        self.cost.observe(sum(work.kv_end - work.start for work in works), seconds)
+        drafting = self._drafting_seconds if self.draft_cost is not None else 0.0  # modelled on its own
+        self.cost.observe(sum(work.kv_end - work.start for work in works), seconds - drafting)
         self.metrics.gauge("spec_accept_rate", "share of verified draft tokens kept").set(self.accept_rate or 0.0)
 
     def release(self, request_id: str) -> None:

@@ -16,6 +16,7 @@ import sys
 import time
 
 from sagellm.core.config import SageLLMConfig
+from sagellm.core.registry import NO_IMPLEMENTATION
 from sagellm.core.types import SamplingParams
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.tokenizer import Tokenizer
@@ -46,8 +47,13 @@ def warm_up(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenizer
 
 
 def scratch_config(config: SageLLMConfig, num_blocks: int = SCRATCH_BLOCKS) -> SageLLMConfig:
-    """``config`` with a pool of a few device blocks: the same kernels and dtypes, little memory."""
+    """``config`` with a pool of a few device blocks: the same kernels and dtypes, little memory.
+
+    Speculation is off there: its start-up work (timing passes, choosing
+    layers, loading a draft model) belongs to the engine that serves.
+    """
     pool = config.kv_pool
     options = {key: value for key, value in pool.options.items() if key not in TIER_OPTIONS}
     scratch_pool = pool.model_copy(update={"num_blocks": num_blocks, "tiers": "device", "options": options})
-    return config.model_copy(update={"kv_pool": scratch_pool})
+    no_speculation = config.speculative_decoding.model_copy(update={"implementation": NO_IMPLEMENTATION})
+    return config.model_copy(update={"kv_pool": scratch_pool, "speculative_decoding": no_speculation})

@@ -134,13 +134,17 @@ class LlamaForCausalLM(nn.Module):
         meta: AttentionMetadata,
         kv_caches: Sequence[LayerKV | tuple[torch.Tensor, torch.Tensor]],
         logits_idx: torch.Tensor,
+        layers: Sequence[int] | None = None,
     ) -> torch.Tensor:
+        """Logits of the ``logits_idx`` rows; ``layers``: run only these decoder layers (self speculation's
+        draft), with ``kv_caches`` one per layer run."""
         hidden = F.embedding(input_ids, self.embed)
         if self.fused_ops is not None:  # the fused RoPE indexes the float32 tables itself
             rope = RopeInputs(positions, self.rotary.cos, self.rotary.sin)
         else:
             rope = RopeInputs(positions, *self.rotary.tables(positions, hidden.dtype))
-        for layer, kv_cache in zip(self.layers, kv_caches):
+        run = self.layers if layers is None else [self.layers[i] for i in layers]
+        for layer, kv_cache in zip(run, kv_caches):
             hidden = layer(hidden, rope, kv_cache, meta)
         hidden = rms_norm(hidden.index_select(0, logits_idx), self.norm, self.config.rms_norm_eps, self.fused_ops)
         return self.lm_head(hidden).float()

@@ -39,17 +39,26 @@ def perplexity(model: LlamaForCausalLM, token_ids: Sequence[int], window: int = 
 
 
 def _window_nll(model: LlamaForCausalLM, token_ids: list[int], chunk_size: int) -> torch.Tensor:
+    targets = torch.tensor(token_ids[1:], device=model.embed.device)
+    return F.cross_entropy(window_logits(model, token_ids, chunk_size)[:-1], targets, reduction="none")
+
+
+def window_logits(
+    model: LlamaForCausalLM, token_ids: Sequence[int], chunk_size: int, layers: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Logits (float32) of every token, fed in chunks through a private KV; ``layers``: only those layers run."""
     config, device = model.config, model.embed.device
     num_blocks = -(-len(token_ids) // BLOCK_SIZE)
     shape = (num_blocks, BLOCK_SIZE, config.num_kv_heads, config.head_dim)
-    caches = [(model.embed.new_zeros(shape), model.embed.new_zeros(shape)) for _ in range(config.num_layers)]
+    num_run = config.num_layers if layers is None else len(layers)
+    caches = [(model.embed.new_zeros(shape), model.embed.new_zeros(shape)) for _ in range(num_run)]
     seq = SequenceState(Request("perplexity", tuple(token_ids)))
     seq.block_ids = list(range(num_blocks))
     logits = []
-    for start in range(0, len(token_ids), chunk_size):
-        work = ChunkWork(seq, start, min(chunk_size, len(token_ids) - start))
-        batch = build_input_batch([work], BLOCK_SIZE, device)
-        every_row = torch.arange(work.num_tokens, device=device)
-        logits.append(model(batch.input_ids, batch.positions, batch.meta, caches, every_row))
-    targets = torch.tensor(token_ids[1:], device=device)
-    return F.cross_entropy(torch.cat(logits)[:-1], targets, reduction="none")
+    with torch.inference_mode():
+        for start in range(0, len(token_ids), chunk_size):
+            work = ChunkWork(seq, start, min(chunk_size, len(token_ids) - start))
+            batch = build_input_batch([work], BLOCK_SIZE, device)
+            every_row = torch.arange(work.num_tokens, device=device)
+            logits.append(model(batch.input_ids, batch.positions, batch.meta, caches, every_row, layers))
+    return torch.cat(logits)

@@ -95,6 +95,49 @@ class SpeculativeDecoder(Protocol):
 
 
 @runtime_checkable
+class DraftModel(Protocol):
+    """A language model the engine runs for a speculative decoder, with its own KV per request.
+
+    ``greedy`` continues each sequence by up to ``num_tokens`` argmax tokens
+    (all sequences batched, one pass per token). The model keeps each
+    request's KV between calls and runs only what changed since the last
+    one: the tokens the target kept are usually its own drafts, already
+    computed. A sequence it has no room for gets no drafts. ``release``
+    frees a request's KV.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def greedy(self, sequences: Sequence[DraftSequence], num_tokens: int) -> list[list[int]]: ...
+
+    def release(self, request_id: str) -> None: ...
+
+
+@runtime_checkable
+class DraftModelSource(Protocol):
+    """What an engine lends a speculative decoder that drafts with a model (the decoder never loads one).
+
+    ``layer_subset`` is the target itself running only ``layers`` (self
+    speculation, no extra weights); ``load`` opens another model file with
+    the target's tokenizer, refused with a ``ConfigError`` otherwise.
+    ``agreement`` scores a layer subset (without opening it) or an opened
+    draft model: the share of positions of the engine's bundled
+    calibration text where its argmax equals the full model's, an estimate
+    of how often a draft is kept.
+    """
+
+    @property
+    def num_layers(self) -> int: ...
+
+    def layer_subset(self, layers: Sequence[int]) -> DraftModel: ...
+
+    def load(self, path: str) -> DraftModel: ...
+
+    def agreement(self, draft: Sequence[int] | DraftModel) -> float: ...
+
+
+@runtime_checkable
 class FusedKernel(Protocol):
     """A set of fused ops, each a typed method of one of the op groups below.
 

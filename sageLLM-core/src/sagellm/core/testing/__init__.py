@@ -13,6 +13,7 @@ The suites use plain ``assert`` and no pytest import, so core stays free of
 test dependencies.
 """
 
+from sagellm.core.testing.draft_model import DraftModelConformance
 from sagellm.core.testing.duplex_kv_channel import DuplexKVChannelConformance
 from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
 from sagellm.core.testing.fused_kernel import FusedKernelConformance
@@ -27,6 +28,7 @@ from sagellm.core.testing.speculative_decoder import SpeculativeDecoderConforman
 from sagellm.core.testing.tiered_kv_pool import TieredKVPoolConformance
 
 __all__ = [
+    "DraftModelConformance",
     "DuplexKVChannelConformance",
     "EvictionPolicyConformance",
     "FusedKernelConformance",
