@@ -26,8 +26,10 @@ Usage::
     python engines/benchmarks/bench_spec.py                  # ~6 min on 2 cores
     python engines/benchmarks/bench_spec.py --quick          # smoke: 1 and 4 sequences, few requests
     python engines/benchmarks/bench_spec.py --workloads grounded --levels 1
+    python engines/benchmarks/bench_spec.py --methods self                         # layer-skipping self drafts
+    python engines/benchmarks/bench_spec.py --bf16-target --methods draft,ngram    # bf16 target, 4-bit GGUF drafts
 
-Writes ``results/spec.json`` and ``.md`` (or ``--out DIR``).
+Writes ``results/spec.json`` and ``.md`` (``spec-<methods>[-bf16]`` for other methods; ``--out DIR``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ import torch
 from sagellm.core.config import SageLLMConfig, load_config
 from sagellm.core.types import SamplingParams
 from sagellm.engines.bench.environment import cpu_model_name
+from sagellm.engines.bench.hf_export import export_hf_dir
 from sagellm.engines.bench.peak_memory import release_freed_memory
 from sagellm.engines.bench.report import write_json_and_markdown
+from sagellm.engines.bench.served_peers import PEER_CACHE
 from sagellm.engines.bench.workloads import WORKLOADS, WorkloadOptions
 from sagellm.engines.engine.builder import assemble_engine, build_engine
 from sagellm.engines.engine.llm_engine import LLMEngine
@@ -95,8 +99,10 @@ def run_closed_loop(engine: LLMEngine, prompts: list[list[int]], concurrency: in
     return result
 
 
-def engine_for(base: LLMEngine, config: SageLLMConfig, method: str, k: int) -> LLMEngine:
-    section = {"implementation": "none" if method == OFF else method, "num_speculative_tokens": k}
+def engine_for(base: LLMEngine, config: SageLLMConfig, method: str, k: int, draft_model: str = "") -> LLMEngine:
+    section: dict[str, Any] = {"implementation": "none" if method == OFF else method, "num_speculative_tokens": k}
+    if method == "draft":
+        section["options"] = {"model": draft_model}
     return assemble_engine(
         config.model_copy(update={"speculative_decoding": config.speculative_decoding.model_copy(update=section)}),
         base.runner.model,
@@ -113,7 +119,9 @@ def cell(
         for method in runs:
             release_freed_memory()  # the previous run's engine and its 1 GiB KV pool (reference cycles)
             runs[method].append(
-                run_closed_loop(engine_for(base, config, method, args.k), prompts, level, args.max_tokens)
+                run_closed_loop(
+                    engine_for(base, config, method, args.k, args.draft_model), prompts, level, args.max_tokens
+                )
             )
     off_tokens = runs[OFF][0]["tokens"]
     summary: dict[str, Any] = {}
@@ -146,7 +154,9 @@ def predicted_speedup(row: dict[str, Any], ratios: dict[str, float]) -> float | 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Speculative decoding ({report['cpu']}, {report['threads']} threads, {report['model']})",
+        f"# Speculative decoding ({report['cpu']}, {report['threads']} threads, {report['model']}"
+        + (f", draft model {report['draft_model']}" if report.get("draft_model") else "")
+        + ")",
         "",
         "| workload | seqs | method | tok/s | speed-up | accept | tokens/pass | verify steps | predicted | "
         "identical to off |",
@@ -181,7 +191,21 @@ def _x(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(default_model_path()))
-    parser.add_argument("--methods", default="ngram", help="proposers to compare with speculation off (comma list)")
+    parser.add_argument(
+        "--bf16-target",
+        action="store_true",
+        help="the target is the embedded model's weights as a bf16 Hugging Face directory (written once under "
+        "~/.cache/sagellm-peers; needs transformers): what the 4-bit GGUF drafts for with method draft",
+    )
+    parser.add_argument(
+        "--methods", default="ngram", help="proposers to compare with speculation off (comma list: ngram, self, draft)"
+    )
+    parser.add_argument(
+        "--draft-model",
+        default=str(default_model_path()),
+        help="the draft model file of method draft (default: the embedded 4-bit GGUF, which drafts for the same "
+        "weights in bf16 given as --model <Hugging Face dir>)",
+    )
     parser.add_argument("--workloads", default="grounded,mt-bench,gsm8k")
     parser.add_argument("--levels", default="1,16,64", help="concurrent sequences")
     parser.add_argument("-k", type=int, default=4, help="--num-speculative-tokens")
@@ -195,6 +219,8 @@ def main() -> None:
     if args.quick:
         args.max_tokens = 48
     torch.set_num_threads(2)
+    if args.bf16_target:
+        args.model = str(export_hf_dir(default_model_path(), PEER_CACHE))
     config = load_config(model={"path": args.model})
     base = build_engine(config, show_progress=False)
     results: dict[str, dict[int, dict[str, Any]]] = {}
@@ -208,7 +234,7 @@ def main() -> None:
             results[workload][level] = cell(args, base, config, prompts, level)
             if not ratios and args.methods:
                 release_freed_memory()
-                ratios = verify_costs(engine_for(base, config, args.methods[0], args.k), args.k)
+                ratios = verify_costs(engine_for(base, config, args.methods[0], args.k, args.draft_model), args.k)
             for method, row in results[workload][level].items():
                 if method != OFF and level == 1:
                     row["predicted_speedup"] = predicted_speedup(row, ratios)
@@ -216,12 +242,14 @@ def main() -> None:
         "cpu": cpu_model_name(),
         "threads": torch.get_num_threads(),
         "model": Path(args.model).name,
+        "draft_model": Path(args.draft_model).name if "draft" in args.methods else None,
         "k": args.k,
         "max_tokens": args.max_tokens,
         "verify_cost_ratio": ratios,
         "results": results,
     }
-    write_json_and_markdown(report, markdown(report), args.out, "spec")
+    stem = "spec" if args.methods == ["ngram"] else "-".join(["spec", *args.methods])
+    write_json_and_markdown(report, markdown(report), args.out, stem + ("-bf16" if args.bf16_target else ""))
 
 
 if __name__ == "__main__":

@@ -130,3 +130,35 @@ def test_rows_past_the_calibration_cost_what_its_last_segment_says() -> None:
     cost.observe(1, 0.01)
     assert cost.predict(300) == pytest.approx(0.13)
     assert cost.calibrated(400) == pytest.approx(0.17)
+
+
+def _flat_rows(seconds_per_row: float, fixed: float) -> StepCostModel:
+    cost = StepCostModel({rows: fixed + seconds_per_row * rows for rows in range(1, 1025)})
+    cost.observe(1, fixed + seconds_per_row)
+    return cost
+
+
+def test_draft_passes_are_paid_for() -> None:
+    """A draft pass as dear as a target step cannot pay at 85 % acceptance; one a tenth as dear can."""
+    target = _flat_rows(0.0001, 0.006)
+    as_dear = _flat_rows(0.0001, 0.006)
+    assert plan_drafts([0.85], [4], 1, 1, target, draft_cost=as_dear).lengths == [0]
+    cheap = _flat_rows(0.00001, 0.0006)
+    plan = plan_drafts([0.85], [4], 1, 1, target, draft_cost=cheap)
+    assert plan.lengths == [4] and plan.predicted_speedup > 2
+
+
+def test_a_long_catch_up_is_charged_to_the_first_draft_pass() -> None:
+    target = _flat_rows(0.0001, 0.006)
+    cheap = _flat_rows(0.0001, 0.0006)  # the same per row, a tenth of the fixed cost
+    assert plan_drafts([0.85], [4], 1, 1, target, draft_cost=cheap, first_rows=[1.0]).lengths == [4]
+    assert plan_drafts([0.85], [4], 1, 1, target, draft_cost=cheap, first_rows=[300.0]).lengths == [0]
+
+
+def test_a_prefill_in_the_step_does_not_make_drafts_look_free() -> None:
+    """Beside 512 prefill rows a draft pass is small, but the tokens it buys must beat decoding's cost."""
+    target = _flat_rows(0.0001, 0.006)
+    as_dear = _flat_rows(0.0001, 0.006)
+    assert plan_drafts([0.85], [4], 513, 1, target, draft_cost=as_dear).lengths == [0]
+    # verification without a model still rides along a prefill when it pays against decoding
+    assert plan_drafts([0.85], [4], 513, 1, target).lengths == [4]

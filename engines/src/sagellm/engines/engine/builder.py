@@ -123,13 +123,13 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
         model, tokenizer, layout.num_blocks * layout.block_size, functools.partial(load_draft_model, config, model)
     )
     decoder = build_speculative_decoder(config, draft_models)
-    step_costs = draft_costs = draft_agreement = None
+    step_costs = draft_cost = draft_agreement = None
     if decoder is not None:  # the largest step speculation can make: every sequence verifying K drafts
         max_rows = config.scheduler_ir.max_num_seqs * (config.speculative_decoding.num_speculative_tokens + 1)
         step_costs = calibrated_row_costs(config, model, tokenizer, max_rows)
         if draft_models.opened:  # drafts cost a pass each (a row per drafting sequence); how often are they kept?
             draft = draft_models.opened[-1]
-            draft_costs = draft_pass_costs(draft, config.scheduler_ir.max_num_seqs)
+            draft_cost = draft_pass_costs(draft, config.scheduler_ir.max_num_seqs)
             draft_agreement = draft_models.agreement(draft)
     return LLMEngine(
         model_config=model_config,
@@ -145,7 +145,7 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
         speculative_decoder=decoder,
         num_speculative_tokens=config.speculative_decoding.num_speculative_tokens,
         step_costs=step_costs,
-        draft_costs=draft_costs,
+        draft_cost=draft_cost,
         draft_agreement=draft_agreement,
     )
 

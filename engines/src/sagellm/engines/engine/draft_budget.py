@@ -119,6 +119,7 @@ def plan_drafts(
     cost: StepCostModel,
     realism: float = 1.0,
     draft_cost: StepCostModel | None = None,
+    first_rows: Sequence[float] | None = None,
 ) -> DraftPlan:
     """Draft counts per candidate sequence (each at most its ``max_lengths``) for a step of ``base_rows`` rows.
 
@@ -126,6 +127,13 @@ def plan_drafts(
     ``draft_cost``: a draft model's pass cost by rows, where drafts are not
     free. Drafting ``j`` tokens takes ``j`` passes, the i-th over every
     sequence drafting at least ``i``, so the plan pays for each pass it adds.
+    ``first_rows``: rows a sequence adds to the first pass (the tokens the
+    draft model must catch up on; 1 when it is in step), default 1.
+
+    A step that also prefills pays for its prefill rows whatever is
+    drafted; those rows are left out of the comparison (the step is judged
+    as if it decoded only), so drafts that verify cheaply beside a long
+    prefill must still beat what decoding costs per token.
 
     Before the cost of any step is known, nothing is drafted: the first
     steps measure the plain cost first.
@@ -142,15 +150,16 @@ def plan_drafts(
         ),
         reverse=True,
     )
-    base_speed = base_tokens / base_cost
+    decode_cost = cost.predict(base_tokens) or base_cost if base_rows > base_tokens else base_cost
+    base_speed = base_tokens / decode_cost
     best_m, best_speed, tokens = 0, base_speed, float(base_tokens)
-    drafting = _DraftingCost(draft_cost, len(rates))
+    drafting = _DraftingCost(draft_cost, first_rows or [1.0] * len(rates))
     for m, (gain, index) in enumerate(gains, start=1):
         tokens += gain
-        step_cost = cost.predict(base_rows + m)
-        if step_cost is None:
+        with_drafts = cost.predict(base_rows + m)
+        if with_drafts is None:
             break
-        step_cost += drafting.add(index)
+        step_cost = decode_cost + (with_drafts - base_cost) + drafting.add(index)
         if tokens / step_cost > best_speed:
             best_m, best_speed = m, tokens / step_cost
     if best_speed < base_speed * MIN_GAIN:
@@ -165,13 +174,15 @@ class _DraftingCost:
     """Seconds of the draft passes for the drafts planned so far (zero for a proposer without a model).
 
     Each sequence's drafts are added in order (gains fall with depth), so
-    its j-th draft widens the j-th pass by one row.
+    its first draft widens the first pass by its catch-up rows and its j-th
+    draft the j-th pass by one row.
     """
 
-    def __init__(self, cost: StepCostModel | None, num_sequences: int) -> None:
+    def __init__(self, cost: StepCostModel | None, first_rows: Sequence[float]) -> None:
         self.cost = cost
-        self.depth = [0] * num_sequences
-        self.widths: list[int] = []
+        self.first_rows = first_rows
+        self.depth = [0] * len(first_rows)
+        self.widths: list[float] = []
         self.total = 0.0
 
     def add(self, index: int) -> float:
@@ -180,14 +191,16 @@ class _DraftingCost:
         level = self.depth[index]
         self.depth[index] += 1
         if level == len(self.widths):
-            self.widths.append(0)
+            self.widths.append(0.0)
         width = self.widths[level]
-        self.total += self._pass(width + 1) - self._pass(width)
-        self.widths[level] = width + 1
+        grown = width + (self.first_rows[index] if level == 0 else 1.0)
+        self.total += self._pass(grown) - self._pass(width)
+        self.widths[level] = grown
         return self.total
 
-    def _pass(self, rows: int) -> float:
+    def _pass(self, rows: float) -> float:
         assert self.cost is not None
-        if rows == 0:
+        if rows <= 0:
             return 0.0
-        return self.cost.predict(rows) or self.cost.calibrated(rows) or 0.0  # calibrated until a pass is seen
+        whole = max(1, round(rows))
+        return self.cost.predict(whole) or self.cost.calibrated(whole) or 0.0  # calibrated until a pass is seen

@@ -22,7 +22,12 @@ from sagellm.engines.tokenizer import Tokenizer
 
 AGREEMENT_TOKENS = 512  # of the bundled calibration text: ~0.1 s per layer subset on 2 cores
 AGREEMENT_CHUNK = 512
+# per target: its full argmax on the calibration text, and each layer subset's agreement (engines built again
+# around a loaded model, as tests and benchmarks do, calibrate once)
 _full_argmax: weakref.WeakKeyDictionary[LlamaForCausalLM, torch.Tensor] = weakref.WeakKeyDictionary()
+_subset_agreement: weakref.WeakKeyDictionary[LlamaForCausalLM, dict[tuple[int, ...], float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class EngineDraftModels:
@@ -68,9 +73,15 @@ class EngineDraftModels:
         """Share of calibration positions where a draft (a layer subset, or an opened draft model) predicts
         the full model's argmax: an estimate of how often a draft is kept."""
         if isinstance(draft, PagedDraftModel):
-            model, layers = draft.model, draft.layers
-        else:
-            model, layers = self.target, self._checked_layers(draft)
+            return self._agreement(draft.model, draft.layers)
+        layers = self._checked_layers(draft)
+        known = _subset_agreement.setdefault(self.target, {})
+        key = tuple(layers)
+        if key not in known:
+            known[key] = self._agreement(self.target, layers)
+        return known[key]
+
+    def _agreement(self, model: LlamaForCausalLM, layers: list[int] | None) -> float:
         predicted = window_logits(model, self._calibration_ids(), AGREEMENT_CHUNK, layers).argmax(dim=-1)
         return float((predicted == self._full_argmax()).float().mean())
 

@@ -90,7 +90,7 @@ class LLMEngine:
         speculative_decoder: SpeculativeDecoder | None = None,
         num_speculative_tokens: int = 4,
         step_costs: Mapping[int, float] | None = None,
-        draft_costs: Mapping[int, float] | None = None,
+        draft_cost: StepCostModel | None = None,
         draft_agreement: float | None = None,
     ) -> None:
         self.model_config = model_config
@@ -118,7 +118,7 @@ class LLMEngine:
                 max_model_len,
                 self.metrics,
                 StepCostModel(step_costs),
-                None if draft_costs is None else StepCostModel(draft_costs),
+                draft_cost,
                 draft_agreement,
             )
         )

@@ -20,8 +20,9 @@ from collections.abc import Callable
 import torch
 
 from sagellm.core.config import SageLLMConfig
-from sagellm.core.types import Request, SequenceState, blocks_for
+from sagellm.core.types import DraftSequence, Request, SequenceState, blocks_for
 from sagellm.engines.engine import warm_up
+from sagellm.engines.engine.step_cost import StepCostModel
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.runtime.draft_runner import PagedDraftModel
 from sagellm.engines.runtime.input_batch import ChunkWork
@@ -67,14 +68,36 @@ def _measure(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: Tokenize
 
 
 @torch.inference_mode()
-def draft_pass_costs(draft: PagedDraftModel, max_rows: int) -> dict[int, float]:
-    """Seconds of a draft model's pass of R rows (one per drafting sequence), for R on :func:`row_grid`."""
+def draft_pass_costs(draft: PagedDraftModel, max_rows: int) -> StepCostModel:
+    """A draft model's pass cost by rows (one per drafting sequence), for R on :func:`row_grid`.
+
+    The forward passes are timed bare, as the target's are; the target then
+    learns its step overhead from every step it runs, but a draft that the
+    budget keeps off would never show its own. So one real drafting call is
+    timed too (one sequence in step, several passes) and observed as the
+    one-row pass: drafts are planned with their Python overhead from the start.
+    """
     grid = row_grid(max_rows)
     seq = draft.scratch_sequence(CONTEXT + grid[-1])
     try:
-        return time_verify_shapes(draft.logits_of_every_token, seq, grid)
+        cost = StepCostModel(time_verify_shapes(draft.logits_of_every_token, seq, grid))
     finally:
         draft.release(seq.request_id)
+    cost.observe(1, _greedy_pass_seconds(draft))
+    return cost
+
+
+def _greedy_pass_seconds(draft: PagedDraftModel, passes: int = 8) -> float:
+    """Seconds per pass of ``greedy`` for one sequence whose KV the draft already holds (fastest of two)."""
+    context = [DraftSequence("draft-timing", (0,) * CONTEXT)]
+    draft.greedy(context, passes)  # the context's catch-up, and the shapes' first use
+    samples = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        draft.greedy(context, passes)  # the same tokens again: only the last token catches up
+        samples.append((time.perf_counter() - started) / passes)
+    draft.release("draft-timing")
+    return min(samples)
 
 
 def time_verify_shapes(

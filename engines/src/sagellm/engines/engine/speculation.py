@@ -20,7 +20,7 @@ from dataclasses import replace
 from sagellm.core.metrics import MetricsRegistry
 from sagellm.core.protocols import SpeculativeDecoder
 from sagellm.core.types import DraftSequence, SequenceState, blocks_for
-from sagellm.engines.engine.draft_budget import AcceptanceTracker, plan_drafts
+from sagellm.engines.engine.draft_budget import MIN_GAIN, AcceptanceTracker, plan_drafts
 from sagellm.engines.engine.step_cost import StepCostModel
 from sagellm.engines.runtime.input_batch import ChunkWork
 from sagellm.engines.runtime.kv_manager import KVManager
@@ -46,6 +46,7 @@ class Speculator:
         self.cost = cost or StepCostModel()
         self.draft_cost = draft_cost  # a draft model's pass cost by rows; None: drafts cost next to nothing
         self._drafting_seconds = 0.0
+        self._draft_synced: dict[str, int] = {}  # tokens of each request whose KV the draft model holds
         self.acceptance = AcceptanceTracker(expected_acceptance)
         self.num_drafted = 0
         self.num_kept = 0
@@ -72,7 +73,7 @@ class Speculator:
             drafts = self._propose(seqs, rooms)
             wanted = self._plan(works, seqs, [len(d) for d in drafts])
         else:
-            wanted = self._plan(works, seqs, rooms)
+            wanted = self._plan(works, seqs, rooms, [self._catch_up_rows(seq) for seq in seqs])
             drafts = self._propose(seqs, wanted)
         extended = list(works)
         for i, seq, proposal, n in zip(candidates, seqs, drafts, wanted):
@@ -99,18 +100,56 @@ class Speculator:
             max(counts[i] for i in asked),
         )
         self._drafting_seconds = time.perf_counter() - started
-        if self.draft_cost is not None:  # per pass, catch-up and Python included: what planning must expect
-            self.draft_cost.observe(len(asked), self._drafting_seconds / max(counts[i] for i in asked))
+        if self.draft_cost is not None:
+            passes = max(counts[i] for i in asked)
+            if all(self._catch_up_rows(seqs[i]) <= 2 for i in asked):  # in step: each pass ~one row per sequence
+                self.draft_cost.observe(len(asked), self._drafting_seconds / passes)
+            for i in asked:
+                self._draft_synced[seqs[i].request_id] = seqs[i].num_tokens + counts[i] - 1
         for i, proposal in zip(asked, proposals):
             drafts[i] = list(proposal[: counts[i]])
         return drafts
 
-    def _plan(self, works: list[ChunkWork], seqs: list[SequenceState], lengths: list[int]) -> list[int]:
+    def _plan(
+        self, works: list[ChunkWork], seqs: list[SequenceState], lengths: list[int], catch_up: list[int] | None = None
+    ) -> list[int]:
         rates = [self.acceptance.rate(seq.request_id) for seq in seqs]
         rows = sum(work.kv_end - work.start for work in works)
         base_tokens = sum(1 for work in works if work.samples)
-        plan = plan_drafts(rates, lengths, rows, base_tokens, self.cost, self.acceptance.realism, self.draft_cost)
+        first_rows = None
+        if catch_up is not None:
+            pays = self._drafting_alone_pays(max(rates))
+            first_rows = [self._amortised(seq, n, rate, pays) for seq, n, rate in zip(seqs, catch_up, rates)]
+        plan = plan_drafts(
+            rates, lengths, rows, base_tokens, self.cost, self.acceptance.realism, self.draft_cost, first_rows
+        )
         return plan.lengths
+
+    def _catch_up_rows(self, seq: SequenceState) -> int:
+        """Tokens the draft model must run before its first draft for ``seq`` (the whole prompt at first)."""
+        return max(1, seq.num_tokens - self._draft_synced.get(seq.request_id, 0))
+
+    def _drafting_alone_pays(self, rate: float) -> bool:
+        """Would one sequence drafting at acceptance ``rate`` be faster than decoding alone?"""
+        alone = plan_drafts([rate], [self.max_drafts], 1, 1, self.cost, self.acceptance.realism, self.draft_cost)
+        return alone.predicted_speedup >= MIN_GAIN
+
+    def _amortised(self, seq: SequenceState, catch_up: int, rate: float, drafting_pays: bool) -> float:
+        """Catch-up rows charged to this step.
+
+        The draft model runs a prompt once and drafts from it for the rest
+        of the request, so where drafting pays (for the step's likeliest
+        sequence, alone), a step pays its share over the verifies left (a
+        plan charged the whole prompt at once would never start). Where it
+        would not, a step that happens to make verification cheap (one with
+        a long prefill) pays the whole catch-up: the drafts after it would
+        not follow.
+        """
+        if catch_up <= 1 or not drafting_pays:
+            return float(catch_up)
+        left = seq.request.sampling.max_tokens - seq.num_output_tokens
+        verifies_left = max(1.0, left / (1 + rate * self.max_drafts))
+        return 1 + (catch_up - 1) / verifies_left
 
     def _may_speculate(self, work: ChunkWork) -> bool:
         """A decode: one new token at the end of a sequence already past its prompt."""
@@ -139,6 +178,8 @@ class Speculator:
         """
         seq = work.seq
         kept = num_emitted - 1
+        if seq.request_id in self._draft_synced:  # the draft model's KV past the first rejected draft is stale
+            self._draft_synced[seq.request_id] = min(self._draft_synced[seq.request_id], work.end + kept)
         seq.num_computed_tokens = work.end + min(kept, num_appended)
         self.kv.register_computed(seq)
         self.kv.truncate(seq, seq.num_computed_tokens)
@@ -159,6 +200,7 @@ class Speculator:
     def release(self, request_id: str) -> None:
         self.decoder.release(request_id)
         self.acceptance.forget(request_id)
+        self._draft_synced.pop(request_id, None)
 
     @property
     def accept_rate(self) -> float | None:
