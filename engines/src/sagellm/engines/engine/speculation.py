@@ -118,8 +118,9 @@ class Speculator:
         base_tokens = sum(1 for work in works if work.samples)
         first_rows = None
         if catch_up is not None:
-            pays = self._drafting_alone_pays(max(rates))
-            first_rows = [self._amortised(seq, n, rate, pays) for seq, n, rate in zip(seqs, catch_up, rates)]
+            if not self._drafting_alone_pays(max(rates)):
+                return [0] * len(seqs)
+            first_rows = [self._amortised(seq, n, rate) for seq, n, rate in zip(seqs, catch_up, rates)]
         plan = plan_drafts(
             rates, lengths, rows, base_tokens, self.cost, self.acceptance.realism, self.draft_cost, first_rows
         )
@@ -130,22 +131,22 @@ class Speculator:
         return max(1, seq.num_tokens - self._draft_synced.get(seq.request_id, 0))
 
     def _drafting_alone_pays(self, rate: float) -> bool:
-        """Would one sequence drafting at acceptance ``rate`` be faster than decoding alone?"""
+        """Would one sequence drafting with a model at acceptance ``rate`` beat decoding alone?
+
+        If not even the step's likeliest sequence would, a model draft is
+        not tried at all: a batch makes verify rows no cheaper than draft
+        passes, and a try costs the draft model the requests' whole
+        contexts (at 64 chat sequences one such try cost more than a
+        quarter of the run).
+        """
         alone = plan_drafts([rate], [self.max_drafts], 1, 1, self.cost, self.acceptance.realism, self.draft_cost)
         return alone.predicted_speedup >= MIN_GAIN
 
-    def _amortised(self, seq: SequenceState, catch_up: int, rate: float, drafting_pays: bool) -> float:
-        """Catch-up rows charged to this step.
-
-        The draft model runs a prompt once and drafts from it for the rest
-        of the request, so where drafting pays (for the step's likeliest
-        sequence, alone), a step pays its share over the verifies left (a
-        plan charged the whole prompt at once would never start). Where it
-        would not, a step that happens to make verification cheap (one with
-        a long prefill) pays the whole catch-up: the drafts after it would
-        not follow.
-        """
-        if catch_up <= 1 or not drafting_pays:
+    def _amortised(self, seq: SequenceState, catch_up: int, rate: float) -> float:
+        """Catch-up rows charged to this step: the draft model runs a prompt once and drafts from it for the
+        rest of the request, so a step pays its share over the verifies left (a plan charged the whole
+        prompt at once would never start)."""
+        if catch_up <= 1:
             return float(catch_up)
         left = seq.request.sampling.max_tokens - seq.num_output_tokens
         verifies_left = max(1.0, left / (1 + rate * self.max_drafts))
