@@ -8,6 +8,7 @@ builder can time its passes for speculation's budget.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -82,17 +83,18 @@ class EngineDraftModels:
         return known[key]
 
     def _agreement(self, model: LlamaForCausalLM, layers: list[int] | None) -> float:
-        predicted = window_logits(model, self._calibration_ids(), AGREEMENT_CHUNK, layers).argmax(dim=-1)
+        predicted = window_logits(model, self._calibration_ids, AGREEMENT_CHUNK, layers).argmax(dim=-1)
         return float((predicted == self._full_argmax()).float().mean())
 
     def _full_argmax(self) -> torch.Tensor:
         cached = _full_argmax.get(self.target)
         if cached is None:
             cached = _full_argmax[self.target] = window_logits(
-                self.target, self._calibration_ids(), AGREEMENT_CHUNK
+                self.target, self._calibration_ids, AGREEMENT_CHUNK
             ).argmax(dim=-1)
         return cached
 
+    @functools.cached_property
     def _calibration_ids(self) -> list[int]:
         return calibration_token_ids(self.tokenizer, AGREEMENT_TOKENS)
 
