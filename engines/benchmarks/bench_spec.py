@@ -24,7 +24,7 @@ acceptance >= 60 % and >= 2.5 tokens per pass; chat >= 1.3x; >= 0.97x at
 Usage::
 
     python engines/benchmarks/bench_spec.py                  # ~6 min on 2 cores
-    python engines/benchmarks/bench_spec.py --quick          # smoke: 1 and 4 sequences, few requests
+    python engines/benchmarks/bench_spec.py --quick          # smoke: every proposer, 1 and 4 sequences
     python engines/benchmarks/bench_spec.py --workloads grounded --levels 1
     python engines/benchmarks/bench_spec.py --methods self                         # layer-skipping self drafts
     python engines/benchmarks/bench_spec.py --bf16-target --methods draft,ngram    # bf16 target, 4-bit GGUF drafts
@@ -198,7 +198,9 @@ def main() -> None:
         "~/.cache/sagellm-peers; needs transformers): what the 4-bit GGUF drafts for with method draft",
     )
     parser.add_argument(
-        "--methods", default="ngram", help="proposers to compare with speculation off (comma list: ngram, self, draft)"
+        "--methods",
+        help="proposers to compare with speculation off (comma list: ngram, self, draft; default ngram, and all "
+        "three with --quick, so the smoke run starts each one)",
     )
     parser.add_argument(
         "--draft-model",
@@ -214,7 +216,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 and 4 sequences, few requests, 48 tokens")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
-    args.methods = [m for m in args.methods.split(",") if m]
+    args.methods = [m for m in (args.methods or ("ngram,self,draft" if args.quick else "ngram")).split(",") if m]
     levels = [1, 4] if args.quick else [int(x) for x in args.levels.split(",")]
     if args.quick:
         args.max_tokens = 48
