@@ -59,8 +59,7 @@ def build_engine(
     checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
     tokenizer = build_tokenizer(checkpoint)
     _max_model_len(config, checkpoint.config)  # fail on a bad max_model_len before building the model
-    q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
-    model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
+    model = model_of(config, checkpoint, device)
     if config.quantization.implementation != NO_IMPLEMENTATION:
         quantizer = registry.create_quantizer(config)
         quantize_model(model, quantizer, calibration_token_ids(tokenizer), include_head=config.quantization.lm_head)
@@ -85,10 +84,15 @@ def use_fused_kernels(config: SageLLMConfig, model: LlamaForCausalLM) -> None:
 def load_draft_model(config: SageLLMConfig, target: LlamaForCausalLM, path: str) -> tuple[LlamaForCausalLM, Tokenizer]:
     """A draft model file, run like the target: its device and dtype, 4-bit kernels and fused ops as configured."""
     checkpoint = load_checkpoint(path, target.dtype, show_progress=False)
-    q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
-    model = LlamaForCausalLM(checkpoint.config, checkpoint.weights, target.embed.device, q4_weights)
+    model = model_of(config, checkpoint, target.embed.device)
     use_fused_kernels(config, model)
     return model, build_tokenizer(checkpoint)
+
+
+def model_of(config: SageLLMConfig, checkpoint: LoadedCheckpoint, device: torch.device) -> LlamaForCausalLM:
+    """The checkpoint's model on ``device``, keeping 4-bit codes for the low-bit kernels unless configured off."""
+    q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
+    return LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
 
 
 def fused_kernel_set(config: SageLLMConfig, device: torch.device) -> KernelFusionSection | None:

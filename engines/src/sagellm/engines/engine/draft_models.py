@@ -74,7 +74,9 @@ class EngineDraftModels:
         """Share of calibration positions where a draft (a layer subset, or an opened draft model) predicts
         the full model's argmax: an estimate of how often a draft is kept."""
         if isinstance(draft, PagedDraftModel):
-            return self._agreement(draft.model, draft.layers)
+            if draft.model is not self.target or draft.layers is None:
+                return self._agreement(draft.model, draft.layers)
+            draft = draft.layers  # a subset of the target: calibration has usually scored it already
         layers = self._checked_layers(draft)
         known = _subset_agreement.setdefault(self.target, {})
         key = tuple(layers)

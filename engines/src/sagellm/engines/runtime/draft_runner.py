@@ -86,16 +86,17 @@ class PagedDraftModel:
             self._free.extend(reversed(draft.seq.block_ids))
 
     # ------------------------------------------------------------------ passes
-    def logits(self, works: Sequence[ChunkWork]) -> torch.Tensor:
-        """Logits (float32) of each chunk's last token; the chunks' KV is written to the draft's blocks."""
-        batch = build_input_batch(works, BLOCK_SIZE, self.model.embed.device)
-        return self.model(batch.input_ids, batch.positions, batch.meta, self.kv_caches, batch.logits_idx, self.layers)
+    def logits(self, works: Sequence[ChunkWork], every_token: bool = False) -> torch.Tensor:
+        """Logits (float32) of each chunk's last token, or of every row (drafts included: timing passes shaped
+        like a verify's); the chunks' KV is written to the draft's blocks."""
+        device = self.model.embed.device
+        batch = build_input_batch(works, BLOCK_SIZE, device)
+        rows = torch.arange(batch.input_ids.shape[0], device=device) if every_token else batch.logits_idx
+        return self.model(batch.input_ids, batch.positions, batch.meta, self.kv_caches, rows, self.layers)
 
     def logits_of_every_token(self, works: Sequence[ChunkWork]) -> torch.Tensor:
-        """Logits (float32) of every row of the chunks (drafts included): for timing passes like a verify's."""
-        batch = build_input_batch(works, BLOCK_SIZE, self.model.embed.device)
-        rows = torch.arange(batch.input_ids.shape[0], device=self.model.embed.device)
-        return self.model(batch.input_ids, batch.positions, batch.meta, self.kv_caches, rows, self.layers)
+        """``logits`` of every row: the runner's signature, so calibration times both alike."""
+        return self.logits(works, every_token=True)
 
     def scratch_sequence(self, num_tokens: int) -> SequenceState:
         """A sequence of ``num_tokens`` zeros with blocks for them (calibration); ``release`` it after."""
