@@ -62,12 +62,30 @@ class Channel:
         return Handle()
 
 
+class Done:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self, timeout: float | None = None) -> Any:
+        return self.value
+
+
 class Overlap:
     def schedule(self, compute: Callable[[], Any], comm: Callable[[], Any]) -> tuple[Any, Any]:
         return compute(), comm()
 
+    def start(self, comm: Callable[[], Any]) -> Done:
+        return Done(comm())
+
+    def close(self) -> None:
+        return None
+
 
 class Comm:
+    name = "single"
     rank = 0
     world_size = 1
 
@@ -90,6 +108,9 @@ class Comm:
         return tensor
 
     def barrier(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 

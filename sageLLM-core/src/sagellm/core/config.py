@@ -113,7 +113,12 @@ class TopologySection(Section):
 
 class CollectiveOpsSection(Section):
     implementation: str = "none"
+    # Ranks the engine runs its model on (vLLM's --tensor-parallel-size); above 1, one process per rank.
     world_size: int = Field(default=1, ge=1)
+    # torch.distributed-style rendezvous (tcp://HOST:PORT); None: a free port on 127.0.0.1.
+    init_method: str | None = None
+    # A rank that never joins, or stops answering inside a collective, fails after this long.
+    timeout_s: float = Field(default=60.0, gt=0)
 
 
 class KVTransferSection(Section):

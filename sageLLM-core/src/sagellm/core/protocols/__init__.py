@@ -26,6 +26,7 @@ from sagellm.core.protocols.communication import (
     KVTransferChannel,
     KVTransferHandle,
     OverlapManager,
+    PendingResult,
     TransferReceipt,
 )
 from sagellm.core.protocols.eviction_policy import EvictionPolicy, PredictiveEvictionPolicy
@@ -58,6 +59,7 @@ __all__ = [
     "LinearQuantizer",
     "MigrationTicket",
     "OverlapManager",
+    "PendingResult",
     "PagedAttentionKernels",
     "PredictiveEvictionPolicy",
     "PrefixIndex",

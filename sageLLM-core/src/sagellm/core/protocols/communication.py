@@ -8,10 +8,40 @@ from typing import Any, Protocol, runtime_checkable
 from sagellm.core.protocols.kv_pool import CompletionHandle
 from sagellm.core.types.kv import BlockId
 
+REDUCE_OPS = ("sum", "max", "min")
+"""The reductions every CommBackend accepts as ``op``; anything else is a ConfigError."""
+
 
 @runtime_checkable
 class CommBackend(Protocol):
-    """Collectives and point-to-point ops over a process group (tensors are opaque here)."""
+    """Collectives and point-to-point ops over a process group (tensors are opaque to core).
+
+    One object per rank; every rank calls the same collectives in the same
+    order with tensors of the same shape and dtype (as with NCCL and gloo).
+    The contract, which ``sagellm.core.testing.CommBackendConformance``
+    checks on every backend:
+
+    - ``all_reduce`` and ``broadcast`` work in place and return the tensor
+      they were given, so ``x = comm.all_reduce(x)`` and a bare call agree;
+    - ``all_gather`` returns a new tensor: every rank's tensor concatenated
+      along dim 0 in rank order (``world_size * n`` rows from ``n``);
+    - ``reduce_scatter`` returns a new tensor: dim 0 split into
+      ``world_size`` equal chunks, reduced, chunk ``rank`` kept; a dim 0 not
+      divisible by ``world_size`` is a ConfigError on every rank;
+    - ``send`` returns once the tensor may be reused; ``recv`` fills the
+      tensor it was given and returns it;
+    - ``op`` is one of :data:`REDUCE_OPS`; every rank gets bit-identical
+      results (tensor-parallel ranks must not drift apart), and with two
+      ranks an fp32 sum is bit-identical to gloo's;
+    - a peer that never arrives is a ``SageLLMError`` after the backend's
+      timeout, never a hang; ``close`` releases the group and may be called
+      twice.
+    """
+
+    @property
+    def name(self) -> str:
+        """The registry name (``"gloo"``, ``"shm"``, ...), for logs and benchmark tables."""
+        ...
 
     @property
     def rank(self) -> int: ...
@@ -32,6 +62,8 @@ class CommBackend(Protocol):
     def recv(self, tensor: Any, src: int) -> Any: ...
 
     def barrier(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -140,7 +172,31 @@ class DuplexKVChannel(KVTransferChannel, Protocol):
 
 
 @runtime_checkable
+class PendingResult(Protocol):
+    """Work an OverlapManager started and has not been waited for yet."""
+
+    def done(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The work's result (re-raising its exception); TimeoutError if not done within ``timeout``."""
+        ...
+
+
+@runtime_checkable
 class OverlapManager(Protocol):
-    """Runs communication concurrently with computation."""
+    """Runs communication concurrently with computation.
+
+    ``schedule`` runs both callables and returns ``(compute(), comm())`` once
+    both finished: the same values a serial ``compute(); comm()`` gives, in
+    less wall time when they overlap. ``start`` launches ``comm`` and returns
+    at once, so a caller can compute and wait just before it needs the result
+    (an all-reduce waited before the next layer uses it). An exception in
+    either callable reaches the caller; nothing is dropped silently.
+    ``close`` waits for started work and stops the manager's workers.
+    """
 
     def schedule(self, compute: Callable[[], Any], comm: Callable[[], Any]) -> tuple[Any, Any]: ...
+
+    def start(self, comm: Callable[[], Any]) -> PendingResult: ...
+
+    def close(self) -> None: ...

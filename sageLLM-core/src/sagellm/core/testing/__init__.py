@@ -13,6 +13,7 @@ The suites use plain ``assert`` and no pytest import, so core stays free of
 test dependencies.
 """
 
+from sagellm.core.testing.comm_backend import CommBackendConformance
 from sagellm.core.testing.draft_model import DraftModelConformance
 from sagellm.core.testing.duplex_kv_channel import DuplexKVChannelConformance
 from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
@@ -21,13 +22,16 @@ from sagellm.core.testing.ir_builder import IRBuilderConformance
 from sagellm.core.testing.kv_pool import KVPoolConformance
 from sagellm.core.testing.kv_transfer import KVTransferChannelConformance
 from sagellm.core.testing.lifetime_predictor import LifetimePredictorConformance
+from sagellm.core.testing.overlap_manager import OverlapManagerConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
 from sagellm.core.testing.quantizer import LinearQuantizerConformance, QuantizerConformance
 from sagellm.core.testing.raises import raises
 from sagellm.core.testing.speculative_decoder import SpeculativeDecoderConformance
 from sagellm.core.testing.tiered_kv_pool import TieredKVPoolConformance
+from sagellm.core.testing.topology import TopologyDetectorConformance
 
 __all__ = [
+    "CommBackendConformance",
     "DraftModelConformance",
     "DuplexKVChannelConformance",
     "EvictionPolicyConformance",
@@ -37,9 +41,11 @@ __all__ = [
     "KVTransferChannelConformance",
     "LifetimePredictorConformance",
     "LinearQuantizerConformance",
+    "OverlapManagerConformance",
     "PrefixIndexConformance",
     "QuantizerConformance",
     "SpeculativeDecoderConformance",
     "TieredKVPoolConformance",
+    "TopologyDetectorConformance",
     "raises",
 ]

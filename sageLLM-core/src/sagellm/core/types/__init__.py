@@ -25,12 +25,23 @@ from sagellm.core.types.request import Request, SamplingParams
 from sagellm.core.types.sequence import SequenceState, SequenceStatus
 from sagellm.core.types.speculation import DraftSequence
 from sagellm.core.types.step import StepOutput
-from sagellm.core.types.topology import DeviceInfo, LinkInfo, TopologyInfo
+from sagellm.core.types.topology import (
+    CacheInfo,
+    CpuInfo,
+    DeviceInfo,
+    LinkInfo,
+    NicInfo,
+    NumaNode,
+    PciDevice,
+    TopologyInfo,
+)
 
 __all__ = [
     "ArithmeticKVView",
     "BlockId",
     "BlockMove",
+    "CacheInfo",
+    "CpuInfo",
     "DeviceInfo",
     "DraftSequence",
     "EvictionContext",
@@ -41,6 +52,9 @@ __all__ = [
     "LinkInfo",
     "MigrationPlan",
     "MigrationRate",
+    "NicInfo",
+    "NumaNode",
+    "PciDevice",
     "PreemptionMode",
     "PrefixHit",
     "Request",
