@@ -1,0 +1,1 @@
+"""Parsers for vendor topology tools' text output; each returns a :class:`~sagellm.topology.LinkMatrix`."""
