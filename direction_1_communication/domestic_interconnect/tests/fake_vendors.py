@@ -1,0 +1,67 @@
+"""Build each vendor backend over its fake plugin (gloo underneath), in any process.
+
+The builders are module-level functions so ``multiprocessing`` "spawn"
+children can pickle them: each child puts ``tests/fake_plugins`` on
+``sys.path`` first, so the backend's import probe finds the fake plugin
+exactly where it would find the vendor's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+FAKE_PLUGINS = Path(__file__).resolve().parent / "fake_plugins"
+
+# vendor key -> (module to import before building, torch backend to use; None = the table's)
+FAKES: dict[str, tuple[str | None, str | None]] = {
+    "hccl": (None, None),  # the probe itself imports the fake torch_npu
+    "cncl": (None, None),  # ... and the fake torch_mlu
+    "xccl": (None, "fake_xccl"),
+    "rccl": ("sagellm_fake_rocm", "fake_rccl"),
+}
+
+
+def use_fake_plugins() -> None:
+    """Let imports of torch_npu, torch_mlu, torch_xmlir find the fakes."""
+    path = str(FAKE_PLUGINS)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+PEER_TIMEOUT_S = 8.0  # the backends' timeout in these tests: short, yet safe on a loaded 2-core machine
+
+
+def build(key: str, rank: int, world_size: int, init_method: str, timeout_s: float = PEER_TIMEOUT_S) -> Any:
+    """The real backend class of vendor ``key``, over its fake plugin, on CPU tensors."""
+    from sagellm.domestic_interconnect import BACKEND_CLASSES
+
+    use_fake_plugins()
+    preload, backend = FAKES[key]
+    if preload:
+        importlib.import_module(preload)
+    options: dict[str, Any] = {"device": "cpu"}
+    if backend:
+        options["backend"] = backend
+    return BACKEND_CLASSES[key](rank, world_size, init_method, timeout_s, **options)
+
+
+def build_hccl(rank: int, world_size: int, init_method: str) -> Any:
+    return build("hccl", rank, world_size, init_method)
+
+
+def build_cncl(rank: int, world_size: int, init_method: str) -> Any:
+    return build("cncl", rank, world_size, init_method)
+
+
+def build_rccl(rank: int, world_size: int, init_method: str) -> Any:
+    return build("rccl", rank, world_size, init_method)
+
+
+def build_xccl(rank: int, world_size: int, init_method: str) -> Any:
+    return build("xccl", rank, world_size, init_method)
+
+
+BUILDERS = {"hccl": build_hccl, "cncl": build_cncl, "rccl": build_rccl, "xccl": build_xccl}
