@@ -1,9 +1,10 @@
 """sagellm-kv-transfer: ships KV blocks between prefill and decode workers.
 
-``SharedMemoryKVChannel`` (registry name ``shm``) implements
-:class:`sagellm.core.protocols.KVTransferChannel` between processes of one
-machine: blocks are staged in shared memory, small JSON messages over Unix
-datagram sockets say where.
+Two implementations of :class:`sagellm.core.protocols.DuplexKVChannel`:
+``SharedMemoryKVChannel`` (registry name ``shm``) between processes of one
+machine (blocks staged in shared memory, small JSON messages over Unix
+datagram sockets say where), and ``TcpKVChannel`` (``tcp``) between
+processes on any hosts (length-prefixed frames over TCP).
 """
 
 from sagellm.kv_transfer.channel import ChannelStats, SharedMemoryKVChannel
@@ -12,6 +13,7 @@ from sagellm.kv_transfer.errors import (
     KVTransferError,
     NodeNameInUseError,
     PeerClosedError,
+    PeerMismatchError,
     ShapeMismatchError,
     StagingFullError,
     TransferRejectedError,
@@ -21,6 +23,7 @@ from sagellm.kv_transfer.handle import TransferHandle, TransferResult
 from sagellm.kv_transfer.incoming import IncomingTransfer
 from sagellm.kv_transfer.kv_blocks import BlockGeometry, KVBlocks
 from sagellm.kv_transfer.segment import live_segments, sweep_stale
+from sagellm.kv_transfer.tcp_channel import TcpKVChannel
 from sagellm.kv_transfer.version import __version__
 
 __all__ = [
@@ -32,9 +35,11 @@ __all__ = [
     "KVTransferError",
     "NodeNameInUseError",
     "PeerClosedError",
+    "PeerMismatchError",
     "ShapeMismatchError",
     "SharedMemoryKVChannel",
     "StagingFullError",
+    "TcpKVChannel",
     "TransferHandle",
     "TransferRejectedError",
     "TransferResult",

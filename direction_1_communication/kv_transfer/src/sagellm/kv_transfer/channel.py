@@ -24,6 +24,7 @@ of waiting for room, if set): back-pressure, not unbounded memory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import threading
@@ -38,14 +39,14 @@ import torch
 from sagellm.core.config import Section
 from sagellm.core.errors import ConfigError, InvalidRequestError
 from sagellm.kv_transfer.errors import (
+    ACK_ERRORS,
     ChannelClosedError,
     PeerClosedError,
-    ShapeMismatchError,
     StagingFullError,
     TransferRejectedError,
     UnknownTargetError,
 )
-from sagellm.kv_transfer.extents import ExtentAllocator
+from sagellm.kv_transfer.extents import ExtentAllocator, reserve_run
 from sagellm.kv_transfer.handle import TransferHandle, TransferResult
 from sagellm.kv_transfer.incoming import IncomingTransfer
 from sagellm.kv_transfer.kv_blocks import BlockGeometry, KVBlocks
@@ -54,11 +55,6 @@ from sagellm.kv_transfer.segment import Segment
 from sagellm.kv_transfer.wire import INLINE_METADATA_BYTES, AckMsg, ByeMsg, Message, TransferMsg, decode, encode
 
 DEFAULT_STAGING_MB = 256.0
-ACK_ERRORS: dict[str, type[Exception]] = {
-    "shape": ShapeMismatchError,
-    "rejected": TransferRejectedError,
-    "closed": PeerClosedError,
-}
 
 
 @dataclass(slots=True)
@@ -217,22 +213,15 @@ class SharedMemoryKVChannel:
                 self._extents = ExtentAllocator(self._staging_bytes)
             extents = self._extents
             assert extents is not None
-            if extents.rounded(nbytes) > extents.capacity:
-                raise StagingFullError(
-                    f"a transfer of {nbytes} bytes exceeds the whole staging area ({extents.capacity} bytes); "
-                    "raise kv_transfer staging_mb or send fewer blocks at a time"
-                )
-            deadline = time.monotonic() + self.full_timeout_s
-            while (offset := extents.allocate(nbytes)) is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise StagingFullError(
-                        f"staging area full: {extents.num_used_bytes} of {extents.capacity} bytes wait for "
-                        f"receivers to accept ({len(self._pending)} transfers pending); need {nbytes}"
-                    )
-                self._space.wait(remaining)
-                self._check_open()
-            return offset
+            return reserve_run(
+                extents,
+                nbytes,
+                self._space,
+                self.full_timeout_s,
+                self._check_open,
+                len(self._pending),
+                StagingFullError,
+            )
 
     def _free(self, offset: int | None) -> None:
         """Give a staged run back (lock held)."""
@@ -311,7 +300,7 @@ class SharedMemoryKVChannel:
                 self._peers.add(msg.src)  # even when closing: it must hear our goodbye
                 if self.closed:
                     return
-                self._incoming.append(IncomingTransfer(self, msg))
+                self._incoming.append(IncomingTransfer(self, msg, functools.partial(self.staged_run, msg)))
                 self._arrivals.notify_all()
         elif isinstance(msg, AckMsg):
             self._on_ack(msg)

@@ -39,5 +39,17 @@ class TransferRejectedError(KVTransferError):
     """The receiver refused the transfer (for instance it could not allocate blocks for it)."""
 
 
+class PeerMismatchError(KVTransferError, ConfigError):
+    """The peer refused this channel: it belongs to another namespace (another deployment)."""
+
+
 class NodeNameInUseError(KVTransferError, ConfigError):
     """Another live channel already listens under this node name in this namespace."""
+
+
+ACK_ERRORS: dict[str, type[KVTransferError]] = {
+    "shape": ShapeMismatchError,
+    "rejected": TransferRejectedError,
+    "closed": PeerClosedError,
+}
+"""The error a sender's handle fails with, by the ``error_kind`` of the receiver's ACK (any channel)."""

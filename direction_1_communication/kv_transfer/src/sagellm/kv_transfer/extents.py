@@ -15,6 +15,9 @@ holes, merged with its neighbours on free::
 from __future__ import annotations
 
 import bisect
+import threading
+import time
+from collections.abc import Callable
 
 DEFAULT_ALIGNMENT = 256  # keeps every staged tensor aligned for vector loads, whatever its dtype
 
@@ -65,3 +68,36 @@ class ExtentAllocator:
             self._holes[i - 1] = (offset, size)
             return
         self._holes.insert(i, (offset, size))
+
+
+def reserve_run(
+    extents: ExtentAllocator,
+    nbytes: int,
+    room: threading.Condition,
+    timeout_s: float,
+    check_open: Callable[[], None],
+    num_pending: int,
+    full_error: type[Exception],
+) -> int:
+    """A run of ``nbytes``, waiting up to ``timeout_s`` on ``room`` (held) for receivers to free space.
+
+    Shared by every channel that stages before sending: back-pressure is the
+    same whether the staging area is shared memory or a private buffer.
+    ``full_error`` is raised when the run can never fit or the wait runs out.
+    """
+    if extents.rounded(nbytes) > extents.capacity:
+        raise full_error(
+            f"a transfer of {nbytes} bytes exceeds the whole staging area ({extents.capacity} bytes); "
+            "raise kv_transfer staging_mb or send fewer blocks at a time"
+        )
+    deadline = time.monotonic() + timeout_s
+    while (offset := extents.allocate(nbytes)) is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise full_error(
+                f"staging area full: {extents.num_used_bytes} of {extents.capacity} bytes wait for "
+                f"receivers to accept ({num_pending} transfers pending); need {nbytes}"
+            )
+        room.wait(remaining)
+        check_open()
+    return offset

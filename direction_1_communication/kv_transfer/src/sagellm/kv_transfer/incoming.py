@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
 
 from sagellm.core.errors import InvalidRequestError
 from sagellm.kv_transfer.errors import ChannelClosedError, PeerClosedError, ShapeMismatchError
-from sagellm.kv_transfer.kv_blocks import BlockGeometry
+from sagellm.kv_transfer.kv_blocks import BlockGeometry, KVBlocks
 from sagellm.kv_transfer.wire import AckMsg, TransferMsg
 
-if TYPE_CHECKING:
-    from sagellm.kv_transfer.channel import SharedMemoryKVChannel
+
+class ReceivingEnd(Protocol):
+    """What an incoming transfer needs of the channel that received it (shm and tcp alike)."""
+
+    @property
+    def kv(self) -> KVBlocks: ...
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def answer(self, incoming: IncomingTransfer, ack: AckMsg) -> None:
+        """Send the sender its acknowledgement (or refusal)."""
+        ...
+
+    def count_received(self, nbytes: int, copy_s: float) -> None: ...
 
 
 class IncomingTransfer:
-    """A transfer posted to this node, staged in its sender's shared memory until accepted.
+    """A transfer posted to this node, staged (in its sender's shared memory, or received) until accepted.
 
     The receiver decides where the blocks go (it allocates them in its own
     pool once it knows ``num_blocks``), so receiving is two calls::
@@ -30,9 +48,10 @@ class IncomingTransfer:
     sender's handle completes (or fails) when the answer arrives.
     """
 
-    def __init__(self, channel: SharedMemoryKVChannel, msg: TransferMsg) -> None:
+    def __init__(self, channel: ReceivingEnd, msg: TransferMsg, staged: Callable[[], torch.Tensor]) -> None:
         self._channel = channel
         self._msg = msg
+        self._staged = staged  # the flat uint8 bytes of the transfer: shared memory, or a received buffer
         self.metadata: Any = msg.metadata
         self.answered = False
         self.void = False  # its sender closed before we answered: the staged data is no longer promised
@@ -80,7 +99,7 @@ class IncomingTransfer:
             raise ShapeMismatchError(text)
         start = time.perf_counter()
         if ids:
-            channel.kv.scatter(channel.staged_run(self._msg), ids)
+            channel.kv.scatter(self._staged(), ids)
         copy_s = time.perf_counter() - start
         self._answer(None, "", copy_s)
         channel.count_received(self.num_bytes, copy_s)
@@ -96,7 +115,7 @@ class IncomingTransfer:
         msg = self._msg
         if msg.metadata_nbytes:
             start = msg.num_blocks * msg.geometry.bytes_per_block
-            raw = self._channel.staged_run(msg)[start : start + msg.metadata_nbytes]
+            raw = self._staged()[start : start + msg.metadata_nbytes]
             self.metadata = json.loads(raw.numpy().tobytes())
 
     def _check_answerable(self) -> None:

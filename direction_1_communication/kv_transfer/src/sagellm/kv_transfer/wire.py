@@ -13,6 +13,11 @@ Block data never travels in a message, only where to find it::
 JSON rather than pickle: anything on the machine can post to a mailbox, and
 unpickling would let it run code. Malformed messages decode to None and are
 dropped.
+
+The TCP channel sends the same messages as frames, plus two of its own: a
+dialling sender opens with HELLO {namespace}, and a receiver that will not
+talk to it (another namespace: another deployment) answers REFUSE {reason}
+and hangs up.
 """
 
 from __future__ import annotations
@@ -53,7 +58,19 @@ class ByeMsg:
     src: str
 
 
-Message = TransferMsg | AckMsg | ByeMsg
+@dataclass(frozen=True, slots=True)
+class HelloMsg:
+    src: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseMsg:
+    src: str
+    reason: str
+
+
+Message = TransferMsg | AckMsg | ByeMsg | HelloMsg | RefuseMsg
 
 
 def encode(msg: Message) -> bytes:
@@ -71,6 +88,10 @@ def encode(msg: Message) -> bytes:
     elif isinstance(msg, AckMsg):
         body = {"kind": "ack", "id": msg.transfer_id, "error_kind": msg.error_kind, "error": msg.error}
         body["copy_s"] = msg.copy_s
+    elif isinstance(msg, HelloMsg):
+        body = {"kind": "hello", "namespace": msg.namespace}
+    elif isinstance(msg, RefuseMsg):
+        body = {"kind": "refuse", "reason": msg.reason}
     else:
         body = {"kind": "bye"}
     body["v"] = VERSION
@@ -106,6 +127,10 @@ def decode(data: bytes) -> Message | None:
             )
         if kind == "bye":
             return ByeMsg(src)
+        if kind == "hello":
+            return HelloMsg(src, str(body["namespace"]))
+        if kind == "refuse":
+            return RefuseMsg(src, str(body["reason"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return None
