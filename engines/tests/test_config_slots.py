@@ -15,6 +15,7 @@ from sagellm.core.config import load_config
 from sagellm.core.errors import ConfigError
 from sagellm.engines.cli.main import EXIT_BAD_INPUT, main
 from sagellm.engines.engine.slots import DISAGGREGATED_KINDS, ENGINE_KINDS, check_slots
+from sagellm.engines.engine.tensor_parallel import check_tensor_parallel
 
 UNWIRED = sorted(group.section for kind, group in registry.GROUPS.items() if kind not in DISAGGREGATED_KINDS)
 
@@ -26,7 +27,8 @@ def test_the_defaults_pass() -> None:
 def test_every_slot_is_a_registry_group() -> None:
     """15 module slots, one registry group (entry-point group + Protocol) each."""
     assert len(registry.GROUPS) == 15
-    assert {"domestic_interconnect", "sparsity", "cot_acceleration"} <= set(UNWIRED)
+    assert {"sparsity", "cot_acceleration"} <= set(UNWIRED)
+    assert {"comm_backend", "interconnect_backend", "topology_detector"} <= ENGINE_KINDS
     assert "speculative_decoder" in ENGINE_KINDS and "speculative_decoder" not in DISAGGREGATED_KINDS
 
 
@@ -57,9 +59,11 @@ def test_kv_transfer_is_for_the_disaggregated_engine_only() -> None:
     check_slots(config, DISAGGREGATED_KINDS)
 
 
-def test_a_world_size_above_one_is_refused() -> None:
-    with pytest.raises(ConfigError, match="world_size=2"):
-        check_slots(load_config(collective_ops={"world_size": 2}))
+def test_tensor_parallelism_refuses_what_it_cannot_run_before_loading() -> None:
+    with pytest.raises(ConfigError, match="tensor_parallel_size=2 does not run with speculative decoding"):
+        check_tensor_parallel(
+            load_config(collective_ops={"world_size": 2}, speculative_decoding={"implementation": "ngram"})
+        )
 
 
 def test_switched_off_slots_are_not_looked_up() -> None:
@@ -72,7 +76,7 @@ def test_switched_off_slots_are_not_looked_up() -> None:
     [
         ("SAGELLM__SPECULATIVE_DECODING__IMPLEMENTATION", "not-installed"),
         ("SAGELLM__SPARSITY__IMPLEMENTATION", "2of4"),
-        ("SAGELLM__COLLECTIVE_OPS__WORLD_SIZE", "2"),
+        ("SAGELLM__COLLECTIVE_OPS__IMPLEMENTATION", "not-installed"),
     ],
 )
 def test_the_cli_exits_2_before_loading_the_model(

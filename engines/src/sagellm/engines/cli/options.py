@@ -28,7 +28,21 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="compute dtype (auto: bf16 on GPU and bf16-capable CPUs, else float32)",
     )
     group.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    group.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    group.add_argument("--threads", type=int, help="CPU threads for PyTorch (per rank with --tensor-parallel-size)")
+    group.add_argument(
+        "--tensor-parallel-size",
+        "-tp",
+        type=int,
+        help="ranks the model is split across, one process each (default 1; SmolLM2 splits up to 3)",
+    )
+    group.add_argument(
+        "--collective-backend",
+        help=f"collectives between tensor-parallel ranks ({_installed('comm_backend', 'shm, else gloo')})",
+    )
+    group.add_argument(
+        "--dist-init-method",
+        help="rendezvous of the ranks, tcp://HOST:PORT (default: a free port on 127.0.0.1)",
+    )
     group.add_argument("--max-model-len", type=int, help="context length limit (default: the model's)")
     group.add_argument("--block-size", type=int, help="tokens per KV block (default 16)")
     group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")
@@ -144,6 +158,9 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("model", "device", args.device)
     put("model", "num_threads", args.threads)
     put("model", "max_model_len", args.max_model_len)
+    put("collective_ops", "world_size", args.tensor_parallel_size)
+    put("collective_ops", "implementation", args.collective_backend)
+    put("collective_ops", "init_method", args.dist_init_method)
     put("kv_pool", "block_size", args.block_size)
     put("kv_pool", "num_blocks", args.num_blocks)
     put("kv_pool", "memory_gb", args.kv_memory_gb)

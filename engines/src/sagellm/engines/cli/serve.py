@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
@@ -59,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def run(args: argparse.Namespace) -> int:
     from sagellm.engines.engine.builder import build_engine
+    from sagellm.engines.model.parallel_ops import RankFailedError
     from sagellm.engines.server import ServerOptions, create_app, serve
 
     config = _config(args)
@@ -67,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot listen on {host}:{port}: the port is in use (try --port)")
     engine = build_engine(config)
     options = ServerOptions(served_model_name=args.served_model_name, shutdown_grace_s=args.shutdown_grace)
-    serve(create_app(engine, options), host, port, args.log_level)
+    try:
+        serve(create_app(engine, options), host, port, args.log_level)
+    except RankFailedError as exc:  # not the user's input: exit 1, not the bad-input 2
+        print(f"sagellm: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

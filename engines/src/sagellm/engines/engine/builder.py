@@ -24,12 +24,15 @@ from sagellm.core.protocols import (
     SwapCapableIRBuilder,
 )
 from sagellm.core.types import KVLayout
+from sagellm.engines.engine.cpu_placement import detect_topology
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.draft_models import EngineDraftModels
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
 from sagellm.engines.engine.row_cost import calibrated_row_costs, draft_pass_costs
 from sagellm.engines.engine.slots import AUTO, ENGINE_KINDS, NO_IMPLEMENTATION, check_slots
+from sagellm.engines.engine.tensor_parallel import check_tensor_parallel, place_rank, tensor_parallel_size
+from sagellm.engines.engine.tensor_parallel_start import rank0_config, tensor_parallel_model
 from sagellm.engines.engine.warm_up import warm_up
 from sagellm.engines.model.attention import FusedAttention
 from sagellm.engines.model.config import ModelConfig
@@ -50,16 +53,25 @@ def build_engine(
 ) -> LLMEngine:
     """Load the model and assemble an engine; ``wired``: the registry kinds the caller uses (see slots.py)."""
     check_slots(config, wired)  # before seconds of weight loading
-    if config.model.num_threads:
-        torch.set_num_threads(config.model.num_threads)
+    check_tensor_parallel(config)
+    if tensor_parallel_size(config) > 1:
+        torch.set_num_threads(place_rank(config, 0))
+    else:
+        detect_topology(config)  # logged; one process needs no placement
+        if config.model.num_threads:
+            torch.set_num_threads(config.model.num_threads)
     device = resolve_device(config.model.device)
     if device.type == "cpu":
         keep_freed_memory()  # per-layer KV gathers would otherwise page-fault on every step
     dtype = resolve_dtype(config.model.dtype, device)
     checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
     tokenizer = build_tokenizer(checkpoint)
-    _max_model_len(config, checkpoint.config)  # fail on a bad max_model_len before building the model
-    model = model_of(config, checkpoint, device)
+    max_model_len = _max_model_len(config, checkpoint.config)  # fail on a bad one before building the model
+    if tensor_parallel_size(config) > 1:
+        layout = kv_layout(config, rank0_config(config, checkpoint.config), device, dtype, max_model_len)
+        model = tensor_parallel_model(config, checkpoint, layout)
+    else:
+        model = model_of(config, checkpoint, device)
     if config.quantization.implementation != NO_IMPLEMENTATION:
         quantizer = registry.create_quantizer(config)
         quantize_model(model, quantizer, calibration_token_ids(tokenizer), include_head=config.quantization.lm_head)
@@ -119,6 +131,11 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
     device, dtype = model.embed.device, model.dtype
     max_model_len = _max_model_len(config, model_config)
     layout = kv_layout(config, model_config, device, dtype, max_model_len)
+    if model.max_kv_blocks is not None and layout.num_blocks > model.max_kv_blocks:
+        raise ConfigError(
+            f"this pool needs {layout.num_blocks} KV blocks, but the other tensor-parallel ranks hold "
+            f"{model.max_kv_blocks}; build the engine again with the larger pool"
+        )
     pool = registry.create_kv_pool(kv_pool_section(config, layout), layout=layout)
     index = registry.create_prefix_index(config, block_size=layout.block_size) if config.prefix_cache.enabled else None
     policy = build_eviction_policy(config) if index is not None else None

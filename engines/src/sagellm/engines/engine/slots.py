@@ -31,6 +31,9 @@ ENGINE_KINDS = frozenset(
         "quantizer",
         "fused_kernel",
         "speculative_decoder",
+        "comm_backend",  # tensor parallelism's collectives (collective_ops.world_size > 1)
+        "topology_detector",  # where tensor-parallel ranks run (engine/cpu_placement.py)
+        "interconnect_backend",  # a vendor's collectives for tensor parallelism, instead of comm_backend
     }
 )
 # The disaggregated prefill/decode workers (sagellm.engines.disagg) use the KV transfer channel as well.
@@ -56,11 +59,6 @@ def check_slots(config: SageLLMConfig, wired: Collection[str] = ENGINE_KINDS) ->
                 f"{group.section}.implementation '{name}' is installed, but this engine does not use "
                 f"a {group.section} module{_where(kind)}; set it to '{NO_IMPLEMENTATION}'"
             )
-    if config.collective_ops.world_size != 1:
-        raise ConfigError(
-            f"collective_ops.world_size={config.collective_ops.world_size}: this engine runs on one device "
-            "(no tensor parallelism yet); use 1"
-        )
 
 
 def _where(kind: str) -> str:

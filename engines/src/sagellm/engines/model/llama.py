@@ -18,8 +18,10 @@ from sagellm.core.protocols import FusedKernel
 from sagellm.engines.model.attention import FusedAttention, LayerKV, paged_attention
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.forward_args import ForwardArgs
 from sagellm.engines.model.fused_ops import FusedElementwise, RopeInputs
 from sagellm.engines.model.linear import Linear
+from sagellm.engines.model.parallel_ops import ParallelOps
 from sagellm.engines.model.q4_weights import Q4Weight, concat_rows
 from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
 
@@ -49,6 +51,7 @@ class DecoderLayer(nn.Module):
         self.down = _fused_linear(take, q4, prefix, ["mlp.down_proj.weight"])
         self.fused_attention: FusedAttention | None = None  # set by LlamaForCausalLM.use_fused_kernels
         self.fused_ops: FusedElementwise | None = None
+        self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # tensor parallelism's all-reduce
 
     def forward(
         self,
@@ -70,13 +73,17 @@ class DecoderLayer(nn.Module):
             k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
         attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_attention)
-        hidden = hidden + self.o_proj(attended.reshape(-1, cfg.q_size))
+        hidden = hidden + self._summed(self.o_proj(attended.reshape(-1, cfg.q_size)))
         x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps, ops)
         gate_up = self.gate_up(x)
         if ops is not None:
-            return hidden + self.down(ops.silu_mul(gate_up))
+            return hidden + self._summed(self.down(ops.silu_mul(gate_up)))
         gate, up = gate_up.chunk(2, dim=-1)
-        return hidden + self.down(F.silu(gate) * up)
+        return hidden + self._summed(self.down(F.silu(gate) * up))
+
+    def _summed(self, partial: torch.Tensor) -> torch.Tensor:
+        """A row-parallel output summed over tensor-parallel ranks (itself when the model is whole)."""
+        return partial if self.reduce is None else self.reduce(partial)
 
 
 class LlamaForCausalLM(nn.Module):
@@ -110,6 +117,9 @@ class LlamaForCausalLM(nn.Module):
         self.int8_head = self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows()
         self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
         self.fused_ops: FusedElementwise | None = None
+        self.parallel: ParallelOps | None = None  # set by use_tensor_parallel on every rank
+        self.mirror: Callable[[ForwardArgs], None] | None = None  # rank 0: hands each forward's inputs to the others
+        self.max_kv_blocks: int | None = None  # the other ranks' pool size: no engine over this model may use more
 
     def use_fused_kernels(self, kernels: FusedKernel) -> list[str]:
         """Route what ``kernels`` (a registry FusedKernel set) offers into the layers; returns the ops used."""
@@ -121,6 +131,12 @@ class LlamaForCausalLM(nn.Module):
         return ([] if attention is None else attention.ops_used) + (
             [] if elementwise is None else list(elementwise.OPS)
         )
+
+    def use_tensor_parallel(self, ops: ParallelOps) -> None:
+        """Join this rank's shard (built from ``TensorShard.cut`` weights) to the others through ``ops``."""
+        self.parallel = ops
+        for layer in self.layers:
+            layer.reduce = ops.all_reduce
 
     @property
     def dtype(self) -> torch.dtype:
@@ -138,7 +154,10 @@ class LlamaForCausalLM(nn.Module):
     ) -> torch.Tensor:
         """Logits of the ``logits_idx`` rows; ``layers``: run only these decoder layers (self speculation's
         draft), with ``kv_caches`` one per layer run."""
-        hidden = F.embedding(input_ids, self.embed)
+        if self.mirror is not None:
+            self.mirror(ForwardArgs(input_ids, positions, meta, logits_idx, layers))
+        parallel = self.parallel
+        hidden = F.embedding(input_ids, self.embed) if parallel is None else parallel.embed(input_ids, self.embed)
         if self.fused_ops is not None:  # the fused RoPE indexes the float32 tables itself
             rope = RopeInputs(positions, self.rotary.cos, self.rotary.sin)
         else:
@@ -147,7 +166,8 @@ class LlamaForCausalLM(nn.Module):
         for layer, kv_cache in zip(run, kv_caches):
             hidden = layer(hidden, rope, kv_cache, meta)
         hidden = rms_norm(hidden.index_select(0, logits_idx), self.norm, self.config.rms_norm_eps, self.fused_ops)
-        return self.lm_head(hidden).float()
+        logits = self.lm_head(hidden)
+        return (logits if parallel is None else parallel.gather_logits(logits)).float()
 
 
 def _fused_linear(

@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 from sagellm.core.errors import ServerOverloadedError
 from sagellm.core.types import SamplingParams, StepOutput
 from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.model.parallel_ops import RankFailedError
 from sagellm.engines.server.errors import EngineFailureError, ServiceUnavailableError
 from sagellm.engines.server.request_handle import Item, RequestHandle
 from sagellm.engines.server.server_metrics import ServerMetrics
@@ -77,6 +78,8 @@ class AsyncEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self._broken = False
+        self.fatal_error: RankFailedError | None = None  # the engine can never step again (a rank died)
+        self.on_fatal: Callable[[], None] | None = None  # the server's way to shut itself down then
         self._hosted = False  # host() runs the loop on its caller's thread
         self._may_run = threading.Event()  # host(): the event loop is up (or will never be)
         self._running = False
@@ -251,6 +254,15 @@ class AsyncEngine:
     def _step(self) -> None:
         try:
             outputs = self.engine.step()
+        except RankFailedError as exc:  # no step can succeed any more: fail everything and shut down
+            logger.error("engine stopped: %s", exc)
+            self.fatal_error = exc
+            self._fail_all(EngineFailureError(f"the engine stopped: {exc}"))
+            self._broken = True
+            self._wake.set()  # the loop must not sleep: it ends, so host() returns and the process can exit
+            if self.on_fatal is not None:
+                self.on_fatal()
+            return
         except Exception as exc:  # fail this batch's requests, keep serving the next ones
             logger.exception("engine step failed")
             self._fail_all(EngineFailureError(f"the engine failed while generating: {exc}"))

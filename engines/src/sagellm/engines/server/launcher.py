@@ -7,6 +7,8 @@
            ─► then each is aborted: streams end with finish_reason "abort", KV freed
            ─► lifespan shutdown stops the engine thread; the process exits 0
 
+    a tensor-parallel rank dies ─► its step fails every request ─► the same shutdown ─► exit 1 with the reason
+
 uvicorn's own ``timeout_graceful_shutdown`` is set a little past the grace
 period, as a backstop that cancels any connection still open.
 """
@@ -71,6 +73,7 @@ def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
         finally:
             engine.release()
 
+    engine.on_fatal = lambda: server.handle_exit(signal.SIGTERM, None)
     http = threading.Thread(target=run_http, name="sagellm-http", daemon=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, server.handle_exit)
@@ -82,3 +85,5 @@ def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
         restore_priority(lowered)
     if not server.started:
         raise ConfigError(f"the server could not start on {host}:{port} (see the log above)")
+    if engine.fatal_error is not None:
+        raise engine.fatal_error
