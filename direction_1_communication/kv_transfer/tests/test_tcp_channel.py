@@ -211,6 +211,8 @@ def test_bad_addresses_and_options_are_config_errors() -> None:
     with tcp_channel("src", make_kv(2)) as src:
         with pytest.raises(ConfigError):
             src.transfer([0], "decode")  # neither host:port nor a known peer
+        with pytest.raises(ConfigError, match="port 0, which cannot be dialled"):
+            src.transfer([0], "127.0.0.1:0")
         with pytest.raises(NodeNameInUseError):
             TcpKVChannel(make_kv(2), str(src.address))
         with pytest.raises(InvalidRequestError):

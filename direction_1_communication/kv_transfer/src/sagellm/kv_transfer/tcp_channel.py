@@ -171,6 +171,11 @@ class TcpKVChannel:
         """
         self._check_open()
         address = resolve(target_node, self.peers)
+        if address.port == 0:
+            raise ConfigError(
+                f"KV transfer target {target_node!r} is at port 0, which cannot be dialled (a node given port 0 "
+                "listens wherever the system puts it); give every node in kv_transfer.options.peers a fixed port"
+            )
         ids = self.kv.check_ids(blocks)
         _check_metadata(metadata)
         block_bytes = len(ids) * self.geometry.bytes_per_block
