@@ -11,6 +11,7 @@ from __future__ import annotations
 import weakref
 
 from sagellm.core.config import SageLLMConfig
+from sagellm.core.protocols import CommBackend
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.tensor_parallel import connect, free_init_method, shard_model, tensor_parallel_size
 from sagellm.engines.engine.tensor_parallel_group import TensorParallelGroup
@@ -21,7 +22,7 @@ from sagellm.engines.model.tensor_parallel import TensorShard
 
 
 def rank0_config(config: SageLLMConfig, full: ModelConfig) -> ModelConfig:
-    """The shapes rank 0 runs (the largest shard: KV heads are dealt first runs first)."""
+    """The shapes rank 0 runs: the largest shard, since the first ranks take the KV heads that do not divide."""
     return TensorShard.plan(full, 0, tensor_parallel_size(config)).local_config(full)
 
 
@@ -44,8 +45,6 @@ def tensor_parallel_model(
     return model
 
 
-def _stop(group: TensorParallelGroup, comm: object) -> None:
+def _stop(group: TensorParallelGroup, comm: CommBackend) -> None:
     group.close()
-    close = getattr(comm, "close", None)
-    if callable(close):
-        close()
+    comm.close()
