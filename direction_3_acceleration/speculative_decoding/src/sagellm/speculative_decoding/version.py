@@ -1,3 +1,3 @@
 """Single source of the sagellm-speculative-decoding version (read by hatchling)."""
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
