@@ -1,17 +1,20 @@
 """Build each vendor backend over its fake plugin (gloo underneath), in any process.
 
-The builders are module-level functions so ``multiprocessing`` "spawn"
-children can pickle them: each child puts ``tests/fake_plugins`` on
-``sys.path`` first, so the backend's import probe finds the fake plugin
-exactly where it would find the vendor's.
+``build`` is a module-level function (and ``builder`` a partial of it) so
+``multiprocessing`` "spawn" children can pickle it: each child puts
+``tests/fake_plugins`` on ``sys.path`` first, so the backend's import probe
+finds the fake plugin exactly where it would find the vendor's.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from pathlib import Path
 from typing import Any
+
+from sagellm.core.testing.comm_backend import BackendFactory
 
 FAKE_PLUGINS = Path(__file__).resolve().parent / "fake_plugins"
 
@@ -48,20 +51,6 @@ def build(key: str, rank: int, world_size: int, init_method: str, timeout_s: flo
     return BACKEND_CLASSES[key](rank, world_size, init_method, timeout_s, **options)
 
 
-def build_hccl(rank: int, world_size: int, init_method: str) -> Any:
-    return build("hccl", rank, world_size, init_method)
-
-
-def build_cncl(rank: int, world_size: int, init_method: str) -> Any:
-    return build("cncl", rank, world_size, init_method)
-
-
-def build_rccl(rank: int, world_size: int, init_method: str) -> Any:
-    return build("rccl", rank, world_size, init_method)
-
-
-def build_xccl(rank: int, world_size: int, init_method: str) -> Any:
-    return build("xccl", rank, world_size, init_method)
-
-
-BUILDERS = {"hccl": build_hccl, "cncl": build_cncl, "rccl": build_rccl, "xccl": build_xccl}
+def builder(key: str) -> BackendFactory:
+    """``build`` bound to vendor ``key``; a partial of a module-level function, so spawn can pickle it."""
+    return functools.partial(build, key)

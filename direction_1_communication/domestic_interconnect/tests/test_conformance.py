@@ -2,41 +2,32 @@
 
 The real probe, device resolution, process-group initialisation and
 collective code run; only the library behind the vendor's backend name is
-gloo (see tests/fake_plugins). Each class also checks that a peer which
+gloo (see tests/fake_plugins). Each vendor also checks that a peer which
 never joins is a SageLLMError within the timeout, not a hang.
+
+One class, parametrized over the vendor table, so a new row in
+``VENDORS`` is tested without a new class (its fake in fake_vendors.FAKES
+is then required).
 """
 
 from __future__ import annotations
 
 import fake_vendors
+import pytest
 import torch_ops
 
-from sagellm.core.testing.comm_backend import CommBackendConformance
+from sagellm.core.testing.comm_backend import BackendFactory, CommBackendConformance
+from sagellm.domestic_interconnect import VENDORS
 
 
-class TestHcclConformance(CommBackendConformance):
+class TestVendorConformance(CommBackendConformance):
     world_sizes = (2,)
     peer_timeout_s = fake_vendors.PEER_TIMEOUT_S
-    build_backend = staticmethod(fake_vendors.build_hccl)
     build_ops = staticmethod(torch_ops.TorchTensorOps)
+    # Set per test by _vendor to a picklable partial, replacing the base class's method.
+    build_backend: BackendFactory  # type: ignore[assignment]
 
-
-class TestCnclConformance(CommBackendConformance):
-    world_sizes = (2,)
-    peer_timeout_s = fake_vendors.PEER_TIMEOUT_S
-    build_backend = staticmethod(fake_vendors.build_cncl)
-    build_ops = staticmethod(torch_ops.TorchTensorOps)
-
-
-class TestRcclConformance(CommBackendConformance):
-    world_sizes = (2,)
-    peer_timeout_s = fake_vendors.PEER_TIMEOUT_S
-    build_backend = staticmethod(fake_vendors.build_rccl)
-    build_ops = staticmethod(torch_ops.TorchTensorOps)
-
-
-class TestXcclConformance(CommBackendConformance):
-    world_sizes = (2,)
-    peer_timeout_s = fake_vendors.PEER_TIMEOUT_S
-    build_backend = staticmethod(fake_vendors.build_xccl)
-    build_ops = staticmethod(torch_ops.TorchTensorOps)
+    @pytest.fixture(autouse=True, params=list(VENDORS))
+    def _vendor(self, request: pytest.FixtureRequest) -> None:
+        """Every inherited test runs once per vendor, building that vendor's backend."""
+        self.build_backend = fake_vendors.builder(request.param)

@@ -65,84 +65,89 @@ _HCCL_TEST_DOC = (
 )
 _FLAGPERF = "https://github.com/FlagOpen/FlagPerf/blob/1b5a030398ab719e406f77877eb34c9599b17fd2/base/toolkits/interconnect-MPI_intraserver/"
 
-HCCL = VendorSpec(
-    key="hccl",
-    vendor="Huawei Ascend",
-    probe_module="torch_npu",
-    probe_hip=False,
-    backend="hccl",
-    device_type="npu",
-    library="HCCL",
-    install_hint="install CANN and the torch_npu wheel matching your torch (https://github.com/Ascend/pytorch)",
-    bench_tool="$ASCEND_HOME_PATH/tools/hccl_test/bin/all_reduce_test",
-    bench_format="hccl_test",
-    sources=(
+# The table: one row per vendor. The short torch-facing columns sit side by
+# side, so the two rows that answer to ``nccl``/``cuda`` (rccl, xccl) read
+# next to each other; the long text (install hints, bench tools, sources)
+# follows in tables keyed by the same registry name.
+_TorchRow = tuple[str, str, str, bool, str, str, str]
+_TORCH_SIDE: tuple[_TorchRow, ...] = (
+    # key, vendor, probe_module, probe_hip, backend, device_type, library
+    ("hccl", "Huawei Ascend", "torch_npu", False, "hccl", "npu", "HCCL"),
+    ("cncl", "Cambricon", "torch_mlu", False, "cncl", "mlu", "CNCL"),
+    ("rccl", "Hygon DCU", "torch", True, "nccl", "cuda", "RCCL (xGMI/PCIe)"),
+    ("xccl", "Kunlunxin", "torch_xmlir", False, "nccl", "cuda", "XCCL (formerly BKCL)"),
+)
+
+_INSTALL_HINTS: dict[str, str] = {
+    "hccl": "install CANN and the torch_npu wheel matching your torch (https://github.com/Ascend/pytorch)",
+    "cncl": "install Cambricon Neuware (CNToolkit, CNCL) and the torch_mlu wheel (https://github.com/Cambricon/torch_mlu)",
+    "rccl": "install Hygon DTK (or ROCm) and its PyTorch build: torch.version.hip must be set",
+    "xccl": "install Kunlunxin XRE/XCCL and XPyTorch (which provides torch_xmlir), see https://github.com/baidu/vLLM-Kunlun",
+}
+
+# key -> (the vendor's own bandwidth test, its parser in tool_output)
+_BENCH_TOOLS: dict[str, tuple[str, str]] = {
+    "hccl": ("$ASCEND_HOME_PATH/tools/hccl_test/bin/all_reduce_test", "hccl_test"),
+    "cncl": ("/usr/local/neuware/bin/allreduce", "cncl_benchmark"),
+    "rccl": ("all_reduce_perf", "nccl_tests"),
+    "xccl": ("/opt/xccl/perf/all_reduce", "xccl_perf"),
+}
+
+_SOURCES: dict[str, tuple[Source, ...]] = {
+    "hccl": (
         Source(_ASCEND_TORCH_NPU, "ascend_torch_npu_init.py.txt", ('register_backend("hccl"', 'devices=["npu"]')),
         Source(_HCCL_TEST_DOC, "hccl_test_execution.md.txt", ("./bin/all_reduce_test", "alg_bandwidth(GB/s)")),
     ),
-)
-
-CNCL = VendorSpec(
-    key="cncl",
-    vendor="Cambricon",
-    probe_module="torch_mlu",
-    probe_hip=False,
-    backend="cncl",
-    device_type="mlu",
-    library="CNCL",
-    install_hint="install Cambricon Neuware (CNToolkit, CNCL) and the torch_mlu wheel (https://github.com/Cambricon/torch_mlu)",
-    bench_tool="/usr/local/neuware/bin/allreduce",
-    bench_format="cncl_benchmark",
-    sources=(
+    "cncl": (
         Source(_CAMBRICON_CNCL, "cambricon_torch_mlu_cncl.py.txt", ('"cncl",', 'devices=["mlu"]', "ProcessGroupCNCL")),
         Source(
             _FLAGPERF + "cambricon/MLU/main.sh", "flagperf_cambricon_main.sh.txt", ("/usr/local/neuware/bin/allreduce",)
         ),
     ),
-)
-
-RCCL = VendorSpec(
-    key="rccl",
-    vendor="Hygon DCU",
-    probe_module="torch",
-    probe_hip=True,
-    backend="nccl",
-    device_type="cuda",
-    library="RCCL (xGMI/PCIe)",
-    install_hint="install Hygon DTK (or ROCm) and its PyTorch build: torch.version.hip must be set",
-    bench_tool="all_reduce_perf",
-    bench_format="nccl_tests",
-    sources=(
+    "rccl": (
         Source(
             _PYTORCH_HIP, "pytorch_notes_hip.rst.txt", ("torch.version.hip", "use 'cuda'", 'only the "nccl" and "gloo"')
         ),
         Source(_LIGHTX2V_HYGON, "lightx2v_hygon_dcu.py.txt", ('backend="nccl"', 'return "cuda"', "RCCL")),
         Source(_FLAGPERF + "dcu/BW/main.sh", "flagperf_dcu_main.sh.txt", ("all_reduce_perf", "RCCL_SDMA_COPY_ENABLE")),
     ),
-)
-
-XCCL = VendorSpec(
-    key="xccl",
-    vendor="Kunlunxin",
-    probe_module="torch_xmlir",
-    probe_hip=False,
-    backend="nccl",
-    device_type="cuda",
-    library="XCCL (formerly BKCL)",
-    install_hint="install Kunlunxin XRE/XCCL and XPyTorch (which provides torch_xmlir), see https://github.com/baidu/vLLM-Kunlun",
-    bench_tool="/opt/xccl/perf/all_reduce",
-    bench_format="xccl_perf",
-    sources=(
+    "xccl": (
         Source(
             _VLLM_KUNLUN, "vllm_kunlun_platform.py.txt", ('dist_backend: str = "nccl"', 'device_name: str = "cuda"')
         ),
         Source(_SGLANG_KUNLUN_SRT, "sglang_kunlun_srt.py.txt", ("import torch_xmlir", 'device_type="cuda"')),
         Source(_FLAGPERF + "kunlunxin/R300p/main.sh", "flagperf_kunlunxin_main.sh.txt", ("/opt/xccl/perf/${TOOL}",)),
     ),
-)
+}
 
-VENDORS: dict[str, VendorSpec] = {spec.key: spec for spec in (HCCL, CNCL, RCCL, XCCL)}
-"""Every vendor by registry name; ``auto`` probes them in this order."""
+
+def _spec(row: _TorchRow) -> VendorSpec:
+    """Join one torch-side row with its long-text columns; a vendor missing from one fails at import."""
+    key, vendor, probe_module, probe_hip, backend, device_type, library = row
+    bench_tool, bench_format = _BENCH_TOOLS[key]
+    return VendorSpec(
+        key=key,
+        vendor=vendor,
+        probe_module=probe_module,
+        probe_hip=probe_hip,
+        backend=backend,
+        device_type=device_type,
+        library=library,
+        install_hint=_INSTALL_HINTS[key],
+        bench_tool=bench_tool,
+        bench_format=bench_format,
+        sources=_SOURCES[key],
+    )
+
+
+VENDORS: dict[str, VendorSpec] = {row[0]: _spec(row) for row in _TORCH_SIDE}
+"""Every vendor by registry name, in table order (``auto`` has its own order: AUTO_ORDER)."""
+
+# One name per row, for the backend classes that serve them.
+HCCL = VENDORS["hccl"]
+CNCL = VENDORS["cncl"]
+RCCL = VENDORS["rccl"]
+XCCL = VENDORS["xccl"]
 
 ALIASES: dict[str, str] = {"bkcl": "xccl"}
 """Older names still in use (Kunlun's library was called BKCL before XCCL)."""
