@@ -23,26 +23,17 @@ Writes ``bench_kv_channels.json`` and ``bench_kv_channels.md`` to ``--out`` (def
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import multiprocessing as mp
-import os
 import platform
 import statistics
-import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
 
 from sagellm.kv_transfer import SharedMemoryKVChannel, TcpKVChannel
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from bench_kv_transfer import BLOCK, DIM, HEADS, LAYERS, POOL_BLOCKS, make_kv, scattered_ids, timed_rounds  # noqa: E402
 
 KINDS = ("shm", "tcp")
 Channel = SharedMemoryKVChannel | TcpKVChannel
@@ -55,63 +46,25 @@ def open_channel(kind: str, kv: Any, namespace: str, role: str) -> Channel:
     return TcpKVChannel(kv, "127.0.0.1:0", staging_mb=512)
 
 
-def round_trip(src: Channel, dst: Channel, n: int) -> Callable[[], None]:
-    ids = scattered_ids(n, POOL_BLOCKS)
-    dst_ids = scattered_ids(n, POOL_BLOCKS, offset=3)
-
-    def once() -> None:
-        handle = src.transfer(ids, dst.node)
-        incoming = dst.receive(timeout=30)
-        assert incoming is not None
-        incoming.accept(dst_ids)
-        handle.wait(30)
-
-    return once
-
-
 def receiver_process(kind: str, namespace: str, ready: Any, stop: Any) -> None:
     torch.set_num_threads(1)
-    with open_channel(kind, make_kv(POOL_BLOCKS), namespace, "recv") as ch:
-        ready.put(ch.node)
-        while stop.empty():
-            incoming = ch.receive(timeout=0.1)
-            if incoming is not None:
-                incoming.accept(scattered_ids(incoming.num_blocks, POOL_BLOCKS, offset=3))
+    with open_channel(kind, harness.make_kv(harness.POOL_BLOCKS), namespace, "recv") as ch:
+        harness.serve(ch, ready, stop)
 
 
 def bench_two_process(
     sources: dict[str, Channel], namespace: str, sizes: list[int], repeats: int
 ) -> dict[str, dict[int, list[float]]]:
     """Per channel kind, per size: seconds from ``transfer`` to the handle completing, receiver in a child."""
-    ctx = mp.get_context("spawn")
-    ready, stop = ctx.Queue(), ctx.Queue()
-    children = [ctx.Process(target=receiver_process, args=(k, namespace, ready, stop), daemon=True) for k in KINDS]
-    targets: dict[str, str] = {}
-    try:
-        for kind, child in zip(KINDS, children, strict=True):
-            child.start()
-            targets[kind] = ready.get(timeout=120)
+    with harness.spawned_receivers(receiver_process, [(kind, namespace) for kind in KINDS]) as nodes:
+        targets = dict(zip(KINDS, nodes, strict=True))
         out: dict[str, dict[int, list[float]]] = {kind: {} for kind in KINDS}
         for n in sizes:
-            ids = scattered_ids(n, POOL_BLOCKS)
-            fns = {kind: _send_and_wait(sources[kind], targets[kind], ids) for kind in KINDS}
-            for kind, seconds in timed_rounds(fns, repeats).items():
+            ids = harness.scattered_ids(n, harness.POOL_BLOCKS)
+            fns = {kind: harness.send_and_wait(sources[kind], targets[kind], ids) for kind in KINDS}
+            for kind, seconds in harness.timed_rounds(fns, repeats).items():
                 out[kind][n] = seconds
         return out
-    finally:
-        for _ in children:
-            stop.put(True)
-        for child in children:
-            child.join(30)
-            if child.is_alive():
-                child.kill()
-
-
-def _send_and_wait(src: Channel, target: str, ids: list[int]) -> Callable[[], None]:
-    def once() -> None:
-        src.transfer(ids, target).wait(30)
-
-    return once
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -130,25 +83,19 @@ def summarise(seconds: list[float], nbytes: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="smoke-test size (a few seconds)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="output directory")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: as each worker of the PD engine)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    sizes = [1, 16, 64] if args.quick else [1, 4, 16, 64, 256]
-    repeats = 5 if args.quick else 30
+    args = harness.parse_args(__doc__, argv)
+    sizes, repeats = harness.sizes_and_repeats(args.quick)
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     rows: list[dict[str, Any]] = []
-    sources = {kind: open_channel(kind, make_kv(POOL_BLOCKS), namespace, "src") for kind in KINDS}
-    sinks = {kind: open_channel(kind, make_kv(POOL_BLOCKS), namespace, "dst") for kind in KINDS}
+    sources = {kind: open_channel(kind, harness.make_kv(harness.POOL_BLOCKS), namespace, "src") for kind in KINDS}
+    sinks = {kind: open_channel(kind, harness.make_kv(harness.POOL_BLOCKS), namespace, "dst") for kind in KINDS}
     try:
         bytes_per_block = sources["shm"].geometry.bytes_per_block
         for n in sizes:
             nbytes = n * bytes_per_block
-            fns = {kind: round_trip(sources[kind], sinks[kind], n) for kind in KINDS}
+            fns = {kind: harness.round_trip(sources[kind], sinks[kind], n) for kind in KINDS}
             row: dict[str, Any] = {"blocks": n, "bytes": nbytes}
-            for kind, seconds in timed_rounds(fns, repeats).items():
+            for kind, seconds in harness.timed_rounds(fns, repeats).items():
                 row[kind] = {"one_process": summarise(seconds, nbytes)}
             rows.append(row)
         for kind, per_size in bench_two_process(sources, namespace, sizes, repeats).items():
@@ -159,22 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         for ch in [*sources.values(), *sinks.values()]:
             ch.close()
     result = {
-        "benchmark": "kv_channels",
-        "quick": args.quick,
-        "repeats": repeats,
-        "layout": {"layers": LAYERS, "kv_heads": HEADS, "head_dim": DIM, "block_size": BLOCK, "dtype": "bfloat16"},
-        "bytes_per_block": bytes_per_block,
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "machine": platform.machine(),
+        **harness.run_record("kv_channels", args.quick, repeats, bytes_per_block),
         "cpu": _cpu_name(),
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_kv_channels.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(rows)
-    (args.out / "bench_kv_channels.md").write_text(table)
-    print(table)
+    harness.write_results(args.out, "bench_kv_channels", result, markdown(rows))
     return 0
 
 

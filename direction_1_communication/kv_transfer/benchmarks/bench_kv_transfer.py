@@ -31,67 +31,33 @@ Writes ``bench_kv_transfer.json`` and ``bench_kv_transfer.md`` to ``--out`` (def
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing as mp
-import os
-import platform
 import statistics
-import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
+from harness import (
+    BLOCK,
+    DIM,
+    DTYPE,
+    HEADS,
+    LAYERS,
+    POOL_BLOCKS,
+    make_kv,
+    parse_args,
+    round_trip,
+    run_record,
+    scattered_ids,
+    send_and_wait,
+    serve,
+    sizes_and_repeats,
+    spawned_receivers,
+    timed_rounds,
+    write_results,
+)
 
 from sagellm.kv_transfer import SharedMemoryKVChannel
-
-HERE = Path(__file__).resolve().parent
-LAYERS, HEADS, DIM, BLOCK = 30, 3, 64, 16
-DTYPE = torch.bfloat16
-POOL_BLOCKS = 600
-
-
-def make_kv(num_blocks: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    shape = (num_blocks, BLOCK, HEADS, DIM)
-    return [(torch.randn(shape).to(DTYPE), torch.randn(shape).to(DTYPE)) for _ in range(LAYERS)]
-
-
-def scattered_ids(n: int, num_blocks: int, offset: int = 0) -> list[int]:
-    """n distinct ids spread over the pool (stride 7), as a real block table is."""
-    return [(offset + 7 * i) % num_blocks for i in range(n)]
-
-
-def timed_rounds(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, the functions alternating round by round.
-
-    Alternating keeps a burst of load from another process from landing on
-    one contender only; each is warmed up first (page faults, first mapping).
-    """
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
-def channel_once(src: SharedMemoryKVChannel, dst: SharedMemoryKVChannel, n: int) -> Callable[[], None]:
-    ids = scattered_ids(n, POOL_BLOCKS)
-    dst_ids = scattered_ids(n, POOL_BLOCKS, offset=3)
-
-    def once() -> None:
-        handle = src.transfer(ids, dst.node)
-        incoming = dst.receive(timeout=30)
-        assert incoming is not None
-        incoming.accept(dst_ids)
-        handle.wait(30)
-
-    return once
 
 
 def gather_scatter_once(
@@ -125,48 +91,24 @@ def plain_copy_once(nbytes: int) -> Callable[[], None]:
 def receiver_process(namespace: str, node: str, ready: Any, stop: Any) -> None:
     torch.set_num_threads(1)
     with SharedMemoryKVChannel(make_kv(POOL_BLOCKS), node, namespace=namespace) as ch:
-        ready.put(True)
-        while stop.empty():
-            incoming = ch.receive(timeout=0.1)
-            if incoming is not None:
-                incoming.accept(scattered_ids(incoming.num_blocks, POOL_BLOCKS, offset=3))
+        serve(ch, ready, stop)
 
 
 def bench_two_process(
     src: SharedMemoryKVChannel, namespace: str, sizes: list[int], repeats: int
 ) -> dict[int, list[float]]:
-    ctx = mp.get_context("spawn")
-    ready, stop = ctx.Queue(), ctx.Queue()
     node = f"bench-recv-{uuid.uuid4().hex[:6]}"
-    child = ctx.Process(target=receiver_process, args=(namespace, node, ready, stop), daemon=True)
-    child.start()
-    try:
-        ready.get(timeout=120)
+    with spawned_receivers(receiver_process, [(namespace, node)]):
         out = {}
         for n in sizes:
-            ids = scattered_ids(n, POOL_BLOCKS)
-
-            def once(ids: list[int] = ids) -> None:
-                src.transfer(ids, node).wait(30)
-
+            once = send_and_wait(src, node, scattered_ids(n, POOL_BLOCKS))
             out[n] = timed_rounds({"two_process": once}, repeats)["two_process"]
         return out
-    finally:
-        stop.put(True)
-        child.join(30)
-        if child.is_alive():
-            child.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="smoke-test size (a few seconds)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="output directory")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: as each worker of the PD engine)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    sizes = [1, 16, 64] if args.quick else [1, 4, 16, 64, 256]
-    repeats = 5 if args.quick else 30
+    args = parse_args(__doc__, argv)
+    sizes, repeats = sizes_and_repeats(args.quick)
     two_process_sizes = sizes[-1:] if args.quick else sizes
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     src_kv, dst_kv = make_kv(POOL_BLOCKS), make_kv(POOL_BLOCKS)
@@ -180,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             nbytes = n * bytes_per_block
             samples = timed_rounds(
                 {
-                    "channel": channel_once(src, dst, n),
+                    "channel": round_trip(src, dst, n),
                     "gather_scatter": gather_scatter_once(src_kv, dst_kv, n),
                     "plain_copy": plain_copy_once(nbytes),
                 },
@@ -198,19 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             row["two_process_median_ms"] = statistics.median(seconds) * 1e3
             row["two_process_gbps"] = row["bytes"] / statistics.median(seconds) / 1e9
             row["two_process_best_gbps"] = row["bytes"] / min(seconds) / 1e9
-    result = {
-        "benchmark": "kv_transfer",
-        "quick": args.quick,
-        "repeats": repeats,
-        "layout": {"layers": LAYERS, "kv_heads": HEADS, "head_dim": DIM, "block_size": BLOCK, "dtype": "bfloat16"},
-        "bytes_per_block": bytes_per_block,
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "machine": platform.machine(),
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_kv_transfer.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = {**run_record("kv_transfer", args.quick, repeats, bytes_per_block), "rows": rows}
     lines = [
         "| blocks | MiB | channel ms | channel GB/s (best) | 2 processes GB/s (best) | gather+scatter GB/s "
         "| plain copy GB/s (best) | channel / plain |",
@@ -223,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['channel_gbps']:.2f} ({r['channel_best_gbps']:.2f}) | {two} | {r['gather_scatter_gbps']:.2f} "
             f"| {r['plain_copy_gbps']:.2f} ({r['plain_copy_best_gbps']:.2f}) | {r['ratio_vs_plain_copy']:.2f} |"
         )
-    table = "\n".join(lines) + "\n"
-    (args.out / "bench_kv_transfer.md").write_text(table)
-    print(table)
+    write_results(args.out, "bench_kv_transfer", result, "\n".join(lines) + "\n")
     return 0
 
 

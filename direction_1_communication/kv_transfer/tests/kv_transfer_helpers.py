@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import torch
 
@@ -29,6 +30,14 @@ def fill(kv: list[tuple[torch.Tensor, torch.Tensor]], block: int, value: float) 
         val[block].fill_(-value)
 
 
+def numbered_kv(num_blocks: int, first: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A KV whose block ``i`` holds ``first + i``: a block's value says where it came from."""
+    kv = make_kv(num_blocks)
+    for block in range(num_blocks):
+        fill(kv, block, first + block)
+    return kv
+
+
 def value_of(kv: list[tuple[torch.Tensor, torch.Tensor]], block: int) -> float | None:
     x = float(kv[0][0][block].flatten()[0])
     uniform = all(bool((k[block] == x).all()) and bool((v[block] == -x).all()) for k, v in kv)
@@ -46,30 +55,34 @@ def unique(role: str) -> str:
     return f"{role}-{uuid.uuid4().hex[:8]}"
 
 
+def receive_into_consecutive(
+    ch: Any, kv: list[tuple[torch.Tensor, torch.Tensor]], num_transfers: int
+) -> list[tuple[Any, list[float | None]]]:
+    """Accept ``num_transfers`` transfers (shm or tcp) into blocks 0, 1, 2...; (metadata, block values) of each."""
+    next_block, got = 0, []
+    for _ in range(num_transfers):
+        incoming = ch.receive(timeout=60)
+        assert incoming is not None
+        blocks = list(range(next_block, next_block + incoming.num_blocks))
+        next_block += incoming.num_blocks
+        incoming.accept(blocks)
+        got.append((incoming.metadata, [value_of(kv, b) for b in blocks]))
+    return got
+
+
 # ---------------------------------------------------------------- child processes (spawn imports this module)
 def receiver_main(namespace: str, node: str, num_transfers: int, events: object, results: object) -> None:
     """Receive ``num_transfers`` transfers into consecutive blocks; report (metadata, values) of each."""
     kv = make_kv(16)
     with SharedMemoryKVChannel(kv, node, namespace=namespace, staging_mb=1) as ch:
         events.put("ready")  # type: ignore[attr-defined]
-        next_block, got = 0, []
-        for _ in range(num_transfers):
-            incoming = ch.receive(timeout=60)
-            assert incoming is not None
-            blocks = list(range(next_block, next_block + incoming.num_blocks))
-            next_block += incoming.num_blocks
-            incoming.accept(blocks)
-            got.append((incoming.metadata, [value_of(kv, b) for b in blocks]))
-        results.put(got)  # type: ignore[attr-defined]
+        results.put(receive_into_consecutive(ch, kv, num_transfers))  # type: ignore[attr-defined]
         events.get(timeout=60)  # type: ignore[attr-defined]  # stay until the parent has checked its handles
 
 
 def sender_main(namespace: str, node: str, target: str, results: object, hold: object) -> None:
     """Send blocks 3 and 1 to ``target``; report the pid, the staging segment and the outcome."""
-    kv = make_kv(8)
-    for block in range(8):
-        fill(kv, block, 10.0 + block)
-    with SharedMemoryKVChannel(kv, node, namespace=namespace, staging_mb=1) as ch:
+    with SharedMemoryKVChannel(numbered_kv(8, first=10.0), node, namespace=namespace, staging_mb=1) as ch:
         handle = ch.transfer([3, 1], target, metadata={"from": node})
         segment = ch._segment.name if ch._segment is not None else ""
         results.put(("sent", __import__("os").getpid(), segment))  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kv_transfer_helpers import fill, make_kv, value_of
+from kv_transfer_helpers import make_kv, numbered_kv, receive_into_consecutive
 
 from sagellm.kv_transfer import KVBlocks, TcpKVChannel
 from sagellm.kv_transfer.extents import DEFAULT_ALIGNMENT as ALIGN
@@ -31,24 +31,13 @@ def tcp_receiver_main(num_transfers: int, events: Any, results: Any) -> None:
     kv = make_kv(16)
     with TcpKVChannel(kv, LOCAL, staging_mb=1) as ch:
         events.put(ch.node)
-        next_block, got = 0, []
-        for _ in range(num_transfers):
-            incoming = ch.receive(timeout=60)
-            assert incoming is not None
-            blocks = list(range(next_block, next_block + incoming.num_blocks))
-            next_block += incoming.num_blocks
-            incoming.accept(blocks)
-            got.append((incoming.metadata, [value_of(kv, b) for b in blocks]))
-        results.put(got)
+        results.put(receive_into_consecutive(ch, kv, num_transfers))
         events.get(timeout=60)  # stay until the parent has checked its handles
 
 
 def tcp_sender_main(target: str, results: Any, hold: Any) -> None:
     """Send blocks 3 and 1 to ``target``; report the outcome (or wait on ``hold`` to be killed mid-way)."""
-    kv = make_kv(8)
-    for block in range(8):
-        fill(kv, block, 10.0 + block)
-    with TcpKVChannel(kv, LOCAL, staging_mb=1) as ch:
+    with TcpKVChannel(numbered_kv(8, first=10.0), LOCAL, staging_mb=1) as ch:
         handle = ch.transfer([3, 1], target, metadata={"from": ch.node})
         results.put(("sent", ch.node))
         if hold is not None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from kv_transfer_helpers import NAMESPACE, channel, fill, make_kv, unique, value_of
+from kv_transfer_helpers import NAMESPACE, channel, fill, make_kv, numbered_kv, unique, value_of
 
 from sagellm.core import registry
 from sagellm.core.config import SageLLMConfig
@@ -31,9 +31,7 @@ from sagellm.kv_transfer.segment import PREFIX, Segment, shm_dir
 
 @pytest.fixture
 def pair():
-    src_kv, dst_kv = make_kv(8), make_kv(8)
-    for block in range(8):
-        fill(src_kv, block, block + 1)
+    src_kv, dst_kv = numbered_kv(8, first=1.0), make_kv(8)
     src, dst = channel(unique("src"), src_kv, 4), channel(unique("dst"), dst_kv, 4)
     yield src, dst
     src.close()

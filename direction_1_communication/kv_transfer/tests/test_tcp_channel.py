@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from kv_transfer_helpers import fill, make_kv, value_of
+from kv_transfer_helpers import fill, make_kv, numbered_kv, value_of
 from tcp_helpers import LOCAL, tcp_channel
 
 from sagellm.core import registry
@@ -33,9 +33,7 @@ WAIT_S = 10.0
 
 @pytest.fixture
 def pair():
-    src_kv, dst_kv = make_kv(8), make_kv(8)
-    for block in range(8):
-        fill(src_kv, block, block + 1)
+    src_kv, dst_kv = numbered_kv(8, first=1.0), make_kv(8)
     src, dst = tcp_channel("src", src_kv, 4), tcp_channel("dst", dst_kv, 4)
     yield src, dst
     src.close()

@@ -7,7 +7,8 @@ datagram sockets say where), and ``TcpKVChannel`` (``tcp``) between
 processes on any hosts (length-prefixed frames over TCP).
 """
 
-from sagellm.kv_transfer.channel import ChannelStats, SharedMemoryKVChannel
+from sagellm.kv_transfer.channel import SharedMemoryKVChannel
+from sagellm.kv_transfer.channel_stats import ChannelStats
 from sagellm.kv_transfer.errors import (
     ChannelClosedError,
     KVTransferError,

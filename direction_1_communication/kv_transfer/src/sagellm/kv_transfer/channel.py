@@ -31,49 +31,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from sagellm.core.config import Section
 from sagellm.core.errors import ConfigError, InvalidRequestError
-from sagellm.kv_transfer.errors import (
-    ACK_ERRORS,
-    ChannelClosedError,
-    PeerClosedError,
-    StagingFullError,
-    TransferRejectedError,
-    UnknownTargetError,
-)
-from sagellm.kv_transfer.extents import ExtentAllocator, reserve_run
-from sagellm.kv_transfer.handle import TransferHandle, TransferResult
+from sagellm.kv_transfer.channel_config import channel_from_config
+from sagellm.kv_transfer.channel_stats import ChannelStats
+from sagellm.kv_transfer.errors import ChannelClosedError, PeerClosedError, UnknownTargetError
+from sagellm.kv_transfer.extents import ExtentAllocator
+from sagellm.kv_transfer.handle import TransferHandle
+from sagellm.kv_transfer.in_flight import InFlight
 from sagellm.kv_transfer.incoming import IncomingTransfer
 from sagellm.kv_transfer.kv_blocks import BlockGeometry, KVBlocks
 from sagellm.kv_transfer.mailbox import Mailbox, Unreachable, check_name
 from sagellm.kv_transfer.segment import Segment
+from sagellm.kv_transfer.waits import wait_until
 from sagellm.kv_transfer.wire import INLINE_METADATA_BYTES, AckMsg, ByeMsg, Message, TransferMsg, decode, encode
 
+# ChannelStats moved to channel_stats.py; it stays importable from here, where it was first defined.
+__all__ = ["DEFAULT_STAGING_MB", "ChannelStats", "SharedMemoryKVChannel"]
+
 DEFAULT_STAGING_MB = 256.0
-
-
-@dataclass(slots=True)
-class ChannelStats:
-    """Running totals of one channel (block bytes only; metadata not counted)."""
-
-    num_sent: int = 0
-    bytes_sent: int = 0
-    stage_s: float = 0.0  # sender: copying blocks into the staging area
-    num_received: int = 0
-    bytes_received: int = 0
-    copy_s: float = 0.0  # receiver: copying staged blocks into its KV
-
-
-@dataclass(slots=True)
-class _Pending:
-    handle: TransferHandle
-    offset: int | None
-    started: float
 
 
 class SharedMemoryKVChannel:
@@ -108,11 +88,9 @@ class SharedMemoryKVChannel:
         self.stats = ChannelStats()
         self._staging_bytes = int(staging_mb * 2**20)
         self._segment: Segment | None = None  # created on the first transfer that stages anything
-        self._extents: ExtentAllocator | None = None
         self._lock = threading.Lock()
-        self._space = threading.Condition(self._lock)  # staging room freed, or pending transfers answered
+        self._in_flight = InFlight(self._lock, self._staging_bytes, self._check_open)
         self._arrivals = threading.Condition(self._lock)
-        self._pending: dict[int, _Pending] = {}
         self._incoming: deque[IncomingTransfer] = deque()
         self._unanswered: dict[tuple[str, int], IncomingTransfer] = {}  # handed out by receive(), not answered
         self._attached: dict[str, tuple[str, Segment]] = {}  # segment name -> (sender, mapping)
@@ -124,14 +102,8 @@ class SharedMemoryKVChannel:
     @classmethod
     def from_config(cls, section: Section, **deps: Any) -> SharedMemoryKVChannel:
         """Registry hook: ``kv`` and ``node`` come as dependencies (or ``node`` as an option)."""
-        options = {**section.options, **deps}
-        kv, node = options.pop("kv", None), options.pop("node", None)
-        if kv is None or node is None:
-            raise ConfigError("the shm KV transfer channel needs kv= (the KV pool) and node= (its name)")
-        try:
-            return cls(kv, str(node), **options)
-        except TypeError as exc:
-            raise ConfigError(f"kv_transfer.options: {exc}") from exc
+        missing = "the shm KV transfer channel needs kv= (the KV pool) and node= (its name)"
+        return channel_from_config(cls, section, deps, missing)
 
     @property
     def geometry(self) -> BlockGeometry:
@@ -188,46 +160,26 @@ class SharedMemoryKVChannel:
                 len(meta) if staged_meta else 0,
             )
             with self._lock:
-                self._pending[handle.transfer_id] = _Pending(handle, offset, started)
+                self._in_flight.add(handle, offset, started, target_node)
             self._post(target_node, msg)
         except BaseException:
             with self._lock:
-                self._pending.pop(handle.transfer_id, None)
-                self._free(offset)
+                self._in_flight.abandon(handle.transfer_id, offset)
             raise
         with self._lock:
-            self.stats.num_sent += 1
-            self.stats.bytes_sent += block_bytes
-            self.stats.stage_s += handle.stage_s
+            self.stats.count_sent(block_bytes, handle.stage_s)
         return handle
 
     def num_pending(self) -> int:
         """Transfers sent and not yet answered by their receivers."""
         with self._lock:
-            return len(self._pending)
+            return len(self._in_flight)
 
     def _reserve(self, nbytes: int) -> int:
         with self._lock:
             if self._segment is None:
                 self._segment = Segment.create(self._staging_bytes)
-                self._extents = ExtentAllocator(self._staging_bytes)
-            extents = self._extents
-            assert extents is not None
-            return reserve_run(
-                extents,
-                nbytes,
-                self._space,
-                self.full_timeout_s,
-                self._check_open,
-                len(self._pending),
-                StagingFullError,
-            )
-
-    def _free(self, offset: int | None) -> None:
-        """Give a staged run back (lock held)."""
-        if offset is not None and self._extents is not None:
-            self._extents.free(offset)
-            self._space.notify_all()
+            return self._in_flight.reserve(nbytes, self.full_timeout_s)
 
     def _post(self, target: str, msg: Message) -> None:
         try:
@@ -249,12 +201,8 @@ class SharedMemoryKVChannel:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
-                while not self._incoming:
-                    self._check_open()
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return None
-                    self._arrivals.wait(remaining)
+                if not wait_until(self._arrivals, lambda: bool(self._incoming), deadline, self._check_open):
+                    return None
                 incoming = self._incoming.popleft()
                 self._unanswered[(incoming.source, incoming.transfer_id)] = incoming
             try:
@@ -288,9 +236,7 @@ class SharedMemoryKVChannel:
 
     def count_received(self, nbytes: int, copy_s: float) -> None:
         with self._lock:
-            self.stats.num_received += 1
-            self.stats.bytes_received += nbytes
-            self.stats.copy_s += copy_s
+            self.stats.count_received(nbytes, copy_s)
 
     # ---------------------------------------------------------- mailbox thread
     def _on_message(self, data: bytes) -> None:
@@ -309,35 +255,14 @@ class SharedMemoryKVChannel:
 
     def _on_ack(self, msg: AckMsg) -> None:
         with self._lock:
-            pending = self._pending.get(msg.transfer_id)
-            if pending is None or pending.handle.target != msg.src:
-                return  # unknown, or not from the node we sent it to
-            del self._pending[msg.transfer_id]
-            self._free(pending.offset)
-        handle = pending.handle
-        if msg.error_kind is None:
-            latency = time.perf_counter() - pending.started
-            handle._complete(
-                TransferResult(
-                    handle.transfer_id,
-                    handle.target,
-                    handle.num_blocks,
-                    handle.num_bytes,
-                    handle.stage_s,
-                    msg.copy_s,
-                    latency,
-                )
-            )
-        else:
-            handle._fail(ACK_ERRORS.get(msg.error_kind, TransferRejectedError)(msg.error))
+            pending = self._in_flight.answered(msg, msg.src)  # None: unknown, or not from the node we sent it to
+        if pending is not None:
+            pending.settle(msg)
 
     def _on_bye(self, src: str) -> None:
         """A peer closed: our transfers to it fail, and its transfers to us are void."""
         with self._lock:
-            failed = [p for p in self._pending.values() if p.handle.target == src]
-            for pending in failed:
-                del self._pending[pending.handle.transfer_id]
-                self._free(pending.offset)
+            failed = self._in_flight.lost(src)
             for incoming in [*self._incoming, *self._unanswered.values()]:
                 if incoming.source == src:
                     incoming.void = True
@@ -358,14 +283,9 @@ class SharedMemoryKVChannel:
         with self._lock:
             if self.closed:
                 return
-            deadline = time.monotonic() + drain_timeout_s
-            while self._pending and (remaining := deadline - time.monotonic()) > 0:
-                self._space.wait(remaining)
+            pending = self._in_flight.close(drain_timeout_s)
             self.closed = True
-            pending = list(self._pending.values())
-            self._pending.clear()
             self._incoming.clear()
-            self._space.notify_all()
             self._arrivals.notify_all()
         self._mailbox.stop()  # from here on, posts to this node fail at once
         with self._lock:

@@ -30,7 +30,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,36 +37,23 @@ import torch
 from sagellm.core.config import Section
 from sagellm.core.errors import ConfigError, InvalidRequestError
 from sagellm.kv_transfer.buffer_pool import BufferPool
-from sagellm.kv_transfer.channel import ChannelStats
-from sagellm.kv_transfer.errors import (
-    ACK_ERRORS,
-    ChannelClosedError,
-    PeerClosedError,
-    StagingFullError,
-    TransferRejectedError,
-    UnknownTargetError,
-)
-from sagellm.kv_transfer.extents import ExtentAllocator, reserve_run
+from sagellm.kv_transfer.channel_config import channel_from_config
+from sagellm.kv_transfer.channel_stats import ChannelStats
+from sagellm.kv_transfer.errors import ChannelClosedError, PeerClosedError, UnknownTargetError
 from sagellm.kv_transfer.frames import MAX_HEADER_BYTES
-from sagellm.kv_transfer.handle import TransferHandle, TransferResult
+from sagellm.kv_transfer.handle import TransferHandle
+from sagellm.kv_transfer.in_flight import InFlight
 from sagellm.kv_transfer.incoming import IncomingTransfer
 from sagellm.kv_transfer.kv_blocks import BlockGeometry, KVBlocks
 from sagellm.kv_transfer.mailbox import check_name
 from sagellm.kv_transfer.tcp_address import Address, check_peers, open_listener, resolve
 from sagellm.kv_transfer.tcp_connection import Connection
 from sagellm.kv_transfer.tcp_peer import Outgoing, PeerLink, dial, tune
+from sagellm.kv_transfer.waits import wait_until
 from sagellm.kv_transfer.wire import AckMsg, ByeMsg, HelloMsg, Message, RefuseMsg, TransferMsg
 
 DEFAULT_STAGING_MB = 256.0
 ACCEPT_POLL_S = 0.5  # how often the listener thread checks for close (shutdown usually wakes it sooner)
-
-
-@dataclass(slots=True)
-class _Pending:
-    handle: TransferHandle
-    offset: int | None
-    started: float
-    link: PeerLink
 
 
 class TcpKVChannel:
@@ -122,11 +108,9 @@ class TcpKVChannel:
         self._staging_bytes = int(staging_mb * 2**20)
         self._staging: mmap.mmap | None = None  # anonymous memory, mapped on the first transfer that stages blocks
         self._staged: torch.Tensor | None = None  # the same bytes as a uint8 tensor (no copy)
-        self._extents: ExtentAllocator | None = None
         self._lock = threading.Lock()
-        self._space = threading.Condition(self._lock)  # staging room freed, or pending transfers answered
+        self._in_flight = InFlight(self._lock, self._staging_bytes, self._check_open)  # peer: link
         self._arrivals = threading.Condition(self._lock)
-        self._pending: dict[int, _Pending] = {}
         self._links: dict[Address, PeerLink] = {}  # outbound, one per target
         self._departed: set[Address] = set()  # targets that said goodbye or dropped their connection
         self._inbound: set[Connection] = set()  # senders that dialled us
@@ -142,14 +126,8 @@ class TcpKVChannel:
     @classmethod
     def from_config(cls, section: Section, **deps: Any) -> TcpKVChannel:
         """Registry hook: ``kv`` and ``node`` come as dependencies (or ``node`` as an option)."""
-        options = {**section.options, **deps}
-        kv, node = options.pop("kv", None), options.pop("node", None)
-        if kv is None or node is None:
-            raise ConfigError("the tcp KV transfer channel needs kv= (the KV pool) and node= (host:port or a peer)")
-        try:
-            return cls(kv, str(node), **options)
-        except TypeError as exc:
-            raise ConfigError(f"kv_transfer.options: {exc}") from exc
+        missing = "the tcp KV transfer channel needs kv= (the KV pool) and node= (host:port or a peer)"
+        return channel_from_config(cls, section, deps, missing)
 
     @property
     def geometry(self) -> BlockGeometry:
@@ -195,27 +173,24 @@ class TcpKVChannel:
                 self._check_open()
                 lost = link.error if link.failed else None
                 if lost is None:
-                    self._pending[handle.transfer_id] = _Pending(handle, offset, started, link)
-                    self.stats.num_sent += 1
-                    self.stats.bytes_sent += block_bytes
-                    self.stats.stage_s += handle.stage_s
+                    self._in_flight.add(handle, offset, started, link)
+                    self.stats.count_sent(block_bytes, handle.stage_s)
                 else:  # it died (e.g. could not dial) before this transfer was registered: fail it as it would have
-                    self._free(offset)
+                    self._in_flight.free(offset)
             if lost is not None:
                 handle._fail(type(lost)(str(lost)))
                 return handle
             link.post(Outgoing(msg, payload))
         except BaseException:
             with self._lock:
-                self._pending.pop(handle.transfer_id, None)
-                self._free(offset)
+                self._in_flight.abandon(handle.transfer_id, offset)
             raise
         return handle
 
     def num_pending(self) -> int:
         """Transfers sent and not yet answered by their receivers."""
         with self._lock:
-            return len(self._pending)
+            return len(self._in_flight)
 
     def _link_to(self, target: str, address: Address) -> PeerLink:
         """The live link to ``address``; a target that left is re-dialled here, so its absence raises now."""
@@ -251,49 +226,15 @@ class TcpKVChannel:
             if self._staging is None:
                 self._staging = mmap.mmap(-1, self._staging_bytes)  # pages come on first touch, unlike a bytearray
                 self._staged = torch.frombuffer(self._staging, dtype=torch.uint8)
-                self._extents = ExtentAllocator(self._staging_bytes)
-            assert self._extents is not None
-            return reserve_run(
-                self._extents,
-                nbytes,
-                self._space,
-                self.full_timeout_s,
-                self._check_open,
-                len(self._pending),
-                StagingFullError,
-            )
-
-    def _free(self, offset: int | None) -> None:
-        """Give a staged run back (lock held)."""
-        if offset is not None and self._extents is not None:
-            self._extents.free(offset)
-            self._space.notify_all()
+            return self._in_flight.reserve(nbytes, self.full_timeout_s)
 
     def _on_reply(self, link: PeerLink, msg: Message) -> None:
         if not isinstance(msg, AckMsg):
             return  # a receiver only ever answers
         with self._lock:
-            pending = self._pending.get(msg.transfer_id)
-            if pending is None or pending.link is not link:
-                return  # unknown, or not from the node we sent it to
-            del self._pending[msg.transfer_id]
-            self._free(pending.offset)
-        handle = pending.handle
-        if msg.error_kind is None:
-            latency = time.perf_counter() - pending.started
-            handle._complete(
-                TransferResult(
-                    handle.transfer_id,
-                    handle.target,
-                    handle.num_blocks,
-                    handle.num_bytes,
-                    handle.stage_s,
-                    msg.copy_s,
-                    latency,
-                )
-            )
-        else:
-            handle._fail(ACK_ERRORS.get(msg.error_kind, TransferRejectedError)(msg.error))
+            pending = self._in_flight.answered(msg, link)  # None: unknown, or not from the node we sent it to
+        if pending is not None:
+            pending.settle(msg)
 
     def _on_lost(self, link: PeerLink, error: Exception) -> None:
         """A link died: its unanswered transfers fail with why; a target that was there counts as departed."""
@@ -302,10 +243,7 @@ class TcpKVChannel:
                 del self._links[link.address]
             if link.connected and not self.closed:
                 self._departed.add(link.address)
-            failed = [p for p in self._pending.values() if p.link is link]
-            for pending in failed:
-                del self._pending[pending.handle.transfer_id]
-                self._free(pending.offset)
+            failed = self._in_flight.lost(link)
         for pending in failed:
             pending.handle._fail(type(error)(str(error)))
 
@@ -314,12 +252,8 @@ class TcpKVChannel:
         """The next transfer posted to this node, in arrival order; None if none came within ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while not self._incoming:
-                self._check_open()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._arrivals.wait(remaining)
+            if not wait_until(self._arrivals, lambda: bool(self._incoming), deadline, self._check_open):
+                return None
             incoming, connection = self._incoming.popleft()
             self._unanswered[incoming] = connection
             return incoming
@@ -337,9 +271,7 @@ class TcpKVChannel:
 
     def count_received(self, nbytes: int, copy_s: float) -> None:
         with self._lock:
-            self.stats.num_received += 1
-            self.stats.bytes_received += nbytes
-            self.stats.copy_s += copy_s
+            self.stats.count_received(nbytes, copy_s)
 
     def _accept_loop(self) -> None:
         while not self.closed:
@@ -421,15 +353,10 @@ class TcpKVChannel:
         with self._lock:
             if self.closed:
                 return
-            deadline = time.monotonic() + drain_timeout_s
-            while self._pending and (remaining := deadline - time.monotonic()) > 0:
-                self._space.wait(remaining)
+            pending = self._in_flight.close(drain_timeout_s)
             self.closed = True
-            pending = list(self._pending.values())
-            self._pending.clear()
             self._incoming.clear()
             self._payloads.clear()
-            self._space.notify_all()
             self._arrivals.notify_all()
             links = list(self._links.values())
             inbound = list(self._inbound)
