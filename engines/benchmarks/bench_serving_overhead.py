@@ -11,7 +11,9 @@ client measures, one after the other:
   (found by ``--llama-server``, ``$SAGELLM_LLAMA_SERVER`` or the build
   script's folder; left out, with a note, when absent);
 * ``vllm``: vLLM's CPU build (``vllm serve``, bf16, its defaults) on the same
-  weights as a Hugging Face directory, with ``--vllm`` (it takes ~2 min to start).
+  weights as a Hugging Face directory, with ``--vllm`` (it takes ~2 min to start);
+* ``disaggregated``: ``sagellm serve --disaggregated`` (prefill and decode
+  workers, one thread each, KV over shm), with ``--disaggregated``.
 
 Each side runs ``--rounds`` times (interleaved) and the median counts. Each
 round also times the roof: the step's matmuls alone as dense bf16 GEMMs at
@@ -23,6 +25,7 @@ Usage::
 
     python engines/benchmarks/bench_serving_overhead.py                 # ~6 min on 2 cores
     python engines/benchmarks/bench_serving_overhead.py --vllm --rounds 1
+    python engines/benchmarks/bench_serving_overhead.py --disaggregated --rounds 1 --out engines/benchmarks/results/served_disaggregated
     python engines/benchmarks/bench_serving_overhead.py --quick         # smoke: 1 and 4 users, short
 
 Writes ``results/serving_overhead.json`` and ``.md`` (or ``--out DIR``).
@@ -163,6 +166,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side; the median counts (default 2)")
     parser.add_argument("--llama-server", help="llama.cpp's llama-server binary (or its folder)")
     parser.add_argument("--vllm", action="store_true", help="also run vLLM's CPU build (slow to start)")
+    parser.add_argument(
+        "--disaggregated", action="store_true", help="also serve with --disaggregated (prefill and decode workers)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 and 4 users, 32->16 tokens, one round")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
@@ -174,6 +180,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def choose_sides(args: argparse.Namespace, gguf: Path) -> tuple[dict[str, ServerCommand | None], list[str]]:
     sides: dict[str, ServerCommand | None] = {"offline": None, "served": sagellm_command(ephemeral_port())}
     notes: list[str] = []
+    if args.disaggregated:
+        sides["disaggregated"] = sagellm_command(ephemeral_port(), ["--disaggregated"])
     if args.llama_server:
         os.environ[LLAMA_SERVER_ENV] = args.llama_server
     for kind in ("llama-server", "vllm") if args.vllm else ("llama-server",):
@@ -208,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "served / offline": ratios(table, "served", "offline"),
             "served / llama-server": ratios(table, "served", "llama-server"),
             "served / vllm": ratios(table, "served", "vllm"),
+            "disaggregated / served": ratios(table, "disaggregated", "served"),
             "served / roof": ratios(table, "served", "roof"),
             "offline / roof": ratios(table, "offline", "roof"),
         },

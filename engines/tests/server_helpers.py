@@ -8,19 +8,23 @@ to it over real sockets with the official ``openai`` / ``anthropic`` SDKs.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import torch
 
 from sagellm.core.ports import ephemeral_port
-from sagellm.engines import LLMEngine
 from sagellm.engines.server import ServerOptions, build_server, create_app
 from sagellm.engines.server.launcher import GracefulServer
+from sagellm.engines.server.served_engine import ServedEngine
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -28,7 +32,7 @@ STARTUP_TIMEOUT_S = 30.0
 @dataclass
 class RunningServer:
     base_url: str
-    engine: LLMEngine
+    engine: ServedEngine
     server: GracefulServer
     thread: threading.Thread
     previous_threads: int
@@ -51,7 +55,7 @@ class RunningServer:
         assert not self.thread.is_alive(), "server did not shut down"
 
 
-def start_server(engine: LLMEngine, options: ServerOptions | None = None, threads: int = 1) -> RunningServer:
+def start_server(engine: ServedEngine, options: ServerOptions | None = None, threads: int = 1) -> RunningServer:
     """Serve ``engine``; torch runs on ``threads`` threads meanwhile, so the machine stays usable."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -70,3 +74,37 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, message: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(message)
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def serve_process(argv: list[str], startup_s: float = 180.0) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``sagellm serve`` with ``argv`` in a subprocess on a free port, healthy; yields it and its base URL.
+
+    Killed on the way out if it is still running; its stderr is a pipe the test may read.
+    """
+    port = ephemeral_port()
+    command = [sys.executable, "-m", "sagellm.engines.cli.main", "serve", "--port", str(port), *argv]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: healthy(base) or process.poll() is not None, startup_s, "server did not start")
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -19,9 +17,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from server_helpers import wait_until
+from server_helpers import serve_process
 
-from sagellm.core.ports import ephemeral_port
 from sagellm.engines.cli.main import main
 
 GRACE_S = 8.0  # generous: the short request must finish inside it even on a loaded CI machine
@@ -78,14 +75,9 @@ def _stream(client: openai.OpenAI, max_tokens: int, first: threading.Event, out:
 
 
 def test_sigterm_drains_then_aborts_and_exits_0() -> None:
-    port = ephemeral_port()
-    argv = ["serve", "--port", str(port), "--threads", "1", "--dtype", "float32", "--num-blocks", "128"]
-    argv += ["--served-model-name", "smol", "--shutdown-grace", str(GRACE_S), "--log-level", "warning"]
-    process = subprocess.Popen([sys.executable, "-m", "sagellm.engines.cli.main", *argv], stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _healthy(base) or process.poll() is not None, 120, "server did not start")
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+    argv = ["--threads", "1", "--dtype", "float32", "--num-blocks", "128", "--served-model-name", "smol"]
+    argv += ["--shutdown-grace", str(GRACE_S), "--log-level", "warning"]
+    with serve_process(argv, startup_s=120) as (process, base):
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=60)
         short: dict[str, Any] = {}
         long: dict[str, Any] = {}
@@ -108,14 +100,3 @@ def test_sigterm_drains_then_aborts_and_exits_0() -> None:
         assert long["finish_reason"] == "abort"  # the rest was aborted when it ran out
         assert GRACE_S - 0.5 < long["ended"] - sent < GRACE_S + 5
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

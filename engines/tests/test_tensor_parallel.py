@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import torch
 from margins import record_margin
-from server_helpers import wait_until
+from server_helpers import children_of, serve_process
 
 from sagellm.core import registry
 from sagellm.core.config import load_config
 from sagellm.core.errors import ConfigError
-from sagellm.core.ports import ephemeral_port
 from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM
 from sagellm.engines.data.datasets import load_mt_bench
@@ -145,22 +141,18 @@ def engine_logits(llm: LLM, ids: list[int]) -> torch.Tensor:
     return seen[0]
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def test_serve_with_two_ranks_answers_then_exits_1_when_a_rank_dies() -> None:
-    port = ephemeral_port()
-    argv = ["serve", "--port", str(port), "--tensor-parallel-size", "2", "--num-blocks", "64", "--log-level", "warning"]
-    argv += ["--served-model-name", "smol"]
-    process = subprocess.Popen([sys.executable, "-m", "sagellm.engines.cli.main", *argv], stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: healthy(base) or process.poll() is not None, 180, "server did not start")
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+    argv = [
+        "--tensor-parallel-size",
+        "2",
+        "--num-blocks",
+        "64",
+        "--log-level",
+        "warning",
+        "--served-model-name",
+        "smol",
+    ]
+    with serve_process(argv) as (process, base):
         body = {"model": "smol", "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
         first = httpx.post(f"{base}/v1/completions", json=body, timeout=60)
         assert first.status_code == 200 and first.json()["choices"][0]["text"]
@@ -172,14 +164,3 @@ def test_serve_with_two_ranks_answers_then_exits_1_when_a_rank_dies() -> None:
         err = process.stderr.read().decode() if process.stderr else ""
         reason = err.split("sagellm: error:")[-1]
         assert "sagellm: error:" in err and "rank 1" in reason and "Traceback" not in reason
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -170,7 +170,7 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("kv_pool", "disk_dir", args.kv_disk_dir)
     put("kv_pool", "cache_dtype", args.kv_cache_dtype)
     put("quantization", "implementation", args.quantization)
-    put("quantization", "options", _key_values(args.quantization_option, "--quantization-option"))
+    put("quantization", "options", key_values(args.quantization_option, "--quantization-option"))
     put("quantization", "lm_head", False if args.quantization_dense_lm_head else None)
     put("kernel_fusion", "implementation", args.kernel_fusion)
     for key, value in speculative_settings(args).items():
@@ -178,10 +178,10 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("prefix_cache", "enabled", False if args.no_prefix_cache else None)
     put("prefix_cache", "implementation", args.prefix_cache)
     put("eviction_policy", "implementation", args.eviction)
-    put("eviction_policy", "options", _key_values(args.eviction_option, "--eviction-option"))
+    put("eviction_policy", "options", key_values(args.eviction_option, "--eviction-option"))
     put("lifetime_predictor", "implementation", args.lifetime_predictor)
     put("scheduler_ir", "implementation", args.scheduler)
-    put("scheduler_ir", "options", _key_values(args.scheduler_option, "--scheduler-option"))
+    put("scheduler_ir", "options", key_values(args.scheduler_option, "--scheduler-option"))
     put("scheduler_ir", "max_num_seqs", args.max_num_seqs)
     put("scheduler_ir", "max_num_batched_tokens", args.max_num_batched_tokens)
     return load_config(args.config, **sections)
@@ -197,7 +197,7 @@ def speculative_settings(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "implementation": args.speculative,
             "num_speculative_tokens": args.num_speculative_tokens,
-            "options": _key_values(args.speculative_option, "--speculative-option"),
+            "options": key_values(args.speculative_option, "--speculative-option"),
         }
     if separate:
         raise InvalidRequestError(
@@ -225,7 +225,7 @@ def _installed(kind: str, default: str) -> str:
     return f"installed: {', '.join(names) or 'none'}; default {default}"
 
 
-def _key_values(items: list[str], flag: str) -> dict[str, Any] | None:
+def key_values(items: list[str], flag: str) -> dict[str, Any] | None:
     """KEY=VALUE pairs, values read as YAML scalars (500 -> int, true -> bool)."""
     if not items:
         return None

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.core.ports import is_port_free
 from sagellm.engines.cli import arg_types
+from sagellm.engines.cli.disagg_options import add_disagg_options, apply_disagg_options, disagg_threads
 from sagellm.engines.cli.options import add_engine_options, config_from_args
+from sagellm.engines.engine.engine_dead import EngineDeadError
+from sagellm.engines.server.served_engine import ServedEngine
 
 DESCRIPTION = """Serve the model over HTTP: OpenAI's /v1/completions, /v1/chat/completions
 and /v1/models, Anthropic's /v1/messages (all with streaming), plus /health
 and Prometheus /metrics. Concurrent clients share one continuously batched
 engine. When the waiting queue is full, requests get 429 with Retry-After.
 On SIGTERM the server stops accepting, lets in-flight requests finish for
---shutdown-grace seconds, aborts the rest and exits 0.
+--shutdown-grace seconds, aborts the rest and exits 0. With --disaggregated,
+prefill and decode run in two worker processes and the server only routes;
+if a worker (or a tensor-parallel rank) dies, the server exits 1.
 
   sagellm serve --port 8000
   curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
-    -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 32}'"""
+    -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 32}'
+  sagellm serve --disaggregated --kv-transfer tcp"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,30 +63,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="uvicorn log level (default info)",
     )
     add_engine_options(parser)
+    add_disagg_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sagellm.engines.engine.builder import build_engine
-    from sagellm.engines.model.parallel_ops import RankFailedError
     from sagellm.engines.server import ServerOptions, create_app, serve
 
     config = _config(args)
     host, port = args.host or config.server.host, args.port if args.port is not None else config.server.port
     if port and not is_port_free(port, host):  # fail before spending seconds loading the model
         raise ConfigError(f"cannot listen on {host}:{port}: the port is in use (try --port)")
-    engine = build_engine(config)
     options = ServerOptions(served_model_name=args.served_model_name, shutdown_grace_s=args.shutdown_grace)
     try:
-        serve(create_app(engine, options), host, port, args.log_level)
-    except RankFailedError as exc:  # not the user's input: exit 1, not the bad-input 2
+        with _engine(args, config) as engine:
+            serve(create_app(engine, options), host, port, args.log_level)
+    except EngineDeadError as exc:  # a rank or worker died: not the user's input, so exit 1, not the bad-input 2
         print(f"sagellm: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _engine(args: argparse.Namespace, config: SageLLMConfig) -> Iterator[ServedEngine]:
+    """The engine to serve: colocated (tensor-parallel ranks included) or a prefill/decode pair, closed after."""
+    if not args.disaggregated:
+        from sagellm.engines.engine.builder import build_engine
+
+        yield build_engine(config)
+        return
+    from sagellm.engines.disagg.disaggregated_engine import DisaggregatedEngine
+
+    engine = DisaggregatedEngine(config, **disagg_threads(args))
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def _config(args: argparse.Namespace) -> SageLLMConfig:
     config = config_from_args(args)
     if args.max_waiting is not None:
         config.scheduler_ir.max_waiting = args.max_waiting  # validated by argparse, and by the config on assignment
+    apply_disagg_options(args, config)
     return config

@@ -21,12 +21,14 @@ from collections import deque
 from typing import Any
 
 from sagellm.core.config import SageLLMConfig, load_config
-from sagellm.core.errors import ConfigError, SageLLMError
+from sagellm.core.errors import ConfigError
+from sagellm.core.ports import ephemeral_port
 from sagellm.core.types import SamplingParams
 from sagellm.engines.disagg.decode_worker import decode_main
 from sagellm.engines.disagg.messages import (
     DECODE,
     PREFILL,
+    Abort,
     Event,
     PrefillJob,
     Reset,
@@ -37,13 +39,14 @@ from sagellm.engines.disagg.messages import (
     WorkerStats,
 )
 from sagellm.engines.disagg.prefill_worker import prefill_main
+from sagellm.engines.engine.engine_dead import EngineDeadError
 
 DEFAULT_CHANNEL = "shm"
 START_TIMEOUT_S = 600.0  # loading a model on a busy 2-core machine can take a while
 FULL_TIMEOUT_S = 30.0  # prefill waits this long for staging room before letting the decode side recompute
 
 
-class WorkerError(SageLLMError):
+class WorkerError(EngineDeadError):
     """A worker process failed (its traceback is in the message), or died."""
 
 
@@ -59,6 +62,8 @@ def disagg_config(config: SageLLMConfig, namespace: str) -> SageLLMConfig:
     section = config.kv_transfer
     implementation = DEFAULT_CHANNEL if section.implementation == "none" else section.implementation
     options = {"full_timeout_s": FULL_TIMEOUT_S, **section.options, "namespace": namespace}
+    if implementation == "tcp" and "peers" not in options:  # both workers on this host, each on a free port
+        options["peers"] = {role: f"127.0.0.1:{ephemeral_port()}" for role in (PREFILL, DECODE)}
     update = {"kv_transfer": section.model_copy(update={"implementation": implementation, "options": options})}
     return config.model_copy(update=update)
 
@@ -129,6 +134,11 @@ class PDCoordinator:
     def submit(self, request_id: str, prompt: str | tuple[int, ...], sampling: SamplingParams) -> None:
         self._inboxes[PREFILL].put(PrefillJob(request_id, prompt, sampling))
 
+    def abort(self, request_ids: list[str], roles: tuple[str, ...] = (PREFILL, DECODE)) -> None:
+        """Tell ``roles``' workers to drop these requests (the decode side also refuses their KV in flight)."""
+        for role in roles:
+            self._inboxes[role].put(Abort(tuple(request_ids)))
+
     def poll(self, timeout: float | None) -> list[Event]:
         """Events that arrived, waiting up to ``timeout`` for the first; WorkerError if a worker failed."""
         events = list(self._backlog)
@@ -137,7 +147,7 @@ class PDCoordinator:
             try:
                 events.append(self._events.get(timeout=timeout))
             except queue.Empty:
-                self._check_alive()
+                self.check_alive()
                 return []
         events.extend(self._drain())
         for event in events:
@@ -158,7 +168,7 @@ class PDCoordinator:
             try:
                 event = self._events.get(timeout=min(remaining, 1.0))
             except queue.Empty:
-                self._check_alive()
+                self.check_alive()
                 continue
             if isinstance(event, WorkerStats):
                 got[event.role] = event.stats
@@ -182,7 +192,7 @@ class PDCoordinator:
             try:
                 event = self._events.get(timeout=min(remaining, 1.0))
             except queue.Empty:
-                self._check_alive()
+                self.check_alive()
                 continue
             if isinstance(event, WorkerFailed) and event.request_id is None:
                 raise WorkerError(f"the {event.role} worker failed during a reset:\n{event.error}")
@@ -218,7 +228,7 @@ class PDCoordinator:
             try:
                 event = self._events.get(timeout=min(remaining, 1.0))
             except queue.Empty:
-                self._check_alive()
+                self.check_alive()
                 continue
             if isinstance(event, WorkerFailed):
                 raise WorkerError(f"the {event.role} worker failed to start:\n{event.error}")
@@ -233,7 +243,8 @@ class PDCoordinator:
         except queue.Empty:
             return out
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """WorkerError if a worker process has exited while the coordinator is open."""
         for role, proc in self._procs.items():
             if not proc.is_alive() and not self._closed:
                 raise WorkerError(f"the {role} worker exited unexpectedly (exit code {proc.exitcode})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import OrderedDict
 from typing import Any
 
 from sagellm.core.errors import OutOfBlocksError, SageLLMError
@@ -20,6 +21,7 @@ from sagellm.core.types import SamplingParams
 from sagellm.engines.disagg.handoff import adopt_blocks, allocate_blocks, release
 from sagellm.engines.disagg.messages import (
     DECODE,
+    Abort,
     DecodeStep,
     Reset,
     Shutdown,
@@ -29,6 +31,8 @@ from sagellm.engines.disagg.messages import (
 )
 from sagellm.engines.disagg.worker_base import POLL_S, WorkerBase, run_worker
 from sagellm.engines.runtime.kv_manager import PinnedBlocks
+
+MAX_ABORTED = 4096  # aborts remembered for KV not yet arrived; past this the oldest is computed and ignored
 
 
 @dataclasses.dataclass(slots=True)
@@ -50,6 +54,7 @@ class DecodeWorker(WorkerBase):
         super().__init__(config_data, inbox, events)
         self.stats = DecodeStats()
         self._held: dict[str, PinnedBlocks] = {}  # adopted blocks, held until their request is admitted
+        self._aborted: OrderedDict[str, None] = OrderedDict()  # aborted before their KV arrived
 
     def run(self) -> None:
         self.announce()
@@ -61,8 +66,10 @@ class DecodeWorker(WorkerBase):
                     return
                 if isinstance(msg, StatsRequest):
                     self.events.put(WorkerStats(DECODE, self._report(msg.reset)))
+                elif isinstance(msg, Abort):
+                    self._abort(msg.request_ids)
                 elif isinstance(msg, Reset):
-                    self._held, self.stats = {}, DecodeStats()
+                    self._held, self._aborted, self.stats = {}, OrderedDict(), DecodeStats()
                     self.reset()
             incoming = self.channel.receive(timeout=0.0 if busy else POLL_S)
             while incoming is not None:
@@ -81,11 +88,27 @@ class DecodeWorker(WorkerBase):
             if held is not None:  # admitted: its own references keep the blocks now
                 release(self.engine, held)
         if outputs:
-            self.events.put(DecodeStep(tuple(outputs)))
+            kv = self.engine.kv
+            self.events.put(DecodeStep(tuple(outputs), kv.num_free_blocks, kv.hit_rate()))
+
+    def _abort(self, request_ids: tuple[str, ...]) -> None:
+        """Drop running requests now; remember the others, whose KV may still be on its way."""
+        for request_id in request_ids:
+            held = self._held.pop(request_id, None)
+            if held is not None:
+                release(self.engine, held)
+            if not self.engine.abort_request(request_id):
+                self._aborted[request_id] = None
+                if len(self._aborted) > MAX_ABORTED:
+                    self._aborted.popitem(last=False)
 
     def _admit(self, incoming: IncomingKV) -> None:
         meta = incoming.metadata
         request_id, prompt, first = str(meta["request_id"]), list(meta["prompt"]), int(meta["first_token"])
+        if request_id in self._aborted:
+            del self._aborted[request_id]
+            _refuse(incoming, "the request was aborted")
+            return
         held = self._take_blocks(incoming, prompt)
         sampling = SamplingParams(**{**meta["sampling"], "max_tokens": int(meta["sampling"]["max_tokens"]) - 1})
         try:
@@ -130,6 +153,14 @@ class DecodeWorker(WorkerBase):
         if reset:
             self.stats = DecodeStats()
         return report
+
+
+def _refuse(incoming: IncomingKV, reason: str) -> None:
+    """Answer a transfer without taking its blocks (one without blocks is simply accepted)."""
+    if incoming.num_blocks:
+        incoming.reject(reason)
+    else:
+        incoming.accept([])
 
 
 def decode_main(config_data: dict[str, Any], inbox: Any, events: Any) -> None:

@@ -12,7 +12,8 @@ from sagellm.core.config import SageLLMConfig, load_config
 from sagellm.core.errors import InvalidRequestError
 from sagellm.core.types import SamplingParams, StepOutput
 from sagellm.engines.disagg.coordinator import PDCoordinator
-from sagellm.engines.disagg.messages import DecodeStep, FirstToken, WorkerFailed
+from sagellm.engines.disagg.messages import FirstToken, WorkerFailed
+from sagellm.engines.disagg.step_outputs import step_outputs
 from sagellm.engines.engine.llm import GenerationResult
 
 MAX_IN_FLIGHT = 512  # requests handed to the workers at once (their waiting queues are bounded)
@@ -91,51 +92,16 @@ def _outputs(event: object, results: dict[str, GenerationResult]) -> list[StepOu
     """Fold one event into ``results``; the StepOutputs a colocated engine would have produced for it."""
     if isinstance(event, WorkerFailed) and event.request_id is not None:
         raise InvalidRequestError(f"request {event.request_id} failed in the {event.role} worker: {event.error}")
-    if isinstance(event, FirstToken):
-        result = results.get(event.request_id)
-        if result is None:  # left over from a generate() call that raised
-            return []
-        result.prompt_token_ids = list(event.prompt_token_ids)
-        result.token_ids.append(event.token_id)
-        result.text += event.text
-        result.finish_reason = event.finish_reason
-        return [
-            StepOutput(
-                event.request_id,
-                (event.token_id,),
-                event.text,
-                event.finish_reason,
-                num_prompt_tokens=len(event.prompt_token_ids),
-                num_output_tokens=1,
-                logprobs=event.logprobs,
-                top_logprobs=event.top_logprobs,
-            )
-        ]
-    if isinstance(event, DecodeStep):
-        out = []
-        for step in event.outputs:
-            if step.request_id not in results:
-                continue
-            result = results[step.request_id]
-            result.token_ids.extend(step.new_token_ids)
-            result.text += step.new_text
-            result.finish_reason = step.finish_reason
-            result.num_cached_tokens = step.num_cached_tokens
-            out.append(
-                StepOutput(
-                    step.request_id,
-                    step.new_token_ids,
-                    step.new_text,
-                    step.finish_reason,
-                    num_prompt_tokens=step.num_prompt_tokens - 1,  # the decode side's prompt ends in the first token
-                    num_output_tokens=step.num_output_tokens + 1,
-                    num_cached_tokens=step.num_cached_tokens,
-                    logprobs=step.logprobs,
-                    top_logprobs=step.top_logprobs,
-                )
-            )
-        return out
-    return []
+    if isinstance(event, FirstToken) and event.request_id in results:
+        results[event.request_id].prompt_token_ids = list(event.prompt_token_ids)
+    out = [output for output in step_outputs(event) if output.request_id in results]  # others: a call that raised
+    for output in out:
+        result = results[output.request_id]
+        result.token_ids.extend(output.new_token_ids)
+        result.text += output.new_text
+        result.finish_reason = output.finish_reason
+        result.num_cached_tokens = output.num_cached_tokens
+    return out
 
 
 def _broadcast(sampling: SamplingParams | Sequence[SamplingParams] | None, n: int) -> list[SamplingParams]:

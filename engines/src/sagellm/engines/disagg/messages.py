@@ -7,7 +7,7 @@ channel, with the request's tokens and sampling as the transfer's metadata.
                                       | KV blocks + metadata (channel)
                                       v
                                 decode worker --DecodeStep--> coordinator
-    coordinator --StatsRequest / Reset / Shutdown--> both workers --WorkerStats / WorkerReady--> coordinator
+    coordinator --Abort / StatsRequest / Reset / Shutdown--> both workers --WorkerStats / WorkerReady--> coordinator
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ class Shutdown:
 
 
 @dataclass(frozen=True, slots=True)
+class Abort:
+    """Drop these requests: out of the engine if there, else (decode side) refuse their KV when it comes."""
+
+    request_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerReady:
     role: str
     pid: int
@@ -77,6 +84,8 @@ class DecodeStep:
     """Everything one decode-worker step produced, in one message."""
 
     outputs: tuple[StepOutput, ...]  # as the decode engine saw them: its prompt is the real prompt + first token
+    kv_free_blocks: int = 0  # the decode pool after the step, for the server's gauges
+    prefix_hit_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,14 @@ import dataclasses
 import time
 from typing import Any
 
-from sagellm.core.errors import ContextLengthExceededError, OutOfBlocksError, SageLLMError
+from sagellm.core.errors import OutOfBlocksError, SageLLMError
 from sagellm.core.protocols import KVTransferHandle
 from sagellm.core.types import StepOutput
 from sagellm.engines.disagg.handoff import export_prompt_blocks, release
 from sagellm.engines.disagg.messages import (
     DECODE,
     PREFILL,
+    Abort,
     FirstToken,
     PrefillJob,
     Reset,
@@ -30,6 +31,7 @@ from sagellm.engines.disagg.messages import (
     WorkerStats,
 )
 from sagellm.engines.disagg.worker_base import WorkerBase, run_worker
+from sagellm.engines.engine.request_checks import check_context_length
 
 DRAIN_S = 30.0  # at shutdown, how long transfers may take to be accepted
 REAP_EVERY = 256  # pending handles kept before answered ones are folded into the counters
@@ -73,6 +75,8 @@ class PrefillWorker(WorkerBase):
                     self.reset()
                 elif isinstance(msg, PrefillJob):
                     self._add(msg)
+                elif isinstance(msg, Abort):
+                    self._abort(msg.request_ids)
             if self.engine.has_unfinished():
                 start = time.perf_counter()
                 for output in self.engine.step():
@@ -82,18 +86,19 @@ class PrefillWorker(WorkerBase):
     def _add(self, job: PrefillJob) -> None:
         try:
             ids = self.engine.tokenizer.encode(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
-            total = len(ids) + job.sampling.max_tokens
-            if total > self.engine.max_model_len:
-                raise ContextLengthExceededError(
-                    f"This model's maximum context length is {self.engine.max_model_len} tokens. However, you "
-                    f"requested {total} tokens ({len(ids)} in the prompt, {job.sampling.max_tokens} for the completion)."
-                )
+            check_context_length(len(ids), job.sampling.max_tokens, self.engine.max_model_len)
             first_only = dataclasses.replace(job.sampling, max_tokens=1)
             self.engine.add_request(ids, first_only, request_id=job.request_id)
         except SageLLMError as exc:
             self.events.put(WorkerFailed(PREFILL, f"{type(exc).__name__}: {exc}", job.request_id))
             return
         self._jobs[job.request_id] = (job, ids)
+
+    def _abort(self, request_ids: tuple[str, ...]) -> None:
+        """Drop jobs still prefilling; one already handed off is the decode worker's to drop."""
+        for request_id in request_ids:
+            if self._jobs.pop(request_id, None) is not None:
+                self.engine.abort_request(request_id)
 
     def _hand_off(self, output: StepOutput) -> None:
         job, ids = self._jobs.pop(output.request_id)

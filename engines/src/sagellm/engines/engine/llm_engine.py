@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from sagellm.core.errors import (
-    ContextLengthExceededError,
     InvalidRequestError,
     OutOfBlocksError,
     PlanError,
@@ -35,8 +34,9 @@ from sagellm.core.types import (
     SequenceStatus,
     SequenceView,
     StepOutput,
-    blocks_for,
 )
+from sagellm.engines.engine.engine_load import EngineLoad
+from sagellm.engines.engine.request_checks import check_context_length, check_prompt_ids
 from sagellm.engines.engine.speculation import Speculator
 from sagellm.engines.engine.step_cost import StepCostModel
 from sagellm.engines.engine.stop_checker import check_stop
@@ -171,6 +171,9 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return bool(self._running or self._waiting)
 
+    def check_health(self) -> None:
+        """Nothing to check while idle: a tensor-parallel rank that died fails the next step instead."""
+
     @property
     def num_running(self) -> int:
         return len(self._running)
@@ -178,6 +181,17 @@ class LLMEngine:
     @property
     def num_waiting(self) -> int:
         return len(self._waiting)
+
+    def load(self) -> EngineLoad:
+        """The gauges a server publishes; reads state ``step`` and abort change, so only the stepping thread."""
+        kv = self.kv
+        return EngineLoad(
+            num_running=len(self._running),
+            num_waiting=len(self._waiting),
+            kv_total_blocks=kv.pool.layout.num_blocks,
+            kv_free_blocks=kv.num_free_blocks,
+            prefix_hit_rate=kv.hit_rate(),
+        )
 
     # ---------------------------------------------------------------------- step
     def step(self) -> list[StepOutput]:
@@ -382,25 +396,8 @@ class LLMEngine:
             if not prompt:
                 raise InvalidRequestError("prompt must not be empty")
             return self.tokenizer.encode(prompt)
-        token_ids = list(prompt)
-        if not token_ids:
-            raise InvalidRequestError("prompt must contain at least one token")
-        vocab = self.model_config.vocab_size
-        bad = [t for t in token_ids if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab]
-        if bad:
-            raise InvalidRequestError(f"prompt token ids must be integers in [0, {vocab}); got {bad[:3]}")
-        return token_ids
+        return check_prompt_ids(prompt, self.model_config.vocab_size)
 
     def _check_length(self, num_prompt: int, max_tokens: int) -> None:
-        """Reject up front what could never finish (vLLM's wording, so clients recognise it)."""
-        total = num_prompt + max_tokens
-        if total > self.max_model_len:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
-                f"{total} tokens ({num_prompt} in the prompt, {max_tokens} for the completion)."
-            )
-        blocks_needed = blocks_for(total, self.kv.block_size)
-        if blocks_needed > self.kv.pool.layout.num_blocks:
-            raise ContextLengthExceededError(
-                f"the request needs {blocks_needed} KV blocks but the whole pool has {self.kv.pool.layout.num_blocks}"
-            )
+        layout = self.kv.pool.layout
+        check_context_length(num_prompt, max_tokens, self.max_model_len, self.kv.block_size, layout.num_blocks)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sagellm.core.errors import SageLLMError
 from sagellm.core.protocols import CommBackend
+from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.model.tensor_parallel import TensorShard
 
 
-class RankFailedError(SageLLMError):
+class RankFailedError(EngineDeadError):
     """Another tensor-parallel rank failed or stopped answering: this engine cannot step any more.
 
     Any failure of a collective means a peer is gone (the ranks run the same

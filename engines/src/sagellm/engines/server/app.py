@@ -1,4 +1,4 @@
-"""create_app: the FastAPI application around one LLMEngine.
+"""create_app: the FastAPI application around one served engine (colocated, tensor-parallel or disaggregated).
 
 The engine is built by the caller (``sagellm serve``, or a test around an
 already-loaded model); the app only starts its engine thread at startup and
@@ -12,15 +12,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.server import routes_admin, routes_chat, routes_completions, routes_messages
 from sagellm.engines.server.error_handlers import install_error_handlers
 from sagellm.engines.server.options import ServerOptions
+from sagellm.engines.server.served_engine import ServedEngine
 from sagellm.engines.server.state import ServerState
 from sagellm.engines.version import __version__
 
 
-def create_app(engine: LLMEngine, options: ServerOptions | None = None) -> FastAPI:
+def create_app(engine: ServedEngine, options: ServerOptions | None = None) -> FastAPI:
     state = ServerState.build(engine, options or ServerOptions())
 
     @asynccontextmanager

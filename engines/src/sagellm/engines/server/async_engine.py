@@ -7,7 +7,7 @@
     await submit() ── add command ──► queue ──► run queued commands
     handle.abort() ── abort command ─┘          step() while requests remain
     handle.queue ◄── call_soon_threadsafe ───── route each StepOutput to its handle
-                                                idle: block on an Event (no spinning)
+                                                idle: block on an Event (no spinning; check_health each second)
 
 ``LLMEngine`` is not thread-safe, so nothing but the engine thread touches it
 (not even to read a gauge). A command waits at most one step to run, which
@@ -42,14 +42,15 @@ from typing import Any, TypeVar
 
 from sagellm.core.errors import ServerOverloadedError
 from sagellm.core.types import SamplingParams, StepOutput
-from sagellm.engines.engine.llm_engine import LLMEngine
-from sagellm.engines.model.parallel_ops import RankFailedError
+from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.server.errors import EngineFailureError, ServiceUnavailableError
 from sagellm.engines.server.request_handle import Item, RequestHandle
+from sagellm.engines.server.served_engine import ServedEngine
 from sagellm.engines.server.server_metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
+HEALTH_CHECK_S = 1.0  # an idle engine loop checks this often that the engine's other processes live
 T = TypeVar("T")
 _Command = tuple[Callable[[], Any], "concurrent.futures.Future[Any] | None"]
 
@@ -67,7 +68,7 @@ class _Route:
 
 
 class AsyncEngine:
-    def __init__(self, engine: LLMEngine, metrics: ServerMetrics) -> None:
+    def __init__(self, engine: ServedEngine, metrics: ServerMetrics) -> None:
         self.engine = engine
         self.metrics = metrics
         self.draining = False  # set at shutdown: new submissions get 503
@@ -78,7 +79,7 @@ class AsyncEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self._broken = False
-        self.fatal_error: RankFailedError | None = None  # the engine can never step again (a rank died)
+        self.fatal_error: EngineDeadError | None = None  # the engine can never step again (a rank or worker died)
         self.on_fatal: Callable[[], None] | None = None  # the server's way to shut itself down then
         self._hosted = False  # host() runs the loop on its caller's thread
         self._may_run = threading.Event()  # host(): the event loop is up (or will never be)
@@ -173,9 +174,9 @@ class AsyncEngine:
                     break
                 if self.engine.has_unfinished():
                     self._step()
-                self.metrics.refresh_engine_gauges(self.engine)
-                if not self.engine.has_unfinished():
-                    self._wake.wait()
+                self.metrics.refresh_engine_gauges(self.engine.load())
+                if not self.engine.has_unfinished() and not self._wake.wait(HEALTH_CHECK_S):
+                    self._check_health()
         finally:
             self._running = False
             self._fail_pending_commands()
@@ -254,14 +255,8 @@ class AsyncEngine:
     def _step(self) -> None:
         try:
             outputs = self.engine.step()
-        except RankFailedError as exc:  # no step can succeed any more: fail everything and shut down
-            logger.error("engine stopped: %s", exc)
-            self.fatal_error = exc
-            self._fail_all(EngineFailureError(f"the engine stopped: {exc}"))
-            self._broken = True
-            self._wake.set()  # the loop must not sleep: it ends, so host() returns and the process can exit
-            if self.on_fatal is not None:
-                self.on_fatal()
+        except EngineDeadError as exc:
+            self._die(exc)
             return
         except Exception as exc:  # fail this batch's requests, keep serving the next ones
             logger.exception("engine step failed")
@@ -281,6 +276,23 @@ class AsyncEngine:
             deliveries.append((route.handle, (route.index, output)))
         self.metrics.record_step(len(outputs))
         self._deliver(deliveries)
+
+    def _check_health(self) -> None:
+        """While idle: a dead worker or rank is reported now, not when the next request arrives."""
+        try:
+            self.engine.check_health()
+        except EngineDeadError as exc:
+            self._die(exc)
+
+    def _die(self, exc: EngineDeadError) -> None:
+        """No step can succeed any more: fail everything and have the server shut down."""
+        logger.error("engine stopped: %s", exc)
+        self.fatal_error = exc
+        self._fail_all(EngineFailureError(f"the engine stopped: {exc}"))
+        self._broken = True
+        self._wake.set()  # the loop must not sleep: it ends, so host() returns and the process can exit
+        if self.on_fatal is not None:
+            self.on_fatal()
 
     def _fail_all(self, error: BaseException) -> None:
         handles = {id(route.handle): route.handle for route in self._routes.values()}

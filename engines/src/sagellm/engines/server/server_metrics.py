@@ -13,7 +13,7 @@ import time
 from collections import deque
 
 from sagellm.core.metrics import MetricsRegistry
-from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.engine.engine_load import EngineLoad
 
 THROUGHPUT_WINDOW_S = 10.0
 
@@ -60,18 +60,15 @@ class ServerMetrics:
         if first_token is not None and num_output_tokens > 1:
             self.tpot.observe((now - first_token) / (num_output_tokens - 1))
 
-    def refresh_engine_gauges(self, engine: LLMEngine) -> None:
-        """Engine-thread only: reads engine state that step() and abort change."""
-        kv = engine.kv
-        total = kv.pool.layout.num_blocks
-        free = kv.num_free_blocks
+    def refresh_engine_gauges(self, load: EngineLoad) -> None:
+        """Publish one reading of the engine (taken on the engine thread: only it may read engine state)."""
         registry = self.registry
-        registry.gauge("num_running", "running sequences").set(engine.num_running)
-        registry.gauge("num_waiting", "waiting sequences").set(engine.num_waiting)
-        registry.gauge("kv_free_blocks", "free + evictable KV blocks").set(free)
-        registry.gauge("kv_used_blocks", "KV blocks held by sequences").set(total - free)
-        registry.gauge("kv_total_blocks", "KV blocks in the pool").set(total)
-        registry.gauge("prefix_hit_rate", "prefix cache hit rate").set(kv.hit_rate())
+        registry.gauge("num_running", "running sequences").set(load.num_running)
+        registry.gauge("num_waiting", "waiting sequences").set(load.num_waiting)
+        registry.gauge("kv_free_blocks", "free + evictable KV blocks").set(load.kv_free_blocks)
+        registry.gauge("kv_used_blocks", "KV blocks held by sequences").set(load.kv_total_blocks - load.kv_free_blocks)
+        registry.gauge("kv_total_blocks", "KV blocks in the pool").set(load.kv_total_blocks)
+        registry.gauge("prefix_hit_rate", "prefix cache hit rate").set(load.prefix_hit_rate)
 
     def render(self) -> str:
         now = time.monotonic()

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.server.async_engine import AsyncEngine
 from sagellm.engines.server.errors import ModelNotFoundError
 from sagellm.engines.server.options import ServerOptions
+from sagellm.engines.server.served_engine import ServedEngine
 from sagellm.engines.server.server_metrics import ServerMetrics
 from sagellm.engines.tokenizer import Tokenizer
 
@@ -35,7 +35,7 @@ class ServerState:
     _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def build(cls, engine: LLMEngine, options: ServerOptions) -> ServerState:
+    def build(cls, engine: ServedEngine, options: ServerOptions) -> ServerState:
         metrics = ServerMetrics(engine.metrics)
         return cls(
             engine=AsyncEngine(engine, metrics),
