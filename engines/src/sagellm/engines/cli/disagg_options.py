@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from sagellm.core import registry
@@ -10,6 +11,8 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.engines.cli import arg_types
 from sagellm.engines.cli.options import key_values
+from sagellm.engines.cli.pd_worker import TOKEN_ENV
+from sagellm.engines.disagg.remote_workers import RemoteWorkers
 
 DEFAULT_CHANNEL = "shm"
 CHANNEL_KIND = "kv_transfer_channel"
@@ -41,12 +44,31 @@ def add_disagg_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="KV channel option, repeatable (staging_mb=256, full_timeout_s=30, connect_timeout_s=5)",
+        help="KV channel option, repeatable (staging_mb=256, full_timeout_s=30, connect_timeout_s=5, "
+        'peers={prefill: "HOST:PORT", decode: "HOST:PORT"}, listen=0.0.0.0:PORT)',
     )
+    group.add_argument(
+        "--remote-workers",
+        metavar="ROLES",
+        help="roles that run on other hosts and dial in (prefill, decode or prefill,decode; each started there "
+        "with sagellm pd-worker) instead of being spawned here; needs --kv-transfer tcp with peers",
+    )
+    group.add_argument(
+        "--worker-listen",
+        metavar="HOST:PORT",
+        help="where remote workers dial in (e.g. 0.0.0.0:7000; required with --remote-workers)",
+    )
+    group.add_argument("--worker-token", help=f"shared token remote workers must present (default: ${TOKEN_ENV})")
 
 
-def disagg_threads(args: argparse.Namespace) -> dict[str, int]:
-    return {"prefill_threads": args.prefill_threads or 1, "decode_threads": args.decode_threads or 1}
+def disagg_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """DisaggregatedEngine's keyword arguments: worker threads, and the roles that join from other hosts."""
+    remote = None
+    if args.remote_workers:
+        roles = tuple(role.strip() for role in args.remote_workers.split(",") if role.strip())
+        token = args.worker_token or os.environ.get(TOKEN_ENV)
+        remote = RemoteWorkers(roles, args.worker_listen or "", token)
+    return {"prefill_threads": args.prefill_threads or 1, "decode_threads": args.decode_threads or 1, "remote": remote}
 
 
 def apply_disagg_options(args: argparse.Namespace, config: SageLLMConfig) -> None:
@@ -58,6 +80,9 @@ def apply_disagg_options(args: argparse.Namespace, config: SageLLMConfig) -> Non
             ("--decode-threads", args.decode_threads),
             ("--kv-transfer", args.kv_transfer),
             ("--kv-transfer-option", args.kv_transfer_option or None),
+            ("--remote-workers", args.remote_workers),
+            ("--worker-listen", args.worker_listen),
+            ("--worker-token", args.worker_token),
         )
         if value is not None
     ]
@@ -80,3 +105,8 @@ def apply_disagg_options(args: argparse.Namespace, config: SageLLMConfig) -> Non
         **(key_values(args.kv_transfer_option, "--kv-transfer-option") or {}),
     }
     config.kv_transfer = config.kv_transfer.model_copy(update={"implementation": name, "options": options})
+    remote = disagg_settings(args)["remote"]
+    if remote is not None:
+        if not args.worker_listen:
+            raise ConfigError("--remote-workers needs --worker-listen HOST:PORT (where the workers dial in)")
+        remote.check(config)

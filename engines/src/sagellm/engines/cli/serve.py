@@ -11,7 +11,7 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.core.ports import is_port_free
 from sagellm.engines.cli import arg_types
-from sagellm.engines.cli.disagg_options import add_disagg_options, apply_disagg_options, disagg_threads
+from sagellm.engines.cli.disagg_options import add_disagg_options, apply_disagg_options, disagg_settings
 from sagellm.engines.cli.options import add_engine_options, config_from_args
 from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.server.served_engine import ServedEngine
@@ -94,7 +94,7 @@ def _engine(args: argparse.Namespace, config: SageLLMConfig) -> Iterator[ServedE
         return
     from sagellm.engines.disagg.disaggregated_engine import DisaggregatedEngine
 
-    engine = DisaggregatedEngine(config, **disagg_threads(args))
+    engine = DisaggregatedEngine(config, **disagg_settings(args))
     try:
         yield engine
     finally:

@@ -6,7 +6,8 @@ bookkeeping on each side. See docs/architecture.md ("Prefill/decode
 disaggregation") for the design and engines/README.md for measurements.
 """
 
-from sagellm.engines.disagg.coordinator import PDCoordinator, WorkerError, disagg_config
+from sagellm.engines.disagg.coordinator import PDCoordinator, disagg_config
 from sagellm.engines.disagg.disaggregated_llm import DisaggregatedLLM
+from sagellm.engines.disagg.worker_error import WorkerError
 
 __all__ = ["DisaggregatedLLM", "PDCoordinator", "WorkerError", "disagg_config"]

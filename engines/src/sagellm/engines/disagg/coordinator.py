@@ -39,15 +39,13 @@ from sagellm.engines.disagg.messages import (
     WorkerStats,
 )
 from sagellm.engines.disagg.prefill_worker import prefill_main
-from sagellm.engines.engine.engine_dead import EngineDeadError
+from sagellm.engines.disagg.remote_workers import RemoteWorkers, join_remote_workers
+from sagellm.engines.disagg.worker_error import WorkerError
+from sagellm.engines.disagg.worker_link import RemoteWorker
 
 DEFAULT_CHANNEL = "shm"
 START_TIMEOUT_S = 600.0  # loading a model on a busy 2-core machine can take a while
 FULL_TIMEOUT_S = 30.0  # prefill waits this long for staging room before letting the decode side recompute
-
-
-class WorkerError(EngineDeadError):
-    """A worker process failed (its traceback is in the message), or died."""
 
 
 def disagg_config(config: SageLLMConfig, namespace: str) -> SageLLMConfig:
@@ -89,33 +87,38 @@ class PDCoordinator:
         prefill_threads: int = 1,
         decode_threads: int = 1,
         start_timeout_s: float = START_TIMEOUT_S,
+        remote: RemoteWorkers | None = None,
         **sections: Any,
     ) -> None:
         self.namespace = f"pd-{os.getpid()}-{secrets.token_hex(3)}"
         self.config = disagg_config(config or load_config(**sections), self.namespace)
+        if remote is not None:
+            remote.check(self.config)
         ctx = mp.get_context("spawn")  # fork would copy the caller's torch threads and locks
-        self._inboxes = {PREFILL: ctx.Queue(), DECODE: ctx.Queue()}
         self._events: Any = ctx.Queue()
         self._backlog: deque[Event] = deque()
         self.info: dict[str, dict[str, Any]] = {}
+        self._remote: dict[str, RemoteWorker] = {}
+        local = [role for role in (DECODE, PREFILL) if remote is None or role not in remote.roles]
+        self._inboxes: dict[str, Any] = {role: ctx.Queue() for role in local}
+        threads = {PREFILL: prefill_threads, DECODE: decode_threads}
+        mains = {PREFILL: prefill_main, DECODE: decode_main}
         self._procs = {
-            PREFILL: ctx.Process(
-                target=prefill_main,
-                args=(worker_config(self.config, prefill_threads), self._inboxes[PREFILL], self._events),
-                name="sagellm-prefill",
+            role: ctx.Process(
+                target=mains[role],
+                args=(worker_config(self.config, threads[role]), self._inboxes[role], self._events),
+                name=f"sagellm-{role}",
                 daemon=True,
-            ),
-            DECODE: ctx.Process(
-                target=decode_main,
-                args=(worker_config(self.config, decode_threads), self._inboxes[DECODE], self._events),
-                name="sagellm-decode",
-                daemon=True,
-            ),
+            )
+            for role in local
         }
         self._closed = False
-        self._procs[DECODE].start()  # the receiver first: it must listen before the first transfer
-        self._procs[PREFILL].start()
+        for proc in self._procs.values():  # the decode worker first: it must listen before the first transfer
+            proc.start()
         try:
+            if remote is not None:
+                self._remote = join_remote_workers(remote, self.config, self._events, start_timeout_s)
+                self._inboxes.update(self._remote)
             self._await_ready(start_timeout_s)
         except BaseException:
             self.close()
@@ -208,6 +211,9 @@ class PDCoordinator:
             return
         self._closed = True
         for role in (PREFILL, DECODE):
+            if role in self._remote:
+                self._stop_remote(self._remote[role], timeout)
+                continue
             proc = self._procs[role]
             if proc.is_alive():
                 self._inboxes[role].put(Shutdown())
@@ -215,9 +221,18 @@ class PDCoordinator:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
-        for q in (*self._inboxes.values(), self._events):
-            q.close()
-            q.cancel_join_thread()
+        for role in self._procs:
+            self._inboxes[role].close()
+            self._inboxes[role].cancel_join_thread()
+        self._events.close()
+        self._events.cancel_join_thread()
+
+    @staticmethod
+    def _stop_remote(worker: RemoteWorker, timeout: float) -> None:
+        """Ask it to shut down and wait until it hangs up (it then exits), then drop the link."""
+        worker.put(Shutdown())
+        worker.disconnected.wait(timeout)
+        worker.close()
 
     def _await_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -244,7 +259,12 @@ class PDCoordinator:
             return out
 
     def check_alive(self) -> None:
-        """WorkerError if a worker process has exited while the coordinator is open."""
+        """WorkerError if a worker process has exited (or a remote one hung up) while the coordinator is open."""
+        if self._closed:
+            return
         for role, proc in self._procs.items():
-            if not proc.is_alive() and not self._closed:
+            if not proc.is_alive():
                 raise WorkerError(f"the {role} worker exited unexpectedly (exit code {proc.exitcode})")
+        for role, worker in self._remote.items():
+            if worker.disconnected.is_set():
+                raise WorkerError(f"the {role} worker at {worker.peer} disconnected")

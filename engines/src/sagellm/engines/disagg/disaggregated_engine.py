@@ -27,6 +27,7 @@ from sagellm.core.metrics import MetricsRegistry
 from sagellm.core.types import SamplingParams, StepOutput
 from sagellm.engines.disagg.coordinator import PDCoordinator
 from sagellm.engines.disagg.messages import DECODE, PREFILL, DecodeStep, FirstToken, WorkerFailed
+from sagellm.engines.disagg.remote_workers import RemoteWorkers
 from sagellm.engines.disagg.step_outputs import step_outputs
 from sagellm.engines.engine.engine_load import EngineLoad
 from sagellm.engines.engine.request_checks import check_context_length, check_prompt_ids
@@ -46,9 +47,18 @@ class _InFlight:
 class DisaggregatedEngine:
     """Two worker processes (see ``PDCoordinator``) served as one engine; ``close`` stops them."""
 
-    def __init__(self, config: SageLLMConfig, *, prefill_threads: int = 1, decode_threads: int = 1) -> None:
+    def __init__(
+        self,
+        config: SageLLMConfig,
+        *,
+        prefill_threads: int = 1,
+        decode_threads: int = 1,
+        remote: RemoteWorkers | None = None,
+    ) -> None:
         self.tokenizer = load_tokenizer(config.model.path)  # before the workers: a bad path fails fast
-        self.coordinator = PDCoordinator(config, prefill_threads=prefill_threads, decode_threads=decode_threads)
+        self.coordinator = PDCoordinator(
+            config, prefill_threads=prefill_threads, decode_threads=decode_threads, remote=remote
+        )
         info = self.coordinator.info[DECODE]
         self.model_name: str = info["model"]
         self.max_model_len: int = info["max_model_len"]

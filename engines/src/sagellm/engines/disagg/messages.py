@@ -53,6 +53,21 @@ class Abort:
 
 
 @dataclass(frozen=True, slots=True)
+class Join:
+    """A remote worker's first message: the role it takes and what it sets for itself (``JOIN_OVERRIDES``)."""
+
+    role: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The coordinator's answer to a :class:`Join`: the deployment's config, as plain data."""
+
+    config_data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerReady:
     role: str
     pid: int

@@ -4,8 +4,9 @@ A worker is a spawned process holding one whole engine (model, pool,
 prefix cache, scheduler) with its own torch thread count, plus one end of
 the KV transfer channel. It talks to the coordinator through two
 multiprocessing queues: ``inbox`` (jobs and control messages) and
-``events`` (everything it reports). It exits on :class:`Shutdown`, or by
-itself when the coordinator process is gone.
+``events`` (everything it reports); a remote worker (``sagellm pd-worker``)
+gets the same two over its link instead (worker_link). It exits on
+:class:`Shutdown`, or by itself when the coordinator process is gone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.protocols import DuplexKVChannel
 from sagellm.engines.disagg.channel_api import open_channel
 from sagellm.engines.disagg.messages import WorkerFailed, WorkerReady
+from sagellm.engines.disagg.worker_link import LinkInbox
 from sagellm.engines.engine.builder import DTYPE_NAMES, assemble_engine, build_engine
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.slots import DISAGGREGATED_KINDS
@@ -37,7 +39,8 @@ class WorkerBase:
         self.config = SageLLMConfig(**config_data)
         self.inbox = inbox
         self.events = events
-        self.parent = os.getppid()
+        # A spawned worker outlives nothing: it leaves when its parent does. A remote one has its link for that.
+        self.parent = None if isinstance(inbox, LinkInbox) else os.getppid()
         self.engine: LLMEngine = build_engine(self.config, show_progress=False, wired=DISAGGREGATED_KINDS)
         self.channel: DuplexKVChannel = open_channel(self.config, self.engine.kv.pool, self.role)
 
@@ -71,7 +74,9 @@ class WorkerBase:
                 out.append(self.inbox.get_nowait())
         except queue.Empty:
             pass
-        if not out and os.getppid() != self.parent:  # orphaned: the coordinator died without saying goodbye
+        if (
+            not out and self.parent is not None and os.getppid() != self.parent
+        ):  # orphaned: the coordinator died without saying goodbye
             raise SystemExit(0)
         return out
 
