@@ -33,7 +33,7 @@ from sagellm.engines.cli.main import main
 from sagellm.engines.disagg import WorkerError
 from sagellm.engines.disagg.remote_worker_main import run_remote_worker
 from sagellm.engines.disagg.remote_workers import RemoteWorkers, join_remote_workers
-from sagellm.engines.disagg.worker_link import WorkerListener, dial
+from sagellm.engines.engine.worker_link import WorkerListener, dial
 
 TOKEN = "test-token"
 PROMPT = "The capital of France is"

@@ -119,6 +119,10 @@ class CollectiveOpsSection(Section):
     init_method: str | None = None
     # A rank that never joins, or stops answering inside a collective, fails after this long.
     timeout_s: float = Field(default=60.0, gt=0)
+    # Ranks started on other hosts (``sagellm tp-worker``) that dial rank 0 at worker_listen (HOST:PORT)
+    # instead of being spawned by it; the token they must present comes from $SAGELLM_WORKER_TOKEN.
+    remote_ranks: list[int] = Field(default_factory=list)
+    worker_listen: str | None = None
 
 
 class KVTransferSection(Section):

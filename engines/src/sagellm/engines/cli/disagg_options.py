@@ -11,8 +11,8 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.engines.cli import arg_types
 from sagellm.engines.cli.options import key_values
-from sagellm.engines.cli.pd_worker import TOKEN_ENV
 from sagellm.engines.disagg.remote_workers import RemoteWorkers
+from sagellm.engines.engine.worker_link import TOKEN_ENV
 
 DEFAULT_CHANNEL = "shm"
 CHANNEL_KIND = "kv_transfer_channel"
@@ -47,18 +47,6 @@ def add_disagg_options(parser: argparse.ArgumentParser) -> None:
         help="KV channel option, repeatable (staging_mb=256, full_timeout_s=30, connect_timeout_s=5, "
         'peers={prefill: "HOST:PORT", decode: "HOST:PORT"}, listen=0.0.0.0:PORT)',
     )
-    group.add_argument(
-        "--remote-workers",
-        metavar="ROLES",
-        help="roles that run on other hosts and dial in (prefill, decode or prefill,decode; each started there "
-        "with sagellm pd-worker) instead of being spawned here; needs --kv-transfer tcp with peers",
-    )
-    group.add_argument(
-        "--worker-listen",
-        metavar="HOST:PORT",
-        help="where remote workers dial in (e.g. 0.0.0.0:7000; required with --remote-workers)",
-    )
-    group.add_argument("--worker-token", help=f"shared token remote workers must present (default: ${TOKEN_ENV})")
 
 
 def disagg_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,8 +69,6 @@ def apply_disagg_options(args: argparse.Namespace, config: SageLLMConfig) -> Non
             ("--kv-transfer", args.kv_transfer),
             ("--kv-transfer-option", args.kv_transfer_option or None),
             ("--remote-workers", args.remote_workers),
-            ("--worker-listen", args.worker_listen),
-            ("--worker-token", args.worker_token),
         )
         if value is not None
     ]

@@ -12,7 +12,7 @@ import os
 import sys
 
 from sagellm.core.errors import SageLLMError
-from sagellm.engines.cli import bench, chat, ci_gate, generate, info, pd_worker, serve
+from sagellm.engines.cli import bench, chat, ci_gate, generate, info, pd_worker, serve, tp_worker
 from sagellm.engines.version import __version__
 
 EXIT_BAD_INPUT = 2
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_parser(subparsers)
     serve.add_parser(subparsers)
     pd_worker.add_parser(subparsers)
+    tp_worker.add_parser(subparsers)
     bench.add_parser(subparsers)
     ci_gate.add_parser(subparsers)
     info.add_parser(subparsers)

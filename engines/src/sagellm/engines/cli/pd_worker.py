@@ -6,6 +6,7 @@ import argparse
 import os
 
 from sagellm.engines.cli import arg_types
+from sagellm.engines.engine.worker_link import TOKEN_ENV
 
 DESCRIPTION = """Run one half of a disaggregated deployment on this host. The worker
 dials the server (its --worker-listen address), proves it knows the shared
@@ -22,8 +23,6 @@ at the address the server's peers option gives for this role.
   SAGELLM_WORKER_TOKEN=s3cret sagellm pd-worker --role decode --connect 10.0.0.1:7000 --kv-listen 0.0.0.0:7002
 
 No encryption: run it on a trusted network."""
-
-TOKEN_ENV = "SAGELLM_WORKER_TOKEN"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -13,6 +13,7 @@ from sagellm.core.ports import is_port_free
 from sagellm.engines.cli import arg_types
 from sagellm.engines.cli.disagg_options import add_disagg_options, apply_disagg_options, disagg_settings
 from sagellm.engines.cli.options import add_engine_options, config_from_args
+from sagellm.engines.cli.remote_options import add_remote_options, apply_remote_options
 from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.server.served_engine import ServedEngine
 
@@ -64,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     add_engine_options(parser)
     add_disagg_options(parser)
+    add_remote_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -106,4 +108,5 @@ def _config(args: argparse.Namespace) -> SageLLMConfig:
     if args.max_waiting is not None:
         config.scheduler_ir.max_waiting = args.max_waiting  # validated by argparse, and by the config on assignment
     apply_disagg_options(args, config)
+    apply_remote_options(args, config)
     return config

@@ -41,7 +41,7 @@ from sagellm.engines.disagg.messages import (
 from sagellm.engines.disagg.prefill_worker import prefill_main
 from sagellm.engines.disagg.remote_workers import RemoteWorkers, join_remote_workers
 from sagellm.engines.disagg.worker_error import WorkerError
-from sagellm.engines.disagg.worker_link import RemoteWorker
+from sagellm.engines.engine.worker_link import RemoteWorker
 
 DEFAULT_CHANNEL = "shm"
 START_TIMEOUT_S = 600.0  # loading a model on a busy 2-core machine can take a while

@@ -13,7 +13,7 @@ from sagellm.core.errors import ConfigError
 from sagellm.engines.disagg.decode_worker import decode_main
 from sagellm.engines.disagg.messages import PREFILL, Join, Welcome
 from sagellm.engines.disagg.prefill_worker import prefill_main
-from sagellm.engines.disagg.worker_link import LinkEvents, LinkInbox, check_token, dial, parse_address
+from sagellm.engines.engine.worker_link import LinkEvents, LinkInbox, check_token, dial, parse_address
 
 WELCOME_TIMEOUT_S = 30.0
 

@@ -21,7 +21,7 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.engines.disagg.messages import DECODE, PREFILL, Join, Welcome
 from sagellm.engines.disagg.worker_error import WorkerError
-from sagellm.engines.disagg.worker_link import RemoteWorker, WorkerListener, check_token, parse_address
+from sagellm.engines.engine.worker_link import RemoteWorker, WorkerListener, check_token, parse_address
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.protocols import DuplexKVChannel
 from sagellm.engines.disagg.channel_api import open_channel
 from sagellm.engines.disagg.messages import WorkerFailed, WorkerReady
-from sagellm.engines.disagg.worker_link import LinkInbox
 from sagellm.engines.engine.builder import DTYPE_NAMES, assemble_engine, build_engine
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.slots import DISAGGREGATED_KINDS
+from sagellm.engines.engine.worker_link import LinkInbox
 
 POLL_S = 0.05  # an idle worker re-checks its inbox (and whether its parent lives) this often
 

@@ -22,12 +22,14 @@ from sagellm.core.errors import ConfigError
 from sagellm.core.protocols import CommBackend
 from sagellm.core.types import KVLayout
 from sagellm.engines.engine.cpu_placement import detect_topology, pin, rank_placement
+from sagellm.engines.engine.remote_ranks import HOST_LOCAL_BACKENDS, check_remote_ranks
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
 from sagellm.engines.model.parallel_ops import ParallelOps
 from sagellm.engines.model.tensor_parallel import TensorShard
 
 PREFERRED_BACKENDS = ("shm", "gloo")  # what collective_ops "none" becomes with several ranks, first installed wins
+# (shm only when every rank is on this host)
 
 
 def tensor_parallel_size(config: SageLLMConfig) -> int:
@@ -38,6 +40,8 @@ def check_tensor_parallel(config: SageLLMConfig) -> None:
     """Refuse, before any weight loads, what tensor parallelism cannot run yet (and say why)."""
     size = tensor_parallel_size(config)
     if size == 1:
+        if config.collective_ops.remote_ranks:
+            raise ConfigError("collective_ops.remote_ranks needs tensor_parallel_size above 1 (rank 0 is this process)")
         for section in ("collective_ops", "domestic_interconnect"):
             name = getattr(config, section).implementation
             if name != registry.NO_IMPLEMENTATION:
@@ -58,7 +62,7 @@ def check_tensor_parallel(config: SageLLMConfig) -> None:
                 f"tensor_parallel_size={size} does not run with {feature} yet: rank 0 alone would change "
                 "state the other ranks hold; use tensor_parallel_size=1 for it"
             )
-    backend_name(config)
+    check_remote_ranks(config, backend_name(config))
 
 
 def backend_name(config: SageLLMConfig) -> str:
@@ -81,7 +85,7 @@ def backend_name(config: SageLLMConfig) -> str:
             )
         return named
     for name in PREFERRED_BACKENDS:
-        if name in installed:
+        if name in installed and not (config.collective_ops.remote_ranks and name in HOST_LOCAL_BACKENDS):
             return name
     raise ConfigError(
         f"tensor_parallel_size={tensor_parallel_size(config)} needs a collective_ops backend "

@@ -1,7 +1,9 @@
-"""The coordinator's link to a worker on another host: pickled messages over one authenticated TCP connection.
+"""The link to a worker on another host: pickled messages over one authenticated TCP connection.
 
-A local worker is a spawned child fed through multiprocessing queues; a
-remote one (``sagellm pd-worker``) dials the coordinator instead and gets
+Used by disaggregation (a prefill or decode worker, ``sagellm pd-worker``)
+and tensor parallelism (a rank, ``sagellm tp-worker``). A local
+disaggregated worker is a spawned child fed through multiprocessing
+queues; a remote one dials the coordinator instead and gets
 the same messages over a ``multiprocessing.connection`` (HMAC challenge
 with a shared token, then pickles). Each side sees the queue-shaped
 objects it already uses, so the worker loop and the coordinator's polling
@@ -29,6 +31,7 @@ from sagellm.core.errors import ConfigError, SageLLMError
 logger = logging.getLogger(__name__)
 
 RETRY_S = 0.5  # a worker started before its coordinator retries this often
+TOKEN_ENV = "SAGELLM_WORKER_TOKEN"  # the shared token, when no --worker-token gives it
 
 
 class LinkClosedError(SageLLMError):
@@ -102,8 +105,9 @@ class RemoteWorker:
 
 
 def check_token(token: str | None) -> bytes:
+    """The token as the HMAC key; ConfigError when there is none (strangers could then run pickles here)."""
     if not token:
-        raise ConfigError("workers on other hosts need a shared token (--worker-token or SAGELLM_WORKER_TOKEN)")
+        raise ConfigError(f"workers on other hosts need a shared token (--worker-token or ${TOKEN_ENV})")
     return token.encode()
 
 
