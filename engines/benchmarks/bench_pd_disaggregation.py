@@ -34,6 +34,7 @@ Usage::
 
     python engines/benchmarks/bench_pd_disaggregation.py            # full: ~6 min on 2 quiet cores
     python engines/benchmarks/bench_pd_disaggregation.py --quick    # CI smoke: < 90 s
+    python engines/benchmarks/bench_pd_disaggregation.py --only disaggregated --overlap threads --out DIR
 
 Both targets are set up first, then run load by load, alternating which goes first.
 
@@ -104,6 +105,7 @@ class Plan:
     prefill_threads: int = 1
     decode_threads: int = 1
     seed: int = 0
+    overlap: str = "none"  # overlap_pipeline.implementation of the workers: threads stages KV beside prefill
     quiet_wait_s: float = 600.0  # before each run, wait up to this long for other processes to go quiet
 
     @classmethod
@@ -244,10 +246,13 @@ class Disaggregated:
 
     def __init__(self, plan: Plan) -> None:
         started = time.perf_counter()
-        self.pd = PDCoordinator(load_config(), prefill_threads=plan.prefill_threads, decode_threads=plan.decode_threads)
+        config = load_config(overlap_pipeline={"implementation": plan.overlap})
+        self.pd = PDCoordinator(config, prefill_threads=plan.prefill_threads, decode_threads=plan.decode_threads)
         self.startup_s = time.perf_counter() - started
         self.backend = DisaggBackend(self.pd)
         self.threads = f"{plan.prefill_threads} prefill + {plan.decode_threads} decode"
+        if plan.overlap != "none":
+            self.name = f"disaggregated ({plan.overlap} overlap)"
         self.backend.warmup()
 
     def run(self, load: Load, slo: SLO) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The engine under test is a real pair of worker processes (float32, one
 torch thread each, KV over the tcp channel here; test_disagg covers shm);
-the session's colocated ``llm`` is the reference for greedy tokens. Aborts
+the session's colocated ``llm`` is the reference for greedy tokens; the
+prefill worker stages KV on an overlap thread (``overlap_pipeline:
+threads``; test_disagg covers inline staging). Aborts
 are checked where they matter: a request dropped in either phase leaves no
 running sequence and no held KV block in the decode worker.
 """
@@ -42,6 +44,7 @@ def pd_engine(model_path: Path) -> Iterator[DisaggregatedEngine]:
         model={**ENGINE_MODEL, "path": str(model_path)},
         kv_pool={"num_blocks": 160},
         kv_transfer={"implementation": "tcp"},
+        overlap_pipeline={"implementation": "threads"},
     )
     engine = DisaggregatedEngine(config)
     yield engine
@@ -84,6 +87,9 @@ def test_an_abort_while_prefilling_leaves_nothing_behind(
     seen = _run(pd_engine, {"kept"})
     assert set(seen) == {"kept"} and seen["kept"][-1].num_output_tokens == GREEDY.max_tokens
     assert _idle(pd_engine)
+    prefill = pd_engine.coordinator.stats()["prefill"]  # no server yet: this thread may read the events
+    # "kept" staged on the overlap thread (and "dropped-early" too when its prefill beat the abort: refused then)
+    assert prefill["num_transfers"] in (1, 2) and prefill["bytes_sent"] > 0
 
 
 def test_an_abort_while_decoding_frees_the_decode_workers_blocks(
@@ -157,6 +163,8 @@ def test_served_errors_are_openai_style(served: RunningServer) -> None:
         (["--disaggregated", "--kv-transfer", "carrier-pigeon"], "not installed"),
         (["--disaggregated", "--no-prefix-cache"], "prefix cache"),
         (["--disaggregated", "--threads", "2"], "--prefill-threads"),
+        (["--overlap-pipeline", "threads"], "only apply with --disaggregated"),
+        (["--disaggregated", "--overlap-pipeline", "telepathy"], "not installed"),
     ],
 )
 def test_what_cannot_work_is_refused_before_loading(

@@ -16,6 +16,7 @@ from sagellm.engines.engine.worker_link import TOKEN_ENV
 
 DEFAULT_CHANNEL = "shm"
 CHANNEL_KIND = "kv_transfer_channel"
+OVERLAP_KIND = "overlap_manager"
 
 
 def add_disagg_options(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,13 @@ def add_disagg_options(parser: argparse.ArgumentParser) -> None:
         help="KV channel option, repeatable (staging_mb=256, full_timeout_s=30, connect_timeout_s=5, "
         'peers={prefill: "HOST:PORT", decode: "HOST:PORT"}, listen=0.0.0.0:PORT)',
     )
+    group.add_argument(
+        "--overlap-pipeline",
+        metavar="NAME",
+        help="the prefill worker stages each prompt's KV on this overlap manager's thread while it prefills the "
+        f"next prompts (installed: {', '.join(sorted(registry.available(OVERLAP_KIND))) or 'none'}; default none: "
+        "staging waits in line)",
+    )
 
 
 def disagg_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,6 +77,7 @@ def apply_disagg_options(args: argparse.Namespace, config: SageLLMConfig) -> Non
             ("--kv-transfer", args.kv_transfer),
             ("--kv-transfer-option", args.kv_transfer_option or None),
             ("--remote-workers", args.remote_workers),
+            ("--overlap-pipeline", args.overlap_pipeline),
         )
         if value is not None
     ]
@@ -91,6 +100,11 @@ def apply_disagg_options(args: argparse.Namespace, config: SageLLMConfig) -> Non
         **(key_values(args.kv_transfer_option, "--kv-transfer-option") or {}),
     }
     config.kv_transfer = config.kv_transfer.model_copy(update={"implementation": name, "options": options})
+    if args.overlap_pipeline:
+        if args.overlap_pipeline not in registry.available(OVERLAP_KIND):
+            installed = ", ".join(sorted(registry.available(OVERLAP_KIND))) or "none"
+            raise ConfigError(f"--overlap-pipeline {args.overlap_pipeline!r} is not installed (installed: {installed})")
+        config.overlap_pipeline.implementation = args.overlap_pipeline
     remote = disagg_settings(args)["remote"]
     if remote is not None:
         if not args.worker_listen:

@@ -6,17 +6,23 @@ several prompts per step, prefix caching); when it finishes, the prompt's
 full blocks are still in the prefix cache and are exported from there
 (:mod:`~sagellm.engines.disagg.handoff`). The first token is reported to
 the coordinator *before* the KV is staged, so staging never delays TTFT.
+With an overlap manager configured (``overlap_pipeline.implementation:
+threads``), staging runs on its thread while the engine prefills the next
+prompts; the blocks stay pinned until it has copied them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
+from sagellm.core import registry
+from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import OutOfBlocksError, SageLLMError
-from sagellm.core.protocols import KVTransferHandle
-from sagellm.core.types import StepOutput
+from sagellm.core.protocols import KVTransferHandle, OverlapManager, PendingResult
+from sagellm.core.types import BlockId, StepOutput
 from sagellm.engines.disagg.handoff import export_prompt_blocks, release
 from sagellm.engines.disagg.messages import (
     DECODE,
@@ -32,6 +38,7 @@ from sagellm.engines.disagg.messages import (
 )
 from sagellm.engines.disagg.worker_base import WorkerBase, run_worker
 from sagellm.engines.engine.request_checks import check_context_length
+from sagellm.engines.runtime.kv_manager import PinnedBlocks
 
 DRAIN_S = 30.0  # at shutdown, how long transfers may take to be accepted
 REAP_EVERY = 256  # pending handles kept before answered ones are folded into the counters
@@ -59,12 +66,18 @@ class PrefillWorker(WorkerBase):
         self.stats = PrefillStats()
         self._jobs: dict[str, tuple[PrefillJob, list[int]]] = {}
         self._handles: list[KVTransferHandle] = []
+        self.overlap: OverlapManager | None = build_overlap_manager(self.config)
+        self._shipping: list[tuple[PinnedBlocks, PendingResult]] = []  # staging on the overlap thread
 
     def run(self) -> None:
         self.announce()
         while True:
             for msg in self.messages(block=not self.engine.has_unfinished()):
+                if not isinstance(msg, (PrefillJob, Abort)):
+                    self._collect_shipping(wait=True)  # control messages see every hand-off finished
                 if isinstance(msg, Shutdown):
+                    if self.overlap is not None:
+                        self.overlap.close()
                     self.channel.close(drain_timeout_s=DRAIN_S)
                     return
                 if isinstance(msg, StatsRequest):
@@ -82,6 +95,8 @@ class PrefillWorker(WorkerBase):
                 for output in self.engine.step():
                     self._hand_off(output)
                 self.stats.busy_s += time.perf_counter() - start
+            if self._shipping:
+                self._collect_shipping(wait=not self.engine.has_unfinished())
 
     def _add(self, job: PrefillJob) -> None:
         try:
@@ -118,13 +133,23 @@ class PrefillWorker(WorkerBase):
             "sampling": dataclasses.asdict(job.sampling),
         }
         held = export_prompt_blocks(self.engine, ids)
+        if self.overlap is None:
+            self._shipped(held, self._ship(held.block_ids, metadata))
+        else:  # staging runs beside the next prefill step; the blocks stay pinned until it has copied them
+            self._shipping.append((held, self.overlap.start(functools.partial(self._ship, held.block_ids, metadata))))
+
+    def _ship(self, block_ids: list[BlockId], metadata: dict[str, Any]) -> tuple[KVTransferHandle, bool]:
+        """Stage and send (on the overlap thread when there is one); whether staging stayed full and nothing went."""
         try:
-            handle = self.channel.transfer(held.block_ids, DECODE, metadata=metadata)
+            return self.channel.transfer(block_ids, DECODE, metadata=metadata), False
         except OutOfBlocksError:  # staging stayed full for full_timeout_s: let the decode side recompute
-            self.stats.num_staging_fallbacks += 1
-            handle = self.channel.transfer([], DECODE, metadata=metadata)
-        finally:
-            release(self.engine, held)
+            return self.channel.transfer([], DECODE, metadata=metadata), True
+
+    def _shipped(self, held: PinnedBlocks, shipped: tuple[KVTransferHandle, bool]) -> None:
+        """After staging: unpin the blocks and count the transfer."""
+        release(self.engine, held)
+        handle, fell_back = shipped
+        self.stats.num_staging_fallbacks += fell_back
         self.stats.num_transfers += 1
         self.stats.num_blocks_sent += handle.num_blocks
         self.stats.bytes_sent += handle.num_bytes
@@ -132,6 +157,16 @@ class PrefillWorker(WorkerBase):
         self._handles.append(handle)
         if len(self._handles) > REAP_EVERY:
             self._reap()
+
+    def _collect_shipping(self, wait: bool = False) -> None:
+        """Finish hand-offs whose staging is done (all of them with ``wait``); a failed one re-raises here."""
+        still = []
+        for held, pending in self._shipping:
+            if wait or pending.done():
+                self._shipped(held, pending.wait())
+            else:
+                still.append((held, pending))
+        self._shipping = still
 
     def _reap(self) -> None:
         """Fold every answered transfer's latency into the counters; keep only the pending handles."""
@@ -156,6 +191,13 @@ class PrefillWorker(WorkerBase):
         if reset:
             self.stats = PrefillStats()
         return report
+
+
+def build_overlap_manager(config: SageLLMConfig) -> OverlapManager | None:
+    """The configured overlap manager (``overlap_pipeline.implementation``), or None to stage inline."""
+    if config.overlap_pipeline.implementation == registry.NO_IMPLEMENTATION:
+        return None
+    return registry.create_overlap_manager(config)
 
 
 def prefill_main(config_data: dict[str, Any], inbox: Any, events: Any) -> None:

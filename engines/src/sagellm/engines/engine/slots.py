@@ -36,9 +36,10 @@ ENGINE_KINDS = frozenset(
         "interconnect_backend",  # a vendor's collectives for tensor parallelism, instead of comm_backend
     }
 )
-# The disaggregated prefill/decode workers (sagellm.engines.disagg) use the KV transfer channel as well.
+# The disaggregated prefill/decode workers (sagellm.engines.disagg) use the KV transfer channel as well,
+# and an overlap manager when one is configured (the prefill worker ships KV while it prefills on).
 # They do not speculate (the decode worker runs plain decode steps).
-DISAGGREGATED_KINDS = (ENGINE_KINDS - {"speculative_decoder"}) | {"kv_transfer_channel"}
+DISAGGREGATED_KINDS = (ENGINE_KINDS - {"speculative_decoder"}) | {"kv_transfer_channel", "overlap_manager"}
 PREFIX_CACHE_KINDS = frozenset({"prefix_index", "eviction_policy"})  # unused when prefix_cache.enabled is false
 
 
@@ -62,4 +63,5 @@ def check_slots(config: SageLLMConfig, wired: Collection[str] = ENGINE_KINDS) ->
 
 
 def _where(kind: str) -> str:
-    return " (only disaggregated prefill/decode does)" if kind == "kv_transfer_channel" else " yet"
+    disaggregated_only = kind in DISAGGREGATED_KINDS - ENGINE_KINDS
+    return " (only disaggregated prefill/decode does)" if disaggregated_only else " yet"
