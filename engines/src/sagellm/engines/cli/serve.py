@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
+import json
+import os
 import sys
 from collections.abc import Iterator
 
@@ -16,6 +19,8 @@ from sagellm.engines.cli.options import add_engine_options, config_from_args
 from sagellm.engines.cli.remote_options import add_remote_options, apply_remote_options
 from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.server.served_engine import ServedEngine
+
+API_KEY_ENV = "SAGELLM_API_KEY"
 
 DESCRIPTION = """Serve the model over HTTP: OpenAI's /v1/completions, /v1/chat/completions
 and /v1/models, Anthropic's /v1/messages (all with streaming), plus /health
@@ -58,6 +63,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="seconds in-flight requests may run on after SIGTERM before they are aborted (default 20)",
     )
     group.add_argument(
+        "--api-key",
+        help=f"clients must send this key (Authorization: Bearer KEY, or x-api-key); default ${API_KEY_ENV}, "
+        "else none. /health and /version stay open",
+    )
+    group.add_argument(
+        "--protect-metrics", action="store_true", help="with --api-key, /metrics wants the key too (default: open)"
+    )
+    group.add_argument(
+        "--allowed-origins",
+        metavar="ORIGINS",
+        help="origins browsers may call the API from (CORS), comma-separated or a JSON list: '[\"https://a.example\"]' "
+        "or '*' (default: none, no CORS headers)",
+    )
+    group.add_argument(
         "--log-level",
         choices=["critical", "error", "warning", "info", "debug"],
         default="info",
@@ -74,9 +93,23 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     host, port = args.host or config.server.host, args.port if args.port is not None else config.server.port
+    options = ServerOptions(
+        served_model_name=args.served_model_name,
+        shutdown_grace_s=args.shutdown_grace,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        protect_metrics=args.protect_metrics,
+        allowed_origins=allowed_origins(args.allowed_origins),
+    )
+    if options.protect_metrics and options.api_key is None:
+        raise ConfigError("--protect-metrics needs an API key (--api-key or $SAGELLM_API_KEY)")
+    if options.api_key is None and not is_loopback(host):
+        print(
+            f"sagellm: warning: serving on {host} without an API key: anyone who can reach port {port} can use "
+            "the model (set --api-key or $SAGELLM_API_KEY)",
+            file=sys.stderr,
+        )
     if port and not is_port_free(port, host):  # fail before spending seconds loading the model
         raise ConfigError(f"cannot listen on {host}:{port}: the port is in use (try --port)")
-    options = ServerOptions(served_model_name=args.served_model_name, shutdown_grace_s=args.shutdown_grace)
     try:
         with _engine(args, config) as engine:
             serve(create_app(engine, options), host, port, args.log_level)
@@ -101,6 +134,28 @@ def _engine(args: argparse.Namespace, config: SageLLMConfig) -> Iterator[ServedE
         yield engine
     finally:
         engine.close()
+
+
+def allowed_origins(text: str | None) -> tuple[str, ...]:
+    """--allowed-origins as a tuple: a JSON list, or comma-separated origins."""
+    if not text:
+        return ()
+    if text.lstrip().startswith("["):
+        try:
+            origins = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--allowed-origins is not a valid JSON list: {exc}") from None
+        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            raise ConfigError("--allowed-origins must be a JSON list of strings")
+        return tuple(origins)
+    return tuple(origin.strip() for origin in text.split(",") if origin.strip())
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _config(args: argparse.Namespace) -> SageLLMConfig:

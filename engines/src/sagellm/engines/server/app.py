@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from sagellm.engines.server import routes_admin, routes_chat, routes_completions, routes_messages
+from sagellm.engines.server import routes_admin, routes_chat, routes_completions, routes_messages, routes_tokenize
+from sagellm.engines.server.auth import require_api_key
 from sagellm.engines.server.error_handlers import install_error_handlers
 from sagellm.engines.server.options import ServerOptions
 from sagellm.engines.server.served_engine import ServedEngine
@@ -39,9 +41,14 @@ def create_app(engine: ServedEngine, options: ServerOptions | None = None) -> Fa
         docs_url=None,
         redoc_url=None,
         strict_content_type=False,
+        dependencies=[Depends(require_api_key)],
     )
     app.state.sagellm = state
-    for module in (routes_completions, routes_chat, routes_messages, routes_admin):
+    for module in (routes_completions, routes_chat, routes_messages, routes_admin, routes_tokenize):
         app.include_router(module.router)
+    if state.options.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(state.options.allowed_origins), allow_methods=["*"], allow_headers=["*"]
+        )
     install_error_handlers(app)
     return app

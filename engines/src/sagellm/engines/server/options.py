@@ -13,3 +13,9 @@ class ServerOptions:
     shutdown_grace_s: float = 20.0
     #: Seconds a 429 (waiting queue full) tells the client to wait, in its Retry-After header.
     retry_after_s: int = 1
+    #: Clients must present this key (Bearer or x-api-key); None: no authentication.
+    api_key: str | None = None
+    #: With an api_key, /metrics wants it too (scrapers usually cannot send one, so it is open by default).
+    protect_metrics: bool = False
+    #: Origins browsers may call the API from (CORS); empty: no CORS headers at all.
+    allowed_origins: tuple[str, ...] = ()
