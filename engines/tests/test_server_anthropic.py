@@ -88,3 +88,12 @@ def test_errors_use_anthropic_shape(server: RunningServer, client: anthropic.Ant
         client.messages.create(model=model, max_tokens=4, messages=[{"role": "user", "content": [image]}])
     ok = client.messages.create(model=model, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
     assert ok.usage.output_tokens >= 1
+
+
+def test_unknown_parameters_are_400_in_anthropic_shape(server: RunningServer, model: str) -> None:
+    body = {"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}
+    body["thinking"] = {"type": "enabled", "budget_tokens": 1024}
+    response = httpx.post(f"{server.base_url}/v1/messages", json=body, timeout=30)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "thinking" in error["message"]

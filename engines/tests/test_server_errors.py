@@ -104,6 +104,35 @@ def test_bad_input_is_400(server: RunningServer, path: str, body: Any, param: st
     assert error["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"prompt": "Hi", "guided_json": {"type": "object"}}, "guided_json"),
+        ("/v1/completions", {"prompt": "Hi", "min_tokens": 4}, "min_tokens"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "store": True}, "store"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "Hi"}], "include_stop_str_in_output": True},
+            "include_stop_str_in_output",
+        ),
+    ],
+)
+def test_unknown_parameters_are_400_not_ignored(server: RunningServer, path: str, body: Any, param: str) -> None:
+    error = assert_openai_error(post(server, path, json=body), 400, param)
+    assert "Unsupported parameter" in error["message"] and param in error["message"]
+
+
+def test_unknown_keys_inside_messages_are_tolerated(server: RunningServer) -> None:
+    """Clients echo earlier replies back with fields such as refusal: null; that must not fail the turn."""
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!", "refusal": None, "annotations": [], "tool_calls": None},
+        {"role": "user", "content": "And again?"},
+    ]
+    response = post(server, "/v1/chat/completions", json={"messages": history, "max_tokens": 2})
+    assert response.status_code == 200
+
+
 def test_malformed_json_is_400(server: RunningServer) -> None:
     headers = {"Content-Type": "application/json"}
     response = post(server, "/v1/chat/completions", content=b'{"messages": [', headers=headers)

@@ -87,6 +87,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     param: str | None = path.split(".")[0] if path else None
     if first.get("type") == "json_invalid":
         message, param = f"Malformed JSON body: {first.get('ctx', {}).get('error', first.get('msg'))}", None
+    elif first.get("type") == "extra_forbidden":
+        message = f"Unsupported parameter: '{path}' is not implemented by this server (it would be ignored otherwise)"
     elif not path:
         message = "The request body must be a JSON object (sent with Content-Type: application/json)"
     else:

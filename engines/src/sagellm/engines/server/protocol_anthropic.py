@@ -27,6 +27,8 @@ class MessageParam(StrictRequest):
 
 
 class MessagesRequest(StrictRequest):
+    model_config = ConfigDict(strict=True, extra="forbid")  # an unknown parameter is a 400, never ignored
+
     model: str | None = None
     max_tokens: int = Field(ge=1)
     messages: list[MessageParam] = Field(min_length=1)

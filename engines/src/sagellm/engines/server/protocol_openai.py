@@ -2,9 +2,13 @@
 
 Requests validate strictly (``"5"`` is not a number, ``true`` is not a
 count) so a wrong type is a 400 naming the field, never a silent coercion.
-Unknown fields are ignored, as OpenAI-compatible servers do, except the ones
-that would change the answer (tools, logit_bias, ...): those are refused in
-:mod:`sagellm.engines.server.sampling` rather than quietly dropped.
+An unknown top-level parameter is a 400 (``TopLevelRequest``): a field this
+server does not implement (``guided_json``, ``min_tokens``, ...) would
+otherwise be dropped while the client believes it applied. Known ones it
+cannot honour (tools, logit_bias, ...) are refused in
+:mod:`sagellm.engines.server.sampling`. Inside messages, unknown keys are
+ignored: clients echo back earlier replies with fields such as
+``refusal: null``.
 Ranges follow OpenAI's documented limits; the engine's own checks in
 :class:`~sagellm.core.types.SamplingParams` still run after these.
 """
@@ -24,11 +28,17 @@ class StrictRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
+class TopLevelRequest(StrictRequest):
+    """A request body: every parameter must be one this server knows."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
 class StreamOptions(StrictRequest):
     include_usage: bool = False
 
 
-class SamplingFields(StrictRequest):
+class SamplingFields(TopLevelRequest):
     """Fields shared by /v1/completions and /v1/chat/completions (plus vLLM's common extensions)."""
 
     model: str | None = None

@@ -12,21 +12,21 @@ from pydantic import Field
 
 from sagellm.engines.server.errors import BadParameterError
 from sagellm.engines.server.prompts import encode_openai_chat
-from sagellm.engines.server.protocol_openai import ChatMessage, StrictRequest
+from sagellm.engines.server.protocol_openai import ChatMessage, TopLevelRequest
 from sagellm.engines.server.state import get_state
 from sagellm.engines.version import __version__
 
 router = APIRouter()
 
 
-class TokenizeRequest(StrictRequest):
+class TokenizeRequest(TopLevelRequest):
     model: str | None = None
     prompt: str | None = None
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)
     add_special_tokens: bool = True
 
 
-class DetokenizeRequest(StrictRequest):
+class DetokenizeRequest(TopLevelRequest):
     model: str | None = None
     tokens: list[int]
 
