@@ -45,6 +45,8 @@ class ModelSection(Section):
     num_threads: int | None = Field(default=None, ge=1)
     # Run a GGUF's own 4-bit (Q4_0/Q4_1) weights through 4-bit kernels for small batches (CPU, bf16/fp16).
     low_bit_matmul: bool = True
+    # A Jinja chat template (or a path to one) used instead of the model's own; None: the model's.
+    chat_template: str | None = None
 
 
 KV_TIERS = ("device", "host", "disk")  # the values of kv_pool.tiers, fastest first

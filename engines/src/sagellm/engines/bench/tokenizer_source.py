@@ -10,13 +10,11 @@ would take many more.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any, Protocol
 
-from sagellm.engines.model.config import ModelConfig
-from sagellm.engines.model.loader import resolve_model_path
-from sagellm.engines.tokenizer import Tokenizer
+from sagellm.engines.model.tokenizer_loader import load_tokenizer_and_config as load_tokenizer
+
+__all__ = ["TokenizerLike", "load_tokenizer"]
 
 
 class TokenizerLike(Protocol):
@@ -30,21 +28,3 @@ class TokenizerLike(Protocol):
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str: ...
 
     def encode_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]: ...
-
-
-def load_tokenizer(model: str | Path | None) -> tuple[Tokenizer, ModelConfig]:
-    """Tokenizer and architecture of a GGUF file or Hugging Face directory (None: the embedded default)."""
-    path = resolve_model_path(model)
-    if path.is_file():
-        from sagellm.engines.model.gguf_loader import config_from_metadata, open_reader, read_metadata
-
-        reader = open_reader(path)
-        metadata = read_metadata(reader)
-        config = config_from_metadata(metadata, path)
-        tied = not any(t.name == "output.weight" for t in reader.tensors)
-        config = replace(config, tie_word_embeddings=tied)
-        return Tokenizer.from_gguf_metadata(metadata, path), config
-    from sagellm.engines.model.safetensors_loader import config_from_hf, read_hf_config
-
-    config = config_from_hf(read_hf_config(path), path)
-    return Tokenizer.from_hf_dir(path, config.eos_token_ids), config

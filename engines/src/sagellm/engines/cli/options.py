@@ -23,6 +23,12 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--config", help="YAML config file (SAGELLM__SECTION__KEY env vars override it)")
     group.add_argument(
+        "--chat-template",
+        metavar="TEMPLATE",
+        help="a Jinja chat template file, or the template inline, used instead of the model's own "
+        "(default: the GGUF's tokenizer.chat_template, chat_template.jinja or tokenizer_config.json; else ChatML)",
+    )
+    group.add_argument(
         "--dtype",
         choices=["auto", "float32", "bfloat16", "float16"],
         help="compute dtype (auto: bf16 on GPU and bf16-capable CPUs, else float32)",
@@ -158,6 +164,7 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("model", "device", args.device)
     put("model", "num_threads", args.threads)
     put("model", "max_model_len", args.max_model_len)
+    put("model", "chat_template", args.chat_template)
     put("collective_ops", "world_size", args.tensor_parallel_size)
     put("collective_ops", "implementation", args.collective_backend)
     put("collective_ops", "init_method", args.dist_init_method)

@@ -55,7 +55,8 @@ class DisaggregatedEngine:
         decode_threads: int = 1,
         remote: RemoteWorkers | None = None,
     ) -> None:
-        self.tokenizer = load_tokenizer(config.model.path)  # before the workers: a bad path fails fast
+        # Before the workers: a bad path or template fails fast.
+        self.tokenizer = load_tokenizer(config.model.path, config.model.chat_template)
         self.coordinator = PDCoordinator(
             config, prefill_threads=prefill_threads, decode_threads=decode_threads, remote=remote
         )

@@ -39,6 +39,7 @@ from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import FusedElementwise
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint, want_progress
+from sagellm.engines.model.tokenizer_loader import with_chat_template
 from sagellm.engines.runtime.allocator import keep_freed_memory
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
@@ -65,7 +66,7 @@ def build_engine(
         keep_freed_memory()  # per-layer KV gathers would otherwise page-fault on every step
     dtype = resolve_dtype(config.model.dtype, device)
     checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
-    tokenizer = build_tokenizer(checkpoint)
+    tokenizer = with_chat_template(build_tokenizer(checkpoint), config.model.chat_template)
     max_model_len = _max_model_len(config, checkpoint.config)  # fail on a bad one before building the model
     if tensor_parallel_size(config) > 1:
         layout = kv_layout(config, rank0_config(config, checkpoint.config), device, dtype, max_model_len)

@@ -13,6 +13,7 @@ import torch
 from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.default_model import default_model_path
+from sagellm.engines.model.hf_cache import cached_snapshot, looks_like_repo_id
 from sagellm.engines.model.q4_weights import Q4Weight
 
 
@@ -27,10 +28,13 @@ class LoadedCheckpoint:
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """None means the embedded default; a directory holding one .gguf means that file."""
+    """None means the embedded default; a directory holding one .gguf means that file; ``ORG/NAME``
+    that is not a local path, its snapshot in the local Hugging Face cache."""
     if model is None:
         return default_model_path()
     path = Path(model).expanduser()
+    if not path.exists() and isinstance(model, str) and looks_like_repo_id(model):
+        path = cached_snapshot(model)
     if not path.exists():
         raise ModelLoadError(f"model path does not exist: {path} (only local files are read)")
     if path.is_dir() and not (path / "config.json").is_file():

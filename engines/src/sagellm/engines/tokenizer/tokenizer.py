@@ -84,9 +84,22 @@ class Tokenizer:
             eos_token_ids=_chat_end_tokens(backend, tuple(dict.fromkeys(eos_ids))),
             bos_token_id=bos_id,
             add_bos_token=bool(config.get("add_bos_token", False)),
-            chat_template=config.get("chat_template") if isinstance(config.get("chat_template"), str) else None,
+            chat_template=hf_chat_template(directory, config),
             special_tokens={"bos_token": bos_token or "", "eos_token": eos_token or ""},
         )
+
+
+def hf_chat_template(directory: Path, tokenizer_config: dict[str, Any]) -> str | None:
+    """The directory's chat template: ``chat_template.jinja`` (what transformers writes now), else
+    tokenizer_config.json's, whose list form names its templates (the one called "default" is used)."""
+    jinja = directory / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    template = tokenizer_config.get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) else None
 
 
 def _chat_end_tokens(backend: FastTokenizer, eos_ids: tuple[int, ...]) -> tuple[int, ...]:
