@@ -12,6 +12,10 @@ package needs no edit here. Sessions:
     test-engines       engines/tests with core + every module + engines[test]
     test-core-py310    sageLLM-core/tests on the oldest Python the packages declare (3.10)
     build              sdist + wheel of every package, then tools/check_dist.py on them
+    test-dist          tools/tests/test_build_wheels.py with build + twine: every wheel into a temp dist/,
+                       then `pip install --find-links` by name in fresh venvs
+    dist               tools/build_wheels.py: every wheel + sdist into dist/, checked, with release notes
+                       (not part of CI; what a release uploads)
     bench-<package>    every benchmarks/bench_*.py of a package (installed with its test and bench
                        extras); --quick unless `-- --full`
     format             ruff --fix + ruff format (not part of CI)
@@ -257,6 +261,17 @@ def test_tools(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tools/tests", "-q", *session.posargs, success_codes=PYTEST_OK)
 
 
+@named_session(
+    "test-dist",
+    "Install by name: build every package into a temp dist/, pip install from it in fresh venvs (tools/tests)",
+    ["ci", "test"],
+)
+def test_dist(session: nox.Session) -> None:
+    # test-tools lacks build and twine, so its copy of these tests skips; here they run.
+    session.install(*PIP, "pytest", "hatchling", "build", "twine")
+    session.run("python", "-m", "pytest", "tools/tests/test_build_wheels.py", "-q", *session.posargs)
+
+
 for _pkg in PACKAGES:
     if _pkg.kind != "engines":
         make_test_session(_pkg)
@@ -275,6 +290,17 @@ def build(session: nox.Session) -> None:
         # sdist first, then the wheel from the unpacked sdist: a file missing from the sdist fails here.
         session.run("python", "-m", "build", "--no-isolation", "--outdir", str(out / pkg.short), pkg.rel, silent=True)
     session.run("python", "tools/check_dist.py", str(out))
+
+
+@named_session(
+    "dist",
+    "Build every wheel + sdist into dist/, check them (check_dist, twine) and write release notes; not CI",
+    ["release"],
+)
+def dist(session: nox.Session) -> None:
+    backends = sorted({req for pkg in PACKAGES for req in pkg.build_requires()})
+    session.install(*PIP, "build", "twine", *backends)
+    session.run("python", "tools/build_wheels.py", *session.posargs)  # e.g. -- --package kv_pool --out /tmp/d
 
 
 # --------------------------------------------------------------------------- benchmarks
