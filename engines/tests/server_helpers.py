@@ -42,9 +42,9 @@ class RunningServer:
         return f"{self.base_url}/v1"
 
     def metric(self, name: str) -> float:
-        """One sample of /metrics, e.g. ``metric("sagellm_num_waiting")``."""
+        """One sample of /metrics, e.g. ``metric("sagellm:num_requests_waiting")``, whatever its labels."""
         text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
-        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+        found = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
         assert found is not None, f"{name} missing from /metrics"
         return float(found.group(1))
 

@@ -135,17 +135,17 @@ def test_served_greedy_completions_equal_the_colocated_engine(
 
 
 def test_a_client_that_leaves_mid_stream_is_aborted_in_the_workers(served: RunningServer) -> None:
-    aborted = served.metric("sagellm_requests_aborted_total")
+    aborted = served.metric("sagellm:requests_aborted_total")
     body = {"messages": [{"role": "user", "content": "Count to a thousand."}], "max_tokens": 400}
     body |= {"temperature": 0, "ignore_eos": True, "stream": True}
     with httpx.stream("POST", f"{served.base_url}/v1/chat/completions", json=body, timeout=60) as response:
         lines = response.iter_lines()
         chunks = [next(lines) for _ in range(6)]  # the role chunk, then tokens
     assert response.status_code == 200 and any("content" in c for c in chunks)
-    wait_until(lambda: served.metric("sagellm_requests_aborted_total") == aborted + 1, 30, "no abort seen")
+    wait_until(lambda: served.metric("sagellm:requests_aborted_total") == aborted + 1, 30, "no abort seen")
     assert _complete(served.base_url, [1, 2, 3]).status_code == 200
-    wait_until(lambda: served.metric("sagellm_num_running") == 0, 30, "a request still runs")
-    assert served.metric("sagellm_kv_used_blocks") == 0  # the decode worker freed the aborted request's KV
+    wait_until(lambda: served.metric("sagellm:num_requests_running") == 0, 30, "a request still runs")
+    assert served.metric("sagellm:kv_used_blocks") == 0  # the decode worker freed the aborted request's KV
 
 
 def test_served_errors_are_openai_style(served: RunningServer) -> None:

@@ -166,13 +166,13 @@ def test_full_waiting_queue_is_429_with_retry_after(server: RunningServer, clien
         target=lambda: waiting.update(r=client.completions.create(model="tiny", prompt="Hi", max_tokens=2)),
     )
     thread.start()
-    wait_until(lambda: server.metric("sagellm_num_waiting") == 1, 10, "second request never queued")
+    wait_until(lambda: server.metric("sagellm:num_requests_waiting") == 1, 10, "second request never queued")
     rejected = post(server, "/v1/completions", json={"model": "tiny", "prompt": "Hi", "max_tokens": 2})
     assert rejected.headers["Retry-After"] == "2"
     assert assert_openai_error(rejected, 429)["type"] == "rate_limit_error"
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
-    assert server.metric("sagellm_http_rejected_total") == 2
+    assert server.metric("sagellm:http_rejected_total") == 2
     running.close()  # frees the slot: the waiting request runs
     thread.join(timeout=30)
     assert waiting["r"].choices[0].finish_reason in ("stop", "length")
@@ -192,7 +192,7 @@ def test_engine_failure_is_a_json_500_and_the_server_recovers(
         lines = [line for line in stream.iter_lines() if line.startswith("data: ")]
     assert "simulated kernel failure" in lines[0] and lines[-1] == "data: [DONE]"
     monkeypatch.undo()
-    assert server.metric("sagellm_num_running") == 0 and server.metric("sagellm_num_waiting") == 0
+    assert server.metric("sagellm:num_requests_running") == 0 and server.metric("sagellm:num_requests_waiting") == 0
     assert client.completions.create(model="tiny", prompt="Hi", max_tokens=2).choices[0].text is not None
 
 
@@ -202,5 +202,5 @@ def test_server_still_serves_after_errors(server: RunningServer, client: openai.
     )
     assert response.choices[0].message.content
     assert httpx.get(f"{server.base_url}/health").status_code == 200
-    assert server.metric("sagellm_http_errors_total") >= 20
-    assert server.metric("sagellm_num_running") == 0 and server.metric("sagellm_num_waiting") == 0
+    assert server.metric("sagellm:http_errors_total") >= 20
+    assert server.metric("sagellm:num_requests_running") == 0 and server.metric("sagellm:num_requests_waiting") == 0

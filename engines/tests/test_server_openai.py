@@ -178,31 +178,31 @@ def test_concurrent_clients_share_the_engine(client: openai.OpenAI, model: str, 
 
 def test_disconnect_mid_stream_aborts_and_frees_kv(server: RunningServer, client: openai.OpenAI, model: str) -> None:
     engine = server.engine
-    aborted = server.metric("sagellm_requests_aborted_total")
-    finished = server.metric("sagellm_requests_finished_total")
+    aborted = server.metric("sagellm:requests_aborted_total")
+    finished = server.metric("sagellm:request_success_total")
     stream = client.completions.create(
         model=model, prompt=PROMPT, max_tokens=500, temperature=0, stream=True, extra_body={"ignore_eos": True}
     )
     for _, _chunk in zip(range(3), stream):
         pass
-    assert server.metric("sagellm_num_running") == 1 and server.metric("sagellm_kv_used_blocks") > 0
+    assert server.metric("sagellm:num_requests_running") == 1 and server.metric("sagellm:kv_used_blocks") > 0
     stream.close()
-    wait_until(lambda: server.metric("sagellm_requests_aborted_total") == aborted + 1, 10, "request was not aborted")
-    assert server.metric("sagellm_requests_finished_total") == finished  # stopped, not run to max_tokens
-    assert server.metric("sagellm_num_running") == 0
-    assert server.metric("sagellm_kv_used_blocks") == 0
+    wait_until(lambda: server.metric("sagellm:requests_aborted_total") == aborted + 1, 10, "request was not aborted")
+    assert server.metric("sagellm:request_success_total") == finished  # stopped, not run to max_tokens
+    assert server.metric("sagellm:num_requests_running") == 0
+    assert server.metric("sagellm:kv_used_blocks") == 0
     assert engine.kv.num_free_blocks == engine.kv.pool.layout.num_blocks
 
 
 def test_disconnect_while_waiting_for_a_full_answer_aborts(server: RunningServer, model: str) -> None:
     """A non-streaming client that times out is gone too: its request must not run to max_tokens."""
-    aborted = server.metric("sagellm_requests_aborted_total")
+    aborted = server.metric("sagellm:requests_aborted_total")
     body = {"model": model, "prompt": PROMPT, "max_tokens": 500, "ignore_eos": True}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.openai_base_url}/completions", json=body, timeout=httpx.Timeout(60, read=0.5))
-    wait_until(lambda: server.metric("sagellm_requests_aborted_total") == aborted + 1, 10, "request was not aborted")
-    assert server.metric("sagellm_client_disconnects_total") >= 1
-    assert server.metric("sagellm_num_running") == 0 and server.metric("sagellm_kv_used_blocks") == 0
+    wait_until(lambda: server.metric("sagellm:requests_aborted_total") == aborted + 1, 10, "request was not aborted")
+    assert server.metric("sagellm:client_disconnects_total") >= 1
+    assert server.metric("sagellm:num_requests_running") == 0 and server.metric("sagellm:kv_used_blocks") == 0
 
 
 def test_metrics_exposition(server: RunningServer) -> None:
@@ -210,21 +210,21 @@ def test_metrics_exposition(server: RunningServer) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
     for name in (
-        "sagellm_requests_total",
-        "sagellm_http_completions_requests_total",
-        "sagellm_http_chat_requests_total",
-        "sagellm_num_running",
-        "sagellm_num_waiting",
-        "sagellm_ttft_seconds_bucket",
-        "sagellm_tpot_seconds_bucket",
-        "sagellm_e2e_seconds_count",
-        "sagellm_kv_used_blocks",
-        "sagellm_kv_free_blocks",
-        "sagellm_prefix_hit_rate",
-        "sagellm_preemptions_total",
-        "sagellm_output_tokens_per_second",
-        "sagellm_output_tokens_total",
+        "sagellm:requests_total",
+        "sagellm:http_completions_requests_total",
+        "sagellm:http_chat_requests_total",
+        "sagellm:num_requests_running",
+        "sagellm:num_requests_waiting",
+        "sagellm:time_to_first_token_seconds_bucket",
+        "sagellm:time_per_output_token_seconds_bucket",
+        "sagellm:e2e_request_latency_seconds_count",
+        "sagellm:kv_used_blocks",
+        "sagellm:kv_free_blocks",
+        "sagellm:prefix_hit_rate",
+        "sagellm:num_preemptions_total",
+        "sagellm:output_tokens_per_second",
+        "sagellm:generation_tokens_total",
     ):
-        assert f"\n{name}" in text, name
-    assert server.metric("sagellm_e2e_seconds_count") >= 5
-    assert server.metric("sagellm_output_tokens_per_second") > 0  # tokens were generated seconds ago
+        assert f"\n{name}{{" in text, name  # every sample carries the model_name label
+    assert server.metric("sagellm:e2e_request_latency_seconds_count") >= 5
+    assert server.metric("sagellm:output_tokens_per_second") > 0  # tokens were generated seconds ago

@@ -225,7 +225,7 @@ def test_sagellm_serve_streams_speculated_tokens(
         chunks = list(stream)
         served = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         usage = next(c.usage for c in chunks if c.usage is not None)
-        assert running.metric("sagellm_spec_accept_rate") > 0.5
+        assert running.metric("sagellm:spec_accept_rate") > 0.5
     finally:
         running.stop()
     offline = drive(

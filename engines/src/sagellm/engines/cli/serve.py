@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -91,6 +92,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def run(args: argparse.Namespace) -> int:
     from sagellm.engines.server import ServerOptions, create_app, serve
 
+    log_to_stderr(args.log_level)
     config = _config(args)
     host, port = args.host or config.server.host, args.port if args.port is not None else config.server.port
     options = ServerOptions(
@@ -134,6 +136,16 @@ def _engine(args: argparse.Namespace, config: SageLLMConfig) -> Iterator[ServedE
         yield engine
     finally:
         engine.close()
+
+
+def log_to_stderr(level: str) -> None:
+    """sageLLM's own loggers follow --log-level too (uvicorn's are configured by uvicorn)."""
+    logger = logging.getLogger("sagellm")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
 
 
 def allowed_origins(text: str | None) -> tuple[str, ...]:

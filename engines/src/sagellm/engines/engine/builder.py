@@ -27,6 +27,7 @@ from sagellm.core.types import KVLayout
 from sagellm.engines.engine.cpu_placement import detect_topology
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.draft_models import EngineDraftModels
+from sagellm.engines.engine.kv_capacity import log_kv_capacity
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
 from sagellm.engines.engine.row_cost import calibrated_row_costs, draft_pass_costs
@@ -78,7 +79,9 @@ def build_engine(
         quantize_model(model, quantizer, calibration_token_ids(tokenizer), include_head=config.quantization.lm_head)
     use_fused_kernels(config, model)
     warm_up(config, model, tokenizer, announce=want_progress(show_progress))
-    return assemble_engine(config, model, tokenizer)
+    engine = assemble_engine(config, model, tokenizer)
+    log_kv_capacity(engine.kv.pool.layout, device)
+    return engine
 
 
 def use_fused_kernels(config: SageLLMConfig, model: LlamaForCausalLM) -> None:

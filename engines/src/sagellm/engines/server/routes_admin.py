@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 
+from sagellm.engines.server.prometheus_exposition import CONTENT_TYPE
 from sagellm.engines.server.protocol_openai import ModelCard, ModelList
 from sagellm.engines.server.state import ServerState, get_state
 
 router = APIRouter()
-
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/health")
@@ -24,9 +23,8 @@ async def health(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics(request: Request) -> PlainTextResponse:
-    text = get_state(request).metrics.render()
-    return PlainTextResponse(text, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+async def metrics(request: Request) -> Response:
+    return Response(get_state(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/v1/models")

@@ -3,7 +3,8 @@
 The engine already counts requests, preemptions and TTFT; this adds what
 only the server sees (per-request E2E and TPOT, tokens/s, HTTP outcomes)
 and keeps the engine's gauges current between steps (an abort changes KV
-usage without a step). One registry means ``/metrics`` is one exposition.
+usage without a step). One registry means ``/metrics`` is one exposition,
+rendered by prometheus-client under vLLM's names (prometheus_exposition).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from collections import deque
 
 from sagellm.core.metrics import MetricsRegistry
 from sagellm.engines.engine.engine_load import EngineLoad
+from sagellm.engines.server.prometheus_exposition import exposition
 
 THROUGHPUT_WINDOW_S = 10.0
 
 
 class ServerMetrics:
-    def __init__(self, registry: MetricsRegistry) -> None:
+    def __init__(self, registry: MetricsRegistry, model_name: str = "") -> None:
         self.registry = registry
+        self.model_name = model_name  # the model_name label of every exposed metric
         # The engine creates these on first use; create them now so /metrics shows zeros from the start.
         for name, help_text in (
             ("requests_total", "requests received"),
@@ -70,12 +73,13 @@ class ServerMetrics:
         registry.gauge("kv_total_blocks", "KV blocks in the pool").set(load.kv_total_blocks)
         registry.gauge("prefix_hit_rate", "prefix cache hit rate").set(load.prefix_hit_rate)
 
-    def render(self) -> str:
+    def render(self) -> bytes:
+        """One scrape, in Prometheus' text format (see prometheus_exposition for the names)."""
         now = time.monotonic()
         with self._lock:
             self._trim(now)
             self.tokens_per_second.set(sum(n for _, n in self._window) / THROUGHPUT_WINDOW_S)
-        return self.registry.render_prometheus()
+        return exposition(self.registry, self.model_name)
 
     def _trim(self, now: float) -> None:
         while self._window and self._window[0][0] < now - THROUGHPUT_WINDOW_S:

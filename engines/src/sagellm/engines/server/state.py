@@ -36,11 +36,12 @@ class ServerState:
 
     @classmethod
     def build(cls, engine: ServedEngine, options: ServerOptions) -> ServerState:
-        metrics = ServerMetrics(engine.metrics)
+        served_model_name = options.served_model_name or engine.model_name
+        metrics = ServerMetrics(engine.metrics, served_model_name)
         return cls(
             engine=AsyncEngine(engine, metrics),
             tokenizer=engine.tokenizer,
-            served_model_name=options.served_model_name or engine.model_name,
+            served_model_name=served_model_name,
             max_model_len=engine.max_model_len,
             options=options,
             metrics=metrics,
