@@ -22,7 +22,7 @@ import torch
 from engines_helpers import drive, no_eos
 from logits_reference import Reference, exact_rows, float64_copy, logits_bound
 from margins import record_margin
-from tiny_hf import bpe_tokenizer
+from tiny_hf import TINY, bpe_tokenizer, randomise
 
 from sagellm.core.errors import ConfigError, ModelLoadError
 from sagellm.core.types import SamplingParams
@@ -30,18 +30,6 @@ from sagellm.engines import LLM
 from sagellm.engines.engine.device import resolve_device
 from sagellm.engines.model.loader import load_checkpoint, resolve_model_path
 
-TINY = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
-    "rope_theta": 5000.0,
-    "rms_norm_eps": 1e-5,
-    "bos_token_id": 1,
-    "eos_token_id": 2,
-}
 NEW_TOKENS = 24
 
 
@@ -119,22 +107,6 @@ def test_device_errors_are_config_errors() -> None:
 
 
 # ---------------------------------------------------------------------- safetensors vs transformers
-
-
-def randomise(model: torch.nn.Module) -> None:
-    """Weights large enough that logits spread over several units (the default init gives ~0.01)."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if name.endswith("norm.weight"):
-                param.copy_(1.0 + 0.2 * noise)
-            elif "embed_tokens" in name:
-                param.copy_(noise)
-            elif name.startswith("lm_head"):
-                param.copy_(noise * 0.4)
-            else:
-                param.copy_(noise * 0.3 / param.shape[-1] ** 0.5 if param.dim() > 1 else noise * 0.2)
 
 
 def save_tiny_model(architecture: str, directory: Path) -> Any:

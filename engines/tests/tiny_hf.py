@@ -1,9 +1,24 @@
-"""A tiny Hugging Face tokenizer directory, for tests of what loads from one."""
+"""Tiny Hugging Face models and tokenizer directories, for tests of what loads from one."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import torch
+
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "rope_theta": 5000.0,
+    "rms_norm_eps": 1e-5,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
 
 
 def bpe_tokenizer(directory: Path) -> int:
@@ -22,3 +37,19 @@ def bpe_tokenizer(directory: Path) -> int:
     tokenizer.save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>", "bos_token": None}))
     return int(tokenizer.get_vocab_size())
+
+
+def randomise(model: torch.nn.Module) -> None:
+    """Weights large enough that logits spread over several units (the default init gives ~0.01)."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if name.endswith("norm.weight"):
+                param.copy_(1.0 + 0.2 * noise)
+            elif "embed_tokens" in name:
+                param.copy_(noise)
+            elif name.startswith("lm_head"):
+                param.copy_(noise * 0.4)
+            else:
+                param.copy_(noise * 0.3 / param.shape[-1] ** 0.5 if param.dim() > 1 else noise * 0.2)

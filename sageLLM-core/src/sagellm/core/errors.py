@@ -61,6 +61,11 @@ class RequestAbortedError(SageLLMError):
     http_status = 499
 
 
+class EngineDeadError(SageLLMError):
+    """A part of the engine outside this process is gone (a tensor-parallel rank, a disaggregated worker):
+    nothing can succeed any more, so a server fails what is in flight and exits rather than serve errors."""
+
+
 class ServerOverloadedError(SageLLMError):
     """The waiting queue is full; the client should retry later."""
 

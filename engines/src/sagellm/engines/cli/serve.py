@@ -12,13 +12,12 @@ import sys
 from collections.abc import Iterator
 
 from sagellm.core.config import SageLLMConfig
-from sagellm.core.errors import ConfigError
+from sagellm.core.errors import ConfigError, EngineDeadError
 from sagellm.core.ports import is_port_free
 from sagellm.engines.cli import arg_types
 from sagellm.engines.cli.disagg_options import add_disagg_options, apply_disagg_options, disagg_settings
 from sagellm.engines.cli.options import add_engine_options, config_from_args
 from sagellm.engines.cli.remote_options import add_remote_options, apply_remote_options
-from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.server.served_engine import ServedEngine
 
 API_KEY_ENV = "SAGELLM_API_KEY"

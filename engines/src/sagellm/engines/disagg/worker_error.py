@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sagellm.engines.engine.engine_dead import EngineDeadError
+from sagellm.core.errors import EngineDeadError
 
 
 class WorkerError(EngineDeadError):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sagellm.engines.model.rope_scaling import RopeScaling
+
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
@@ -22,6 +24,7 @@ class ModelConfig:
     max_position_embeddings: int
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
+    rope_scaling: RopeScaling | None = None  # None: plain RoPE up to max_position_embeddings
     attention_bias: bool = False
     tie_word_embeddings: bool = False
     bos_token_id: int | None = None

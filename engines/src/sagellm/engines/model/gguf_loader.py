@@ -8,6 +8,7 @@ so the model can use the Hugging Face rotate-half RoPE and match it exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.q4_weights import Q4Weight, q4_from_gguf
+from sagellm.engines.model.rope_scaling import RopeScaling, scaling_from_gguf
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "mistral")
 # Architectures whose q/k weights llama.cpp's converter permuted.
@@ -91,6 +93,8 @@ def config_from_metadata(metadata: dict[str, Any], path: Path) -> ModelConfig:
 
     hidden = int(need("embedding_length"))
     num_heads = int(need("attention.head_count"))
+    context_length = int(need("context_length"))
+    scaling = scaling_from_gguf(metadata, arch, context_length)
     tokens = metadata.get("tokenizer.ggml.tokens") or []
     eos = metadata.get("tokenizer.ggml.eos_token_id")
     return ModelConfig(
@@ -102,15 +106,27 @@ def config_from_metadata(metadata: dict[str, Any], path: Path) -> ModelConfig:
         num_heads=num_heads,
         num_kv_heads=int(metadata.get(f"{arch}.attention.head_count_kv", num_heads)),
         head_dim=int(metadata.get(f"{arch}.attention.key_length", hidden // num_heads)),
-        max_position_embeddings=int(need("context_length")),
+        max_position_embeddings=scaling.max_positions(context_length) if scaling else context_length,
         rms_norm_eps=float(need("attention.layer_norm_rms_epsilon")),
         rope_theta=float(metadata.get(f"{arch}.rope.freq_base", 10000.0)),
+        rope_scaling=scaling,
         attention_bias=arch == "qwen2",
         tie_word_embeddings=True,  # corrected below once we know whether output.weight exists
         bos_token_id=_opt_int(metadata.get("tokenizer.ggml.bos_token_id")),
         eos_token_ids=(int(eos),) if eos is not None else (),
         name=str(metadata.get("general.name", path.stem)),
     )
+
+
+ROPE_FREQS = "rope_freqs.weight"
+
+
+def with_freq_factors(config: ModelConfig, factors: np.ndarray) -> ModelConfig:
+    """``config`` with a GGUF's ``rope_freqs`` divisors (a file that also names a scaling type is refused)."""
+    if config.rope_scaling is not None:
+        raise ModelLoadError(f"GGUF has both rope_freqs and RoPE scaling {config.rope_scaling.rope_type!r}")
+    scaling = RopeScaling("freq_factors", freq_factors=tuple(float(f) for f in factors.reshape(-1)))
+    return dataclasses.replace(config, rope_scaling=scaling)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -157,9 +173,12 @@ def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], Non
     q4_weights: dict[str, Q4Weight] = {}
     total = len(reader.tensors)
     for i, tensor in enumerate(reader.tensors):
+        if tensor.name == ROPE_FREQS:  # Llama 3's scaling, precomputed by the converter
+            config = with_freq_factors(config, dequantize_tensor(tensor))
+            continue
         name = hf_name(tensor.name)
         if name is None:
-            continue  # e.g. rope_freqs: recomputed from metadata
+            continue
         fix_rows = _row_fix(name, config)
         # copy: F32 tensors come back as read-only views of the memory-mapped file
         weights[name] = torch.from_numpy(np.array(fix_rows(dequantize_tensor(tensor)), dtype=np.float32)).to(dtype)

@@ -115,7 +115,9 @@ class LlamaForCausalLM(nn.Module):
         self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
         # The head of a 4-bit checkpoint came 8-bit (GGUF's Q8_0): an int8 copy serves small batches.
         self.int8_head = self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows()
-        self.rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta, device)
+        self.rotary = RotaryEmbedding(
+            config.head_dim, config.max_position_embeddings, config.rope_theta, device, config.rope_scaling
+        )
         self.fused_ops: FusedElementwise | None = None
         self.parallel: ParallelOps | None = None  # set by use_tensor_parallel on every rank
         self.mirror: Callable[[ForwardArgs], None] | None = None  # rank 0: hands each forward's inputs to the others

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sagellm.core.errors import EngineDeadError
 from sagellm.core.protocols import CommBackend
-from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.model.tensor_parallel import TensorShard
 
 

@@ -11,6 +11,7 @@ import torch
 
 from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.rope_scaling import scaling_from_hf
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
 
@@ -38,6 +39,8 @@ def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
         eos = data.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else ((int(eos),) if eos is not None else ())
         rope = data.get("rope_parameters") or {}
+        configured_max = int(data.get("max_position_embeddings", 2048))
+        scaling = scaling_from_hf(data, configured_max)
         return ModelConfig(
             architecture=model_type,
             vocab_size=int(data["vocab_size"]),
@@ -47,9 +50,10 @@ def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
             num_heads=num_heads,
             num_kv_heads=int(data.get("num_key_value_heads") or num_heads),
             head_dim=int(data.get("head_dim") or hidden // num_heads),
-            max_position_embeddings=int(data.get("max_position_embeddings", 2048)),
+            max_position_embeddings=scaling.max_positions(configured_max) if scaling else configured_max,
             rms_norm_eps=float(data.get("rms_norm_eps", 1e-6)),
             rope_theta=float(data.get("rope_theta", rope.get("rope_theta", 10000.0))),
+            rope_scaling=scaling,
             attention_bias=bool(data.get("attention_bias", model_type == "qwen2")),
             tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
             bos_token_id=data.get("bos_token_id"),

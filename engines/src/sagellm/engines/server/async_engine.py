@@ -40,9 +40,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from sagellm.core.errors import ServerOverloadedError
+from sagellm.core.errors import EngineDeadError, ServerOverloadedError
 from sagellm.core.types import SamplingParams, StepOutput
-from sagellm.engines.engine.engine_dead import EngineDeadError
 from sagellm.engines.server.errors import EngineFailureError, ServiceUnavailableError
 from sagellm.engines.server.request_handle import Item, RequestHandle
 from sagellm.engines.server.served_engine import ServedEngine
