@@ -10,6 +10,7 @@ from sagellm.core import errors
 from sagellm.core.errors import (
     ConfigError,
     ContextLengthExceededError,
+    EngineDeadError,
     InvalidRequestError,
     KVBlockError,
     ModelLoadError,
@@ -35,6 +36,7 @@ EXPECTED: dict[type[SageLLMError], tuple[int, str, tuple[type[BaseException], ..
     ServerOverloadedError: (429, "rate_limit_error", ()),
     KVBlockError: (500, "internal_error", (ValueError,)),
     PlanError: (500, "internal_error", ()),
+    EngineDeadError: (500, "internal_error", ()),
 }
 
 
