@@ -31,6 +31,7 @@ from sagellm.engines.engine.device import resolve_device
 from sagellm.engines.model.loader import load_checkpoint, resolve_model_path
 
 NEW_TOKENS = 24
+QWEN3_HEAD_DIM = 32
 
 
 # ---------------------------------------------------------------------- bad files
@@ -116,6 +117,10 @@ def save_tiny_model(architecture: str, directory: Path) -> Any:
         config = transformers.LlamaConfig(vocab_size=vocab, tie_word_embeddings=False, **TINY)
         model = transformers.LlamaForCausalLM(config)
         shard = "40KB"  # several safetensors files
+    elif architecture == "qwen3":  # q/k norms, and a head_dim that is not hidden_size / heads
+        config = transformers.Qwen3Config(vocab_size=vocab, tie_word_embeddings=False, head_dim=QWEN3_HEAD_DIM, **TINY)
+        model = transformers.Qwen3ForCausalLM(config)
+        shard = "10GB"
     else:
         config = transformers.Qwen2Config(vocab_size=vocab, tie_word_embeddings=True, **TINY)
         model = transformers.Qwen2ForCausalLM(config)
@@ -141,7 +146,7 @@ def hf_greedy(model: Any, exact_model: Any, prompt: list[int]) -> Reference:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "qwen3"])
 def test_safetensors_directory_matches_transformers(architecture: str, tmp_path: Path) -> None:
     hf_model = save_tiny_model(architecture, tmp_path)
     files = sorted(p.name for p in tmp_path.glob("*.safetensors"))
@@ -161,7 +166,14 @@ def test_safetensors_directory_matches_transformers(architecture: str, tmp_path:
         show_progress=False,
     )
     config = llm.engine.model_config
-    assert (config.architecture, config.num_heads, config.num_kv_heads, config.head_dim) == (architecture, 4, 2, 16)
+    head_dim = QWEN3_HEAD_DIM if architecture == "qwen3" else 16
+    assert (config.architecture, config.num_heads, config.num_kv_heads, config.head_dim) == (
+        architecture,
+        4,
+        2,
+        head_dim,
+    )
+    assert config.qk_norm is (architecture == "qwen3")
     assert config.attention_bias is (architecture == "qwen2")
     assert config.tie_word_embeddings is (architecture == "qwen2")
     assert config.rope_theta == 5000.0
@@ -201,3 +213,23 @@ def test_unknown_architecture_in_gguf_is_a_model_load_error(tmp_path: Path, mode
     del reader
     with pytest.raises(ModelLoadError, match="not supported"):
         load_checkpoint(copy, torch.float32, show_progress=False)
+
+
+@pytest.mark.slow
+def test_qwen3_runs_through_the_fused_bf16_kernels(tmp_path: Path) -> None:
+    """q/k norms sit between the qkv projection and RoPE, so the fused RoPE kernel is bypassed for them."""
+    from teacher_forcing import agreement, teacher_forced_logits
+
+    save_tiny_model("qwen3", tmp_path)
+    prompt, continuation = list(range(5, 25)), list(range(30, 46))
+    rows = {}
+    for dtype in ("float32", "bfloat16"):
+        llm = LLM(
+            model={"path": str(tmp_path), "dtype": dtype, "device": "cpu"},
+            kv_pool={"num_blocks": 32, "block_size": 8},
+            show_progress=False,
+        )
+        assert (llm.engine.runner.model.layers[0].fused_ops is not None) is (dtype == "bfloat16")
+        rows[dtype] = teacher_forced_logits(llm.engine, [prompt], [continuation]).logits
+    matched = agreement(rows["bfloat16"], rows["float32"])
+    assert matched.top1 >= 0.9 and matched.mean_kl < 0.01, matched

@@ -1,7 +1,7 @@
 """Architecture hyper-parameters of a Llama-family decoder.
 
-One dataclass covers SmolLM2, Llama 2/3, Qwen2/2.5 (q/k/v bias) and Mistral:
-they differ only in the values below, not in the graph.
+One dataclass covers SmolLM2, Llama 2/3, Qwen2/2.5 (q/k/v bias), Qwen3
+(q/k norms) and Mistral: they differ only in the values below.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rope_scaling: RopeScaling | None = None  # None: plain RoPE up to max_position_embeddings
     attention_bias: bool = False
+    qk_norm: bool = False  # Qwen3: RMSNorm of each head's q and k (over head_dim) before RoPE
     tie_word_embeddings: bool = False
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()

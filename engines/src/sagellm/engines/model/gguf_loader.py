@@ -22,7 +22,7 @@ from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.q4_weights import Q4Weight, q4_from_gguf
 from sagellm.engines.model.rope_scaling import RopeScaling, scaling_from_gguf
 
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "mistral")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral")
 # Architectures whose q/k weights llama.cpp's converter permuted.
 PERMUTED_QK_ARCHITECTURES = ("llama", "mistral")
 
@@ -36,6 +36,8 @@ _LAYER_NAMES = {
     "attn_k.bias": "self_attn.k_proj.bias",
     "attn_v.bias": "self_attn.v_proj.bias",
     "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_q_norm.weight": "self_attn.q_norm.weight",
+    "attn_k_norm.weight": "self_attn.k_norm.weight",
     "ffn_gate.weight": "mlp.gate_proj.weight",
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
@@ -111,6 +113,7 @@ def config_from_metadata(metadata: dict[str, Any], path: Path) -> ModelConfig:
         rope_theta=float(metadata.get(f"{arch}.rope.freq_base", 10000.0)),
         rope_scaling=scaling,
         attention_bias=arch == "qwen2",
+        qk_norm=arch == "qwen3",
         tie_word_embeddings=True,  # corrected below once we know whether output.weight exists
         bos_token_id=_opt_int(metadata.get("tokenizer.ggml.bos_token_id")),
         eos_token_ids=(int(eos),) if eos is not None else (),

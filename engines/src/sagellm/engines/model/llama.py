@@ -35,6 +35,14 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, fused: FusedElem
     return weight * x32.to(x.dtype)
 
 
+def _rotary_rows(rope: RopeInputs, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cos/sin [T, 1, D]: as given unfused; looked up when the fused path passed whole tables."""
+    if rope.cos.dim() == 3:
+        return rope.cos, rope.sin
+    rows = [table.index_select(0, rope.positions).unsqueeze(1).to(dtype) for table in (rope.cos, rope.sin)]
+    return rows[0], rows[1]
+
+
 class DecoderLayer(nn.Module):
     def __init__(
         self, config: ModelConfig, weights: dict[str, torch.Tensor], prefix: str, q4: dict[str, Q4Weight]
@@ -46,6 +54,10 @@ class DecoderLayer(nn.Module):
         self.post_norm = nn.Parameter(take("post_attention_layernorm.weight"), requires_grad=False)
         qkv_bias = torch.cat([take(f"self_attn.{p}_proj.bias") for p in "qkv"]) if config.attention_bias else None
         self.qkv = _fused_linear(take, q4, prefix, [f"self_attn.{p}_proj.weight" for p in "qkv"], qkv_bias)
+        self.q_norm = self.k_norm = None
+        if config.qk_norm:
+            self.q_norm = nn.Parameter(take("self_attn.q_norm.weight"), requires_grad=False)
+            self.k_norm = nn.Parameter(take("self_attn.k_norm.weight"), requires_grad=False)
         self.o_proj = _fused_linear(take, q4, prefix, ["self_attn.o_proj.weight"])
         self.gate_up = _fused_linear(take, q4, prefix, ["mlp.gate_proj.weight", "mlp.up_proj.weight"])
         self.down = _fused_linear(take, q4, prefix, ["mlp.down_proj.weight"])
@@ -64,13 +76,15 @@ class DecoderLayer(nn.Module):
         x = rms_norm(hidden, self.input_norm, cfg.rms_norm_eps, ops)
         qkv = self.qkv(x)
         v = qkv[:, cfg.q_size + cfg.kv_size :].view(-1, cfg.num_kv_heads, cfg.head_dim)
-        if ops is not None:
+        if ops is not None and self.q_norm is None:
             q, k = ops.rope_qk(qkv, rope, cfg)
         else:
             q, k, _ = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
-            cos, sin = rope.cos, rope.sin
-            q = apply_rotary(q.view(-1, cfg.num_heads, cfg.head_dim), cos, sin)
-            k = apply_rotary(k.view(-1, cfg.num_kv_heads, cfg.head_dim), cos, sin)
+            q, k = q.reshape(-1, cfg.num_heads, cfg.head_dim), k.reshape(-1, cfg.num_kv_heads, cfg.head_dim)
+            if self.q_norm is not None and self.k_norm is not None:
+                q, k = rms_norm(q, self.q_norm, cfg.rms_norm_eps), rms_norm(k, self.k_norm, cfg.rms_norm_eps)
+            cos, sin = _rotary_rows(rope, q.dtype)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
         attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_attention)
         hidden = hidden + self._summed(self.o_proj(attended.reshape(-1, cfg.q_size)))

@@ -13,7 +13,7 @@ from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.rope_scaling import scaling_from_hf
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 
 
 def read_hf_config(directory: Path) -> dict[str, Any]:
@@ -55,6 +55,7 @@ def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
             rope_theta=float(data.get("rope_theta", rope.get("rope_theta", 10000.0))),
             rope_scaling=scaling,
             attention_bias=bool(data.get("attention_bias", model_type == "qwen2")),
+            qk_norm=model_type == "qwen3",
             tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
             bos_token_id=data.get("bos_token_id"),
             eos_token_ids=eos_ids,
