@@ -18,6 +18,7 @@ from sagellm.engines.cli import arg_types
 from sagellm.engines.cli.disagg_options import add_disagg_options, apply_disagg_options, disagg_settings
 from sagellm.engines.cli.options import add_engine_options, config_from_args
 from sagellm.engines.cli.remote_options import add_remote_options, apply_remote_options
+from sagellm.engines.model.generation_config import SamplingDefaults, load_sampling_defaults
 from sagellm.engines.server.served_engine import ServedEngine
 
 API_KEY_ENV = "SAGELLM_API_KEY"
@@ -77,6 +78,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "or '*' (default: none, no CORS headers)",
     )
     group.add_argument(
+        "--generation-config",
+        default="auto",
+        metavar="SOURCE",
+        help="sampling defaults for fields a request leaves out: auto = the model directory's "
+        "generation_config.json (temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens), "
+        "none = the APIs' own, or a folder holding a generation_config.json (default auto, as vLLM)",
+    )
+    group.add_argument(
         "--log-level",
         choices=["critical", "error", "warning", "info", "debug"],
         default="info",
@@ -100,7 +109,13 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         protect_metrics=args.protect_metrics,
         allowed_origins=allowed_origins(args.allowed_origins),
+        sampling_defaults=load_sampling_defaults(config.model.path, args.generation_config),
     )
+    if options.sampling_defaults != SamplingDefaults():
+        logging.getLogger(__name__).info(
+            "sampling defaults from generation_config.json: %s (--generation-config none for the APIs' own)",
+            options.sampling_defaults.describe(),
+        )
     if options.protect_metrics and options.api_key is None:
         raise ConfigError("--protect-metrics needs an API key (--api-key or $SAGELLM_API_KEY)")
     if options.api_key is None and not is_loopback(host):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sagellm.engines.model.generation_config import SamplingDefaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +21,5 @@ class ServerOptions:
     protect_metrics: bool = False
     #: Origins browsers may call the API from (CORS); empty: no CORS headers at all.
     allowed_origins: tuple[str, ...] = ()
+    #: What a request that leaves a sampling field out gets (the model's generation_config.json).
+    sampling_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)

@@ -50,14 +50,15 @@ class RegistryCollector(Collector):
             name = exposed_name(metric.name, self.registry.prefix)
             help_text = metric.help or name
             if isinstance(metric, Counter):
-                family: Metric = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=labels)
-                family.add_metric(values, metric.value)  # type: ignore[attr-defined]
+                counter = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=labels)
+                counter.add_metric(values, metric.value)
+                yield counter
             elif isinstance(metric, Gauge):
-                family = GaugeMetricFamily(name, help_text, labels=labels)
-                family.add_metric(values, metric.value)  # type: ignore[attr-defined]
+                gauge = GaugeMetricFamily(name, help_text, labels=labels)
+                gauge.add_metric(values, metric.value)
+                yield gauge
             else:
-                family = _histogram(metric, name, help_text, labels, values)
-            yield family
+                yield _histogram(metric, name, help_text, labels, values)
         yield from self._kv_usage(labels, values)
 
     def _kv_usage(self, labels: list[str], values: list[str]) -> Iterator[Metric]:

@@ -45,7 +45,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     state.metrics.count_api_request("chat")
     meta = ResponseMeta(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), state.resolve_model(body.model))
     prompt = encode_openai_chat(state.tokenizer, body.messages)
-    sampling = seeded_copies(chat_sampling(body, len(prompt), state.max_model_len), body.n)
+    sampling = seeded_copies(
+        chat_sampling(body, len(prompt), state.max_model_len, state.options.sampling_defaults), body.n
+    )
     request_ids = [f"{meta.id}-{i}" for i in range(body.n)]
     handle = await state.engine.submit([prompt] * body.n, sampling, request_ids)
     if body.stream:

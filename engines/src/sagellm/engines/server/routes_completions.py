@@ -35,7 +35,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     state = get_state(request)
     state.metrics.count_api_request("completions")
     meta = ResponseMeta(f"cmpl-{uuid.uuid4().hex}", int(time.time()), state.resolve_model(body.model))
-    sampling = seeded_copies(completion_sampling(body), body.n)
+    sampling = seeded_copies(completion_sampling(body, state.options.sampling_defaults), body.n)
     prompts = encode_completion_prompts(state.tokenizer, body.prompt)
     engine_prompts = [ids for ids in prompts for _ in range(body.n)]
     request_ids = [f"{meta.id}-{i}" for i in range(len(engine_prompts))]

@@ -52,7 +52,9 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
     model = state.resolve_model(body.model)
     message_id = f"msg_{uuid.uuid4().hex}"
     prompt = encode_anthropic_messages(state.tokenizer, body)
-    handle = await state.engine.submit([prompt], [anthropic_sampling(body)], [message_id])
+    handle = await state.engine.submit(
+        [prompt], [anthropic_sampling(body, state.options.sampling_defaults)], [message_id]
+    )
     stops = body.stop_sequences or []
     if body.stream:
         return EventStreamResponse(handle, _stream(state, handle, message_id, model, stops))

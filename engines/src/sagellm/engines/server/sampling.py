@@ -1,8 +1,9 @@
 """Map API request fields to the engine's SamplingParams, refusing what the engine cannot do.
 
-The defaults are the APIs' own: completions stop at 16 tokens (OpenAI's
-default), chat may use the rest of the context (as vLLM does), Anthropic
-always names ``max_tokens``. Parameters that would change the answer but
+The defaults are the model's (``generation_config.json``, see
+model/generation_config.py) where it sets them, else the APIs' own:
+completions stop at 16 tokens (OpenAI's default), chat may use the rest of
+the context (as vLLM does), Anthropic always names ``max_tokens``. Parameters that would change the answer but
 have no engine support (``logit_bias``, tools, prompt logprobs) get a
 400 naming the field; ignoring them would return a plausible wrong answer.
 """
@@ -10,8 +11,10 @@ have no engine support (``logit_bias``, tools, prompt logprobs) get a
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeVar
 
 from sagellm.core.types import SamplingParams
+from sagellm.engines.model.generation_config import SamplingDefaults
 from sagellm.engines.server.errors import BadParameterError
 from sagellm.engines.server.protocol_anthropic import MessagesRequest
 from sagellm.engines.server.protocol_openai import (
@@ -23,9 +26,13 @@ from sagellm.engines.server.protocol_openai import (
 )
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+T = TypeVar("T", int, float)
 
 
-def completion_sampling(request: CompletionRequest) -> SamplingParams:
+NO_DEFAULTS = SamplingDefaults()
+
+
+def completion_sampling(request: CompletionRequest, defaults: SamplingDefaults = NO_DEFAULTS) -> SamplingParams:
     _refuse_unsupported(request)
     if request.suffix:
         raise BadParameterError("suffix (fill-in-the-middle) is not supported", "suffix")
@@ -33,11 +40,16 @@ def completion_sampling(request: CompletionRequest) -> SamplingParams:
         raise BadParameterError("best_of other than n is not supported", "best_of")
     if request.echo and request.logprobs is not None:
         raise BadParameterError("echo with logprobs needs prompt logprobs, which are not supported", "echo")
-    max_tokens = request.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
-    return _openai_params(request, max_tokens, logprobs=request.logprobs)
+    max_tokens = request.max_tokens or defaults.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
+    return _openai_params(request, max_tokens, request.logprobs, defaults)
 
 
-def chat_sampling(request: ChatCompletionRequest, num_prompt_tokens: int, max_model_len: int) -> SamplingParams:
+def chat_sampling(
+    request: ChatCompletionRequest,
+    num_prompt_tokens: int,
+    max_model_len: int,
+    defaults: SamplingDefaults = NO_DEFAULTS,
+) -> SamplingParams:
     _refuse_unsupported(request)
     if request.tools:
         raise BadParameterError("tools (function calling) are not supported", "tools")
@@ -46,18 +58,20 @@ def chat_sampling(request: ChatCompletionRequest, num_prompt_tokens: int, max_mo
     if request.top_logprobs and not request.logprobs:
         raise BadParameterError("top_logprobs needs logprobs=true", "top_logprobs")
     # Either name; the default leaves room for the prompt (at least 1, so a too-long prompt still gets a 400).
-    max_tokens = request.max_completion_tokens or request.max_tokens or max(1, max_model_len - num_prompt_tokens)
-    return _openai_params(request, max_tokens, logprobs=(request.top_logprobs or 0) if request.logprobs else None)
+    room = max(1, max_model_len - num_prompt_tokens)
+    max_tokens = request.max_completion_tokens or request.max_tokens or min(defaults.max_tokens or room, room)
+    logprobs = (request.top_logprobs or 0) if request.logprobs else None
+    return _openai_params(request, max_tokens, logprobs, defaults)
 
 
-def anthropic_sampling(request: MessagesRequest) -> SamplingParams:
+def anthropic_sampling(request: MessagesRequest, defaults: SamplingDefaults = NO_DEFAULTS) -> SamplingParams:
     if request.tools:
         raise BadParameterError("tools are not supported", "tools")
     return SamplingParams(
         max_tokens=request.max_tokens,
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        top_k=request.top_k or 0,
+        temperature=_pick(request.temperature, defaults.temperature, 1.0),
+        top_p=_pick(request.top_p, defaults.top_p, 1.0),
+        top_k=_pick(request.top_k, defaults.top_k, 0),
         stop=tuple(request.stop_sequences or ()),
     )
 
@@ -75,19 +89,28 @@ def _refuse_unsupported(request: SamplingFields) -> None:
         raise BadParameterError("logit_bias is not supported", "logit_bias")
 
 
-def _openai_params(request: SamplingFields, max_tokens: int, logprobs: int | None) -> SamplingParams:
+def _pick(given: T | None, model_default: T | None, api_default: T) -> T:
+    """The request's value, else the model's default, else the API's."""
+    if given is not None:
+        return given
+    return model_default if model_default is not None else api_default
+
+
+def _openai_params(
+    request: SamplingFields, max_tokens: int, logprobs: int | None, defaults: SamplingDefaults
+) -> SamplingParams:
     stop = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
     if any(not s for s in stop):
         raise BadParameterError("stop strings must not be empty", "stop")
     return SamplingParams(
         max_tokens=max_tokens,
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        top_k=max(0, request.top_k or 0),
-        min_p=request.min_p or 0.0,
+        temperature=_pick(request.temperature, defaults.temperature, 1.0),
+        top_p=_pick(request.top_p, defaults.top_p, 1.0),
+        top_k=max(0, _pick(request.top_k, defaults.top_k, 0)),
+        min_p=_pick(request.min_p, defaults.min_p, 0.0),
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
-        repetition_penalty=request.repetition_penalty or 1.0,
+        repetition_penalty=_pick(request.repetition_penalty, defaults.repetition_penalty, 1.0),
         seed=request.seed,
         stop=tuple(stop),
         stop_token_ids=tuple(request.stop_token_ids or ()),
