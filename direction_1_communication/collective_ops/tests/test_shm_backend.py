@@ -41,6 +41,77 @@ def test_shm_all_reduce_is_bit_identical_to_gloo() -> None:
     assert reports == ["ok", "ok"], "\n".join(reports)
 
 
+# rows x cols per rank: tails, chunks that split rows, outputs past the pool's 1 MiB and the 16 MiB streaming size
+GATHER_SHAPES = ((1, 1), (3, 37), (257, 1031), (1, 4 * 1024 * 1024 + 3))
+
+
+def _gather_and_scatter_like_gloo(rank: int, world_size: int, gloo_init: str, shm_init: str, isa: str | None) -> str:
+    """Against gloo where its sums are a + b (two ranks), and always against the rank-order fp32 reference."""
+    gloo = GlooBackend(rank, world_size, gloo_init, timeout_s=h.TIMEOUT_S)
+    shm = ShmBackend(
+        rank, world_size, shm_init, timeout_s=h.TIMEOUT_S, slot_bytes=64 << 10, small_bytes=16 << 10, isa=isa
+    )
+    generator = torch.Generator().manual_seed(99)  # the same on every rank: each can build everyone's input
+    bad = []
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for rows, cols in GATHER_SHAPES if world_size == 2 else GATHER_SHAPES[:-1]:  # 3 x 48 MiB is slow
+            inputs = [
+                (torch.randn(rows * world_size, cols, generator=generator) * 1000).to(dtype) for _ in range(world_size)
+            ]
+            data, part = inputs[rank], inputs[rank][:rows]
+            gathered = shm.all_gather(part)
+            if not torch.equal(gathered, torch.cat([x[:rows] for x in inputs])):
+                bad.append(f"all_gather {dtype} {rows}x{cols}")
+            for op in ("sum", "max") if cols < 1000 else ("sum",):
+                got = shm.reduce_scatter(data, op)
+                want = _reference([x[rank * rows : (rank + 1) * rows] for x in inputs], op)
+                if got.shape != want.shape or not torch.equal(got.view(torch.uint8), want.view(torch.uint8)):
+                    bad.append(f"reduce_scatter {dtype} {op} {rows * world_size}x{cols} vs reference")
+                if world_size == 2 and not torch.equal(
+                    got.view(torch.uint8), gloo.reduce_scatter(data, op).view(torch.uint8)
+                ):
+                    bad.append(f"reduce_scatter {dtype} {op} {rows * world_size}x{cols} vs gloo")
+    gloo.close()
+    shm.close()
+    return "ok" if not bad else f"rank {rank}: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize(("world_size", "isa"), [(2, None), (3, None), (2, "portable")])
+def test_shm_all_gather_and_reduce_scatter_are_bit_identical_to_gloo(world_size: int, isa: str | None) -> None:
+    reports = h.spawn(_gather_and_scatter_like_gloo, world_size, h.free_init_method(), h.free_init_method(), isa)
+    assert reports == ["ok"] * world_size, "\n".join(reports)
+
+
+def _pooled_outputs(rank: int, world_size: int, init: str) -> str:
+    shm = ShmBackend(rank, world_size, init, timeout_s=h.TIMEOUT_S)
+    try:
+        first = shm.all_gather(torch.full((1 << 18,), float(rank)))  # 2 MiB out: from the pool
+        kept = first.clone()
+        second = shm.all_gather(torch.full((1 << 18,), float(rank + 10)))
+        assert second.data_ptr() != first.data_ptr(), "a result still held was handed out again"
+        assert torch.equal(first, kept), "a held result changed under its holder"
+        view = second[:4]
+        del first, second
+        third = shm.all_gather(torch.full((1 << 18,), 7.0))
+        assert third.data_ptr() != view.data_ptr(), "a buffer a view still uses was handed out again"
+        address = third.data_ptr()
+        del third
+        assert shm.all_gather(torch.full((1 << 18,), 8.0)).data_ptr() == address, "a free buffer was not reused"
+        scattered = shm.reduce_scatter(torch.ones(1 << 19))
+        again = shm.reduce_scatter(torch.ones(1 << 19) * 2)
+        assert torch.equal(scattered, torch.full_like(scattered, float(world_size))), "reduce_scatter result changed"
+        assert torch.equal(again, torch.full_like(again, 2.0 * world_size))
+        again.resize_(4)  # a pooled output is an ordinary tensor
+    finally:
+        shm.close()
+    return "ok"
+
+
+def test_large_outputs_are_reused_only_once_released() -> None:
+    reports = h.spawn(_pooled_outputs, 2, h.free_init_method())
+    assert reports == ["ok", "ok"], "\n".join(reports)
+
+
 def _crash_after_init(rank: int, world_size: int, init: str) -> str:
     shm = ShmBackend(rank, world_size, init, timeout_s=h.TIMEOUT_S)
     if rank == 1:

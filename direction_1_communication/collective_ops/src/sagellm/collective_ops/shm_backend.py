@@ -125,17 +125,14 @@ class ShmBackend:
     def all_gather(self, tensor: Any) -> Any:
         check_has_rows(tuple(tensor.shape), "all_gather")
         src = self._cpu(tensor).contiguous()
-        out = torch.empty((self._world_size * src.shape[0], *src.shape[1:]), dtype=src.dtype)
-        self._call("all_gather", src, out)
+        out: torch.Tensor = self._call("all_gather", src)  # outputs of 1 MiB and more come from the kernel's pool
         return out
 
     def reduce_scatter(self, tensor: Any, op: str = "sum") -> Any:
         code = op_code(op)
-        rows = scatter_rows(tuple(tensor.shape), self._world_size)
+        scatter_rows(tuple(tensor.shape), self._world_size)
         self._check_reducible(tensor)
-        src = tensor.contiguous()
-        out = torch.empty((rows, *src.shape[1:]), dtype=src.dtype)
-        self._call("reduce_scatter", src, out, code)
+        out: torch.Tensor = self._call("reduce_scatter", tensor.contiguous(), code)
         return out
 
     def broadcast(self, tensor: Any, src: int = 0) -> Any:
@@ -171,12 +168,12 @@ class ShmBackend:
             segment.close()
 
     # ------------------------------------------------------------------------------ helpers
-    def _call(self, what: str, *args: Any) -> None:
+    def _call(self, what: str, *args: Any) -> Any:
         comm = self._comm
         if comm is None:
             raise CollectiveError(f"shm backend: {what} on a closed backend")
         try:
-            getattr(comm, what)(*args)
+            return getattr(comm, what)(*args)
         except RuntimeError as exc:  # a peer died, timed out or aborted; the kernel says which
             raise CollectiveError(str(exc)) from exc
 

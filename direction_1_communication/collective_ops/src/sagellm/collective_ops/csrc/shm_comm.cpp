@@ -16,6 +16,19 @@
 // with two ranks an fp32 sum is a+b, as gloo's. Double-buffered sets make a slot safe to reuse: a rank
 // writes set s at use u only after every rank passed the first sync of use u-1, i.e. finished use u-2.
 //
+// all_gather and reduce_scatter take one sync per chunk and run on every rank at once:
+//
+//   all_gather      copy my chunk into my slot -> arrive -> copy my chunk to out (while the peers catch
+//                   up) -> wait for all -> copy every peer's slot to out
+//   reduce_scatter  copy the rows rank k reduces into my slot's part for k (k != me) -> sync -> reduce my
+//                   own rows: my input, then every peer's slot part, in rank order 0..n-1
+//
+// Their outputs come from a small per-group pool (OutputPool): a fresh 64 MiB tensor costs ~16k first-touch
+// page faults, 5-8x the time of the copies themselves, which is what held these two at 0.05-0.10 of memcpy.
+// Outputs of 16 MiB and more are written with streaming (non-temporal) stores: they skip the
+// read-for-ownership a plain store makes (the two ranks share one memory bus) and leave the slots the
+// peers are reading in the cache.
+//
 // Waits spin for spin_ns (a busy peer answers in well under a microsecond), then sleep in FUTEX_WAIT on
 // the shared word; a writer calls FUTEX_WAKE only when the word's waiter count says someone sleeps. A
 // wait gives up after timeout_ns, when a peer's pid is gone, or when a peer raised the abort word.
@@ -24,6 +37,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +56,9 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <sagellm/avx512.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -51,6 +68,11 @@ constexpr int64_t kMaxWorld = 64;
 constexpr int64_t kHeaderBytes = 4096;
 constexpr int64_t kAlign = 4096;
 constexpr int64_t kPureSpinNs = 5000;  // spin without yielding this long: a running peer answers well within it
+constexpr int64_t kPoolMinBytes = 1 << 20;        // outputs this large come from the pool; smaller: at::empty
+constexpr int64_t kPoolMaxBytes = 256LL << 20;    // the pool keeps at most this much (free or handed out)
+constexpr int64_t kPoolMaxBuffers = 4;
+constexpr int64_t kStreamMinBytes = 16LL << 20;   // outputs this large are written with non-temporal stores
+constexpr int64_t kHugePage = 2 << 20;
 
 int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
@@ -146,6 +168,18 @@ inline void store_f32(T* p, __m512 v) {
   }
 }
 
+// As store_f32, bypassing the caches (p aligned to the store's width: 64 bytes for float, 32 for 16-bit).
+template <typename T>
+inline void stream_f32(T* p, __m512 v) {
+  if constexpr (std::is_same_v<T, float>) {
+    _mm512_stream_ps(reinterpret_cast<float*>(p), v);
+  } else {
+    alignas(32) T lanes[16];
+    store_f32(lanes, v);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes)));
+  }
+}
+
 inline __m512 combine16(__m512 acc, __m512 x, Op op) {
   if (op == Op::kSum) return _mm512_add_ps(acc, x);
   // max(x, acc) keeps acc unless x is greater, as the scalar combine does for non-NaN values
@@ -155,16 +189,29 @@ inline __m512 combine16(__m512 acc, __m512 x, Op op) {
 #endif
 
 // dsts[j][i] = srcs[0][i] op srcs[1][i] op ... (in this order, in fp32, rounded to T once).
+// `stream`: a single, aligned dst is written with non-temporal stores (the AVX-512 path; others ignore it).
 template <typename T>
-void reduce_typed(const std::vector<const void*>& srcs, const std::vector<void*>& dsts, int64_t count, Op op) {
+void reduce_typed(const std::vector<const void*>& srcs, const std::vector<void*>& dsts, int64_t count, Op op,
+                  bool stream) {
   const int64_t n = static_cast<int64_t>(srcs.size());
   int64_t i = 0;
 #ifdef SAGELLM_AVX512
+  if (stream && dsts.size() == 1 && reinterpret_cast<uintptr_t>(dsts[0]) % 64 == 0) {
+    T* dst = static_cast<T*>(dsts[0]);
+    for (; i + 16 <= count; i += 16) {
+      __m512 acc = load_f32(static_cast<const T*>(srcs[0]) + i);
+      for (int64_t k = 1; k < n; ++k) acc = combine16(acc, load_f32(static_cast<const T*>(srcs[k]) + i), op);
+      stream_f32(dst + i, acc);
+    }
+    _mm_sfence();
+  }
   for (; i + 16 <= count; i += 16) {
     __m512 acc = load_f32(static_cast<const T*>(srcs[0]) + i);
     for (int64_t k = 1; k < n; ++k) acc = combine16(acc, load_f32(static_cast<const T*>(srcs[k]) + i), op);
     for (void* dst : dsts) store_f32(static_cast<T*>(dst) + i, acc);
   }
+#else
+  (void)stream;
 #endif
   for (; i < count; ++i) {
     float acc = static_cast<float>(static_cast<const T*>(srcs[0])[i]);
@@ -174,14 +221,40 @@ void reduce_typed(const std::vector<const void*>& srcs, const std::vector<void*>
 }
 
 void reduce_any(at::ScalarType dtype, const std::vector<const void*>& srcs, const std::vector<void*>& dsts,
-                int64_t count, Op op) {
+                int64_t count, Op op, bool stream = false) {
   switch (dtype) {
-    case at::kFloat: return reduce_typed<float>(srcs, dsts, count, op);
-    case at::kBFloat16: return reduce_typed<c10::BFloat16>(srcs, dsts, count, op);
-    case at::kHalf: return reduce_typed<c10::Half>(srcs, dsts, count, op);
+    case at::kFloat: return reduce_typed<float>(srcs, dsts, count, op, stream);
+    case at::kBFloat16: return reduce_typed<c10::BFloat16>(srcs, dsts, count, op, stream);
+    case at::kHalf: return reduce_typed<c10::Half>(srcs, dsts, count, op, stream);
     default: throw std::invalid_argument(std::string("shm reductions take float32, bfloat16 or float16, not ") +
                                          c10::toString(dtype));
   }
+}
+
+// dst <- src; `stream` writes dst with non-temporal stores (SSE2, every x86-64 has it) past an aligned head.
+void copy_bytes(char* dst, const char* src, int64_t n, bool stream) {
+#if defined(__SSE2__)
+  if (stream && n >= 4096) {
+    const int64_t head = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64);
+    std::memcpy(dst, src, head);
+    int64_t i = head;
+    for (; i + 64 <= n; i += 64) {
+      const __m128i* from = reinterpret_cast<const __m128i*>(src + i);
+      __m128i* to = reinterpret_cast<__m128i*>(dst + i);
+      const __m128i a = _mm_loadu_si128(from), b = _mm_loadu_si128(from + 1);
+      const __m128i c = _mm_loadu_si128(from + 2), d = _mm_loadu_si128(from + 3);
+      _mm_stream_si128(to, a);
+      _mm_stream_si128(to + 1, b);
+      _mm_stream_si128(to + 2, c);
+      _mm_stream_si128(to + 3, d);
+    }
+    _mm_sfence();
+    std::memcpy(dst + i, src + i, n - i);
+    return;
+  }
+#endif
+  (void)stream;
+  std::memcpy(dst, src, n);
 }
 
 char* bytes_of(const at::Tensor& t) { return static_cast<char*>(t.data_ptr()); }
@@ -190,6 +263,60 @@ void check_cpu_contiguous(const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.device().is_cpu(), "shm backend: ", what, " must be a CPU tensor, got ", t.device());
   TORCH_CHECK(t.is_contiguous(), "shm backend: ", what, " must be contiguous");
 }
+
+// ------------------------------------------------------------------------------- output buffers
+
+// The output tensors of all_gather and reduce_scatter, reused once their caller has let go of them.
+//
+// A fresh tensor of many MiB is fresh memory: the kernel zero-fills every 4 KiB page on its first touch,
+// and at 32-64 MiB that costs several times the collective's copies (a 64 MiB all_gather spent ~25 of its
+// ~31 ms faulting in its output). The pool keeps a few buffers and hands one out again only when its
+// storage's use count says the pool holds the last reference, i.e. the caller dropped every tensor and
+// view of the last result: a result never changes under its holder. Buffers are madvised for transparent
+// huge pages (a 2 MiB fault instead of 512 small ones where THP is on; harmless where it is off).
+// Called with the GIL held, like every entry point, so it needs no lock of its own.
+class OutputPool {
+ public:
+  at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    const int64_t nbytes = c10::multiply_integers(sizes) * static_cast<int64_t>(options.dtype().itemsize());
+    if (nbytes < kPoolMinBytes) return at::empty(sizes, options);
+    at::Storage storage = take(nbytes);
+    if (!storage) return at::empty(sizes, options);  // the pool is full of results still in use
+    return at::empty({0}, options).set_(storage, 0, sizes);
+  }
+
+ private:
+  at::Storage take(int64_t nbytes) {
+    for (const at::Storage& buf : buffers_) {
+      if (static_cast<int64_t>(buf.nbytes()) == nbytes && buf.use_count() == 1) return buf;
+    }
+    int64_t held = 0;
+    for (const at::Storage& buf : buffers_) held += static_cast<int64_t>(buf.nbytes());
+    auto full = [&] {
+      return held + nbytes > kPoolMaxBytes || static_cast<int64_t>(buffers_.size()) >= kPoolMaxBuffers;
+    };
+    for (auto it = buffers_.begin(); it != buffers_.end() && full();) {  // make room: drop idle ones
+      if (it->use_count() == 1) {
+        held -= static_cast<int64_t>(it->nbytes());
+        it = buffers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (full()) return {};
+    at::Storage fresh = at::empty({nbytes}, at::kByte).storage();
+#ifdef MADV_HUGEPAGE
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(fresh.data());
+    const uintptr_t lo = (begin + kHugePage - 1) / kHugePage * kHugePage;
+    const uintptr_t hi = (begin + nbytes) / kHugePage * kHugePage;
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // advice only: errors ignored
+#endif
+    buffers_.push_back(fresh);
+    return fresh;
+  }
+
+  std::vector<at::Storage> buffers_;
+};
 
 // ------------------------------------------------------------------------------------ the group
 
@@ -247,10 +374,15 @@ class ShmComm {
     });
   }
 
-  void all_gather(at::Tensor in, at::Tensor out) {
+  // out = every rank's `in`, stacked along dim 0 in rank order.
+  at::Tensor all_gather(at::Tensor in) {
     check_cpu_contiguous(in, "all_gather input");
-    check_cpu_contiguous(out, "all_gather output");
+    TORCH_CHECK(in.dim() >= 1, "shm backend: all_gather takes a tensor with at least one dimension");
+    std::vector<int64_t> sizes = in.sizes().vec();
+    sizes[0] *= world_;
+    at::Tensor out = pool_.empty(sizes, in.options());
     const int64_t bytes = in.numel() * in.element_size();
+    const bool stream = bytes * world_ >= kStreamMinBytes;
     const char* src = bytes_of(in);
     char* dst = bytes_of(out);
     py::gil_scoped_release nogil;
@@ -259,42 +391,58 @@ class ShmComm {
         const int64_t len = std::min(layout_.slot_bytes, bytes - start);
         const int64_t set = next_set();
         std::memcpy(slot(set, rank_), src + start, len);
-        sync_all();
+        arrive_all();
+        copy_bytes(dst + rank_ * bytes + start, src + start, len, stream);  // while the peers catch up
+        wait_all();
         for (int64_t r = 0; r < world_; ++r) {
-          std::memcpy(dst + r * bytes + start, r == rank_ ? src + start : slot(set, r), len);
+          if (r != rank_) copy_bytes(dst + r * bytes + start, slot(set, r), len, stream);
         }
       }
     });
+    return out;
   }
 
-  // out = chunk `rank` of in (dim 0 split world ways), reduced over ranks in rank order.
-  void reduce_scatter(at::Tensor in, at::Tensor out, int64_t op_code) {
+  // out = part `rank` of in (dim 0 split world ways), reduced over ranks in rank order.
+  //
+  //   my slot, one chunk:  [ rows for rank k0 | rows for rank k1 | ... ]   k0 < k1 < ... all ranks but me
+  //   I reduce:            in[my rows], slot(r)[my part] for every r != me, combined in rank order
+  at::Tensor reduce_scatter(at::Tensor in, int64_t op_code) {
     check_cpu_contiguous(in, "reduce_scatter input");
-    check_cpu_contiguous(out, "reduce_scatter output");
+    TORCH_CHECK(in.dim() >= 1 && in.size(0) % world_ == 0,
+                "shm backend: reduce_scatter needs dim 0 divisible by the world size");
     Op op = static_cast<Op>(op_code);
+    const at::ScalarType dtype = in.scalar_type();
+    reduce_any(dtype, {bytes_of(in)}, {}, 0, op);  // rejects an unsupported dtype before any rank waits
+    std::vector<int64_t> sizes = in.sizes().vec();
+    sizes[0] /= world_;
+    at::Tensor out = pool_.empty(sizes, in.options());
     const int64_t esize = in.element_size(), count = out.numel();
-    const int64_t per_rank = layout_.slot_bytes / world_ / esize;  // >= 8: slot_bytes >= 4096, world <= 64
-    const int64_t chunk = per_rank >= 64 ? per_rank / 64 * 64 : per_rank;
+    // >= 16 elements (slot_bytes >= 4096, world <= 64); whole cache lines where there is room for them
+    const int64_t per_part = layout_.slot_bytes / std::max<int64_t>(world_ - 1, 1) / esize;
+    const int64_t chunk = per_part >= 64 ? per_part / 64 * 64 : per_part;
+    const bool stream = count * esize >= kStreamMinBytes / 2;  // out of 8 MiB: 16 MiB in at two ranks
     const char* src = bytes_of(in);
     char* dst = bytes_of(out);
-    at::ScalarType dtype = in.scalar_type();
-    reduce_any(dtype, {src}, {}, 0, op);
     py::gil_scoped_release nogil;
     guarded([&] {
+      std::vector<const void*> srcs(world_);
       for (int64_t start = 0; start < count; start += chunk) {
         const int64_t len = std::min(chunk, count - start);
         const int64_t set = next_set();
-        for (int64_t k = 0; k < world_; ++k) {  // stage what rank k will reduce: its part of my input
-          if (k != rank_) std::memcpy(slot(set, rank_) + k * chunk * esize, src + (k * count + start) * esize, len * esize);
+        for (int64_t k = 0; k < world_; ++k) {  // stage what rank k reduces: its rows of my input
+          if (k == rank_) continue;
+          char* part = slot(set, rank_) + part_index(k, rank_) * chunk * esize;
+          std::memcpy(part, src + (k * count + start) * esize, len * esize);
         }
         sync_all();
-        std::vector<const void*> srcs(world_);
         for (int64_t r = 0; r < world_; ++r) {
-          srcs[r] = r == rank_ ? src + (rank_ * count + start) * esize : slot(set, r) + rank_ * chunk * esize;
+          srcs[r] = r == rank_ ? src + (rank_ * count + start) * esize
+                               : slot(set, r) + part_index(rank_, r) * chunk * esize;
         }
-        reduce_any(dtype, srcs, {dst + start * esize}, len, op);
+        reduce_any(dtype, srcs, {dst + start * esize}, len, op, stream);
       }
     });
+    return out;
   }
 
   void broadcast(at::Tensor t, int64_t src_rank) {
@@ -394,9 +542,18 @@ class ShmComm {
   // ------------------------------------------------------------------------------ synchronisation
   int64_t next_set() { return (uses_++) & 1; }
 
+  // Where in rank `writer`'s slot the rows for rank `reader` go (reduce_scatter): the writer skips itself.
+  static int64_t part_index(int64_t reader, int64_t writer) { return reader < writer ? reader : reader - 1; }
+
   void sync_all() {
-    ++seq_;
-    post(arrive(rank_), seq_);
+    arrive_all();
+    wait_all();
+  }
+
+  // The two halves of sync_all, for work that needs neither the peers' data nor the slots in between.
+  void arrive_all() { post(arrive(rank_), ++seq_); }
+
+  void wait_all() {
     for (int64_t r = 0; r < world_; ++r) {
       if (r != rank_) wait_for(arrive(r), seq_, r, "to arrive");
     }
@@ -488,6 +645,7 @@ class ShmComm {
   uint32_t seq_ = 0;
   uint64_t uses_ = 0;
   std::vector<uint32_t> sent_, received_;
+  OutputPool pool_;
 };
 
 // The kernel alone, for the ISA-fallback tests: out = inputs[0] op inputs[1] op ... (rank order).
