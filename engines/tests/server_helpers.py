@@ -96,6 +96,18 @@ def serve_process(argv: list[str], startup_s: float = 180.0) -> Iterator[tuple[s
             process.wait()
 
 
+@contextlib.contextmanager
+def cli_process(argv: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``sagellm`` with ``argv`` in a subprocess (a worker that dials in, say); killed on the way out."""
+    process = subprocess.Popen([sys.executable, "-m", "sagellm.engines.cli.main", *argv], env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 def healthy(base: str) -> bool:
     try:
         return httpx.get(f"{base}/health", timeout=2).status_code == 200

@@ -14,7 +14,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import serve_process
+from server_helpers import cli_process, serve_process
 
 from sagellm.core.config import load_config
 from sagellm.core.errors import ConfigError
@@ -50,17 +49,11 @@ def _remote_deployment() -> Iterator[tuple[subprocess.Popen[bytes], subprocess.P
     listen, prefill_port, decode_port = ephemeral_port(), ephemeral_port(), ephemeral_port()
     env = {**os.environ, "SAGELLM_WORKER_TOKEN": TOKEN}
     worker_argv = ["pd-worker", "--role", "decode", "--connect", f"127.0.0.1:{listen}", "--threads", "1"]
-    worker = subprocess.Popen([sys.executable, "-m", "sagellm.engines.cli.main", *worker_argv], env=env)
     serve_argv = ["--disaggregated", "--remote-workers", "decode", "--worker-listen", f"127.0.0.1:{listen}"]
     serve_argv += ["--worker-token", TOKEN, *_tcp_flags(prefill_port, decode_port)]
     serve_argv += ["--dtype", "float32", "--num-blocks", "64", "--served-model-name", "smol", "--log-level", "warning"]
-    try:
-        with serve_process(serve_argv) as (server, base):
-            yield server, worker, base
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait()
+    with cli_process(worker_argv, env) as worker, serve_process(serve_argv) as (server, base):
+        yield server, worker, base
 
 
 def _complete(base: str) -> str:

@@ -12,13 +12,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_helpers import serve_process
+from server_helpers import cli_process, serve_process
 
 from sagellm.core.ports import ephemeral_port
 from sagellm.core.types import SamplingParams
@@ -35,17 +34,11 @@ def _two_hosts() -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[byt
     listen, rendezvous = ephemeral_port(), ephemeral_port()
     env = {**os.environ, "SAGELLM_WORKER_TOKEN": TOKEN}
     worker_argv = ["tp-worker", "--rank", "1", "--connect", f"127.0.0.1:{listen}", "--threads", "1"]
-    worker = subprocess.Popen([sys.executable, "-m", "sagellm.engines.cli.main", *worker_argv], env=env)
     serve_argv = ["-tp", "2", "--remote-ranks", "1", "--worker-listen", f"127.0.0.1:{listen}", "--worker-token", TOKEN]
     serve_argv += ["--dist-init-method", f"tcp://127.0.0.1:{rendezvous}", "--threads", "1", "--dtype", "float32"]
     serve_argv += ["--num-blocks", "64", "--served-model-name", "smol", "--log-level", "warning"]
-    try:
-        with serve_process(serve_argv) as (server, base):
-            yield server, worker, base
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait()
+    with cli_process(worker_argv, env) as worker, serve_process(serve_argv) as (server, base):
+        yield server, worker, base
 
 
 def _complete(base: str) -> httpx.Response:

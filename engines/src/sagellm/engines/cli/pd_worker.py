@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from sagellm.engines.cli import arg_types
-from sagellm.engines.engine.worker_link import TOKEN_ENV
+from sagellm.engines.cli.worker_args import add_dial_options, worker_token
 
 DESCRIPTION = """Run one half of a disaggregated deployment on this host. The worker
 dials the server (its --worker-listen address), proves it knows the shared
@@ -33,20 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--role", required=True, choices=["prefill", "decode"], help="the half this worker runs")
-    parser.add_argument("--connect", required=True, metavar="HOST:PORT", help="the server's --worker-listen address")
-    parser.add_argument("--worker-token", help=f"the shared token (default: ${TOKEN_ENV})")
-    parser.add_argument("--model", "-m", help="the model file on this host (default: the path the server uses)")
-    parser.add_argument(
-        "--threads", type=arg_types.positive_int, help="torch threads (default: the server's, else all)"
-    )
+    add_dial_options(parser, "the server", "the server's, else all cores")
     parser.add_argument(
         "--kv-listen", metavar="HOST:PORT", help="where this worker's tcp KV channel binds (e.g. 0.0.0.0:7002)"
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=arg_types.positive_float,
-        default=600.0,
-        help="seconds to keep dialling a server that is not up yet (default 600)",
     )
     parser.set_defaults(handler=run)
 
@@ -55,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from sagellm.engines.disagg.remote_worker_main import run_remote_worker
 
     overrides = {"model_path": args.model, "num_threads": args.threads, "kv_listen": args.kv_listen}
-    token = args.worker_token or os.environ.get(TOKEN_ENV)
+    token = worker_token(args)
     try:
         run_remote_worker(args.role, args.connect, token, overrides, args.connect_timeout)
     except SystemExit as exc:  # the worker loop's own exit: 0 on Shutdown, 1 after reporting a failure

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 
 from sagellm.engines.cli import arg_types
-from sagellm.engines.engine.worker_link import TOKEN_ENV
+from sagellm.engines.cli.worker_args import add_dial_options, worker_token
 
 DESCRIPTION = """Run one tensor-parallel rank on this host. The worker dials rank 0
 (its --worker-listen address), proves it knows the shared token, receives the
@@ -31,16 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rank", required=True, type=arg_types.positive_int, help="this worker's rank (1..N-1)")
-    parser.add_argument("--connect", required=True, metavar="HOST:PORT", help="rank 0's --worker-listen address")
-    parser.add_argument("--worker-token", help=f"the shared token (default: ${TOKEN_ENV})")
-    parser.add_argument("--model", "-m", help="the model file on this host (default: the path rank 0 uses)")
-    parser.add_argument("--threads", type=arg_types.positive_int, help="torch threads (default: all cores)")
-    parser.add_argument(
-        "--connect-timeout",
-        type=arg_types.positive_float,
-        default=600.0,
-        help="seconds to keep dialling a rank 0 that is not up yet (default 600)",
-    )
+    add_dial_options(parser, "rank 0", "all cores")
     parser.set_defaults(handler=run)
 
 
@@ -48,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from sagellm.engines.engine.remote_ranks import dial_rank0, host_config_json
     from sagellm.engines.engine.tensor_parallel_worker import run_worker
 
-    token = args.worker_token or os.environ.get(TOKEN_ENV)
+    token = worker_token(args)
     conn, setup = dial_rank0(args.rank, args.connect, token, args.connect_timeout)
     overrides = {"model_path": args.model, "num_threads": args.threads}
     setup = dataclasses.replace(setup, config_json=host_config_json(setup.config_json, overrides))
