@@ -144,3 +144,12 @@ def test_multibyte_characters_wait_for_their_last_byte(tokenizer: Tokenizer) -> 
 def test_incremental_skips_special_tokens(tokenizer: Tokenizer) -> None:
     output = tokenizer.encode("Paris.<|im_end|>")
     assert "".join(stream(tokenizer, [1], output)) == "Paris."
+
+
+def test_an_unknown_gguf_pre_tokenizer_is_refused(model_path: Path) -> None:
+    from sagellm.core.errors import ModelLoadError
+    from sagellm.engines.tokenizer.gguf_tokenizer import byte_level_bpe_from_gguf
+
+    metadata = {**read_metadata(open_reader(model_path)), "tokenizer.ggml.pre": "tekken"}
+    with pytest.raises(ModelLoadError, match="'tekken' is not supported.*smollm"):
+        byte_level_bpe_from_gguf(metadata)

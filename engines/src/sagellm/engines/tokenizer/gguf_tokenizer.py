@@ -54,7 +54,8 @@ PRE_TOKENIZERS: dict[str, Callable[[], Any]] = {
     "smollm": _digits_then_bytes,
     "llama-bpe": _split_then_bytes(_LLAMA3_SPLIT),
     "llama3": _split_then_bytes(_LLAMA3_SPLIT),
-    "qwen2": _split_then_bytes(_QWEN2_SPLIT),
+    "smaug-bpe": _split_then_bytes(_LLAMA3_SPLIT),  # llama.cpp gives Smaug Llama 3's regex
+    "qwen2": _split_then_bytes(_QWEN2_SPLIT),  # Qwen2, 2.5 and 3
 }
 
 
@@ -68,8 +69,7 @@ def byte_level_bpe_from_gguf(metadata: dict[str, Any]) -> FastTokenizer:
     pairs = [tuple(m.split(" ", 1)) for m in merges]
     bpe = models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False)  # type: ignore[arg-type]
     tokenizer = FastTokenizer(bpe)
-    pre = str(metadata.get("tokenizer.ggml.pre", "default"))
-    tokenizer.pre_tokenizer = PRE_TOKENIZERS.get(pre, _byte_level)()
+    tokenizer.pre_tokenizer = pre_tokenizer(str(metadata.get("tokenizer.ggml.pre", "default")))
     tokenizer.decoder = decoders.ByteLevel()
     types = list(metadata.get("tokenizer.ggml.token_type") or [])
     special = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == CONTROL]
@@ -77,6 +77,17 @@ def byte_level_bpe_from_gguf(metadata: dict[str, Any]) -> FastTokenizer:
     tokenizer.add_special_tokens(special)
     tokenizer.add_tokens(plain)
     return tokenizer
+
+
+def pre_tokenizer(name: str) -> Any:
+    """The splitting llama.cpp's ``name`` stands for; an unknown one is refused rather than guessed,
+    since a wrong split tokenizes text differently from the model's training and silently degrades it."""
+    build = PRE_TOKENIZERS.get(name)
+    if build is None:
+        raise ModelLoadError(
+            f"GGUF pre-tokenizer {name!r} is not supported (supported: {', '.join(sorted(PRE_TOKENIZERS))})"
+        )
+    return build()
 
 
 def hf_converted_from_gguf(path: str) -> FastTokenizer:
