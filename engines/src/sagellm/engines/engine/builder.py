@@ -8,6 +8,7 @@ provide. Swapping one is a config change (``SAGELLM__EVICTION_POLICY__IMPLEMENTA
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Collection
 
 import torch
@@ -48,6 +49,9 @@ from sagellm.engines.tokenizer import Tokenizer
 
 AUTO_KERNEL_SET = "cpu"  # what kernel_fusion "auto" picks on CPU when installed
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+logger = logging.getLogger(__name__)
 
 
 def build_engine(
@@ -265,7 +269,23 @@ def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:
 
 
 def _max_model_len(config: SageLLMConfig, model_config: ModelConfig) -> int:
+    """The context limit: the configured one, within the model's positions and its attention window.
+
+    Sliding-window attention is not implemented, so a model with a window
+    shorter than its positions (Mistral v0.1: 4,096 of 32,768) serves up to
+    the window, where full attention is exactly what it computes.
+    """
     limit = model_config.max_position_embeddings
+    window = model_config.sliding_window
+    if window is not None and window < limit:
+        if config.model.max_model_len and config.model.max_model_len > window:
+            raise ConfigError(
+                f"model.max_model_len={config.model.max_model_len} exceeds the model's attention window ({window} "
+                "tokens), and sliding-window attention is not supported yet"
+            )
+        if not config.model.max_model_len:
+            logger.warning("context capped to the model's %d-token attention window (no sliding window yet)", window)
+        limit = window
     wanted = config.model.max_model_len or limit
     if wanted > limit:
         raise ConfigError(f"model.max_model_len={wanted} exceeds the model's {limit} positions")

@@ -27,6 +27,7 @@ class ModelConfig:
     rope_scaling: RopeScaling | None = None  # None: plain RoPE up to max_position_embeddings
     attention_bias: bool = False
     qk_norm: bool = False  # Qwen3: RMSNorm of each head's q and k (over head_dim) before RoPE
+    sliding_window: int | None = None  # Mistral v0.1: each token attends to the last this-many positions
     tie_word_embeddings: bool = False
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()

@@ -114,6 +114,7 @@ def config_from_metadata(metadata: dict[str, Any], path: Path) -> ModelConfig:
         rope_scaling=scaling,
         attention_bias=arch == "qwen2",
         qk_norm=arch == "qwen3",
+        sliding_window=_opt_int(metadata.get(f"{arch}.attention.sliding_window")) or None,
         tie_word_embeddings=True,  # corrected below once we know whether output.weight exists
         bos_token_id=_opt_int(metadata.get("tokenizer.ggml.bos_token_id")),
         eos_token_ids=(int(eos),) if eos is not None else (),

@@ -27,6 +27,11 @@ def read_hf_config(directory: Path) -> dict[str, Any]:
     return data
 
 
+def _window(value: Any, used: Any) -> int | None:
+    """The attention window, when the config sets one and does not switch it off (Qwen's use_sliding_window)."""
+    return int(value) if isinstance(value, int) and value > 0 and used is not False else None
+
+
 def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
     model_type = data.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
@@ -56,6 +61,7 @@ def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
             rope_scaling=scaling,
             attention_bias=bool(data.get("attention_bias", model_type == "qwen2")),
             qk_norm=model_type == "qwen3",
+            sliding_window=_window(data.get("sliding_window"), data.get("use_sliding_window", True)),
             tie_word_embeddings=bool(data.get("tie_word_embeddings", False)),
             bos_token_id=data.get("bos_token_id"),
             eos_token_ids=eos_ids,
