@@ -24,6 +24,7 @@ RANK = {
     "runtime": 2,
     "engine": 3,
     "disagg": 4,
+    "lmdeploy": 4,  # sageLLM's modules inside LMDeploy's engine: beside disagg, another assembly of modules
     "server": 5,
     "bench": 5,
     "cli": 5,

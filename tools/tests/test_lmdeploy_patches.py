@@ -9,7 +9,10 @@ sources skip and say why.
 
 LMDeploy's own tests/pytorch/paging and third_party/tests/lmdeploy_hooks run against the patched
 tree only when ``SAGELLM_LMDEPLOY_PYTHON`` names an interpreter that has LMDeploy's
-dependencies (torch, mmengine-lite, transformers, ...): they are too heavy for this venv.
+dependencies (torch, mmengine-lite, transformers, ...) and sageLLM core's (pydantic-settings,
+pyyaml): they are too heavy for this venv. sageLLM's sources and entry points reach that
+interpreter through PYTHONPATH (third_party/tests/lmdeploy_hooks/sagellm_overlay.py); the paging
+tests then run a second time with sagellm.engines.lmdeploy installed on every scheduler.
 """
 
 from __future__ import annotations
@@ -242,20 +245,51 @@ def paging_tests_dir() -> Path | None:
     return None
 
 
-@pytest.mark.slow
-def test_lmdeploy_paging_tests_and_hook_tests_pass_on_the_patched_tree(tree: Path) -> None:
+def lmdeploy_python() -> str:
     python = os.environ.get("SAGELLM_LMDEPLOY_PYTHON")
     if not python:
         pytest.skip("SAGELLM_LMDEPLOY_PYTHON unset: no interpreter with LMDeploy's dependencies (see tools/README.md)")
+    return python
+
+
+def run_lmdeploy_pytest(python: str, tree: Path, *paths: str) -> subprocess.CompletedProcess[str]:
+    """pytest in ``python`` on the patched ``tree``, with sageLLM importable (its entry points included)."""
+    overlay = subprocess.run(
+        [sys.executable, str(HOOK_TESTS / "sagellm_overlay.py"), str(REPO), str(tree / "sagellm-overlay")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), overlay])}
+    args = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tree)]
+    return subprocess.run([*args, *paths], cwd=tree, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_lmdeploy_paging_tests_and_hook_tests_pass_on_the_patched_tree(tree: Path) -> None:
+    python = lmdeploy_python()
     tests = paging_tests_dir()
     if tests is None:
         pytest.skip("no tests/pytorch/paging: set SAGELLM_LMDEPLOY_TESTS or init the submodule (not in the wheel)")
     assert run_script(tree).returncode == 0
     shutil.copytree(tests / "pytorch/paging", tree / "tests/pytorch/paging")
     shutil.copytree(HOOK_TESTS, tree / "tests/sagellm_hooks")
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    args = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(tree)]
-    result = subprocess.run(
-        [*args, "tests/pytorch/paging", "tests/sagellm_hooks"], cwd=tree, env=env, capture_output=True, text=True
-    )
+    result = run_lmdeploy_pytest(python, tree, "tests/pytorch/paging", "tests/sagellm_hooks")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " skipped" not in result.stdout.splitlines()[-1], result.stdout[-2000:]  # the adapter tests ran too
+
+
+@pytest.mark.slow
+def test_lmdeploy_paging_tests_pass_with_sagellm_modules_plugged_in(tree: Path) -> None:
+    """LMDeploy's own paging tests again, every Scheduler and BlockTrie running sageLLM's modules (issue 19)."""
+    python = lmdeploy_python()
+    tests = paging_tests_dir()
+    if tests is None:
+        pytest.skip("no tests/pytorch/paging: set SAGELLM_LMDEPLOY_TESTS or init the submodule (not in the wheel)")
+    assert run_script(tree).returncode == 0
+    plugged = tree / "tests/pytorch/paging_sagellm"
+    shutil.copytree(tests / "pytorch/paging", plugged)
+    shutil.copy(HOOK_TESTS / "sagellm_plugged_conftest.py", plugged / "conftest.py")
+    result = run_lmdeploy_pytest(python, tree, "tests/pytorch/paging_sagellm")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "sageLLM modules plugged in" in result.stdout and " 0 LMDeploy" not in result.stdout, result.stdout[-2000:]
