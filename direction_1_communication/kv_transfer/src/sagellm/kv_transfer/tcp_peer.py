@@ -46,6 +46,7 @@ def dial(address: Address, timeout_s: float, io_timeout_s: float) -> socket.sock
 
 SOCKET_BUFFER_BYTES = 4 * 2**20  # fewer wake-ups per MiB on both ends; the kernel may cap it
 KEEPALIVE = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 3, "TCP_KEEPCNT": 3}  # a silent dead host is noticed in ~20 s
+REASON_WAIT_S = 1.0  # how long a failed write waits for the reader to bring the peer's reason
 
 
 def tune(sock: socket.socket, io_timeout_s: float) -> None:
@@ -137,7 +138,7 @@ class PeerLink:
                 try:
                     connection.send(item.msg, item.payload)
                 except OSError as exc:
-                    if self.failed:  # the reader already knows why (a REFUSE, a BYE): keep that reason
+                    if self._reader_knows_why():  # a REFUSE or BYE read just before the pipe broke: keep it
                         return
                     raise PeerClosedError(
                         f"lost the connection to {self.target!r} mid-transfer ({_why(exc)})"
@@ -147,6 +148,16 @@ class PeerLink:
                 why = _why(exc) if isinstance(exc, OSError) else repr(exc)
                 exc = PeerClosedError(f"lost the connection to {self.target!r} ({why})")
             self._lose(exc)
+
+    def _reader_knows_why(self) -> bool:
+        """After a failed write: whether the reader thread has (or, within a moment, gets) the peer's reason.
+
+        A peer that refuses us sends its REFUSE and closes at once; our write
+        can hit the broken pipe before our reader has parsed that frame, and
+        the reason would be lost behind a bare "broken pipe".
+        """
+        with self._ready:
+            return self._ready.wait_for(lambda: self.failed, timeout=REASON_WAIT_S)
 
     def _on_frame(self, connection: Connection, msg: Message, payload: memoryview) -> None:
         if isinstance(msg, ByeMsg):

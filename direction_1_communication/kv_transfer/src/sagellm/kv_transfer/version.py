@@ -1,3 +1,3 @@
 """Single source of the sagellm-kv-transfer version (read by hatchling)."""
 
-__version__ = "0.3.2"
+__version__ = "0.3.3"
