@@ -25,6 +25,7 @@ RANK = {
     "engine": 3,
     "disagg": 4,
     "lmdeploy": 4,  # sageLLM's modules inside LMDeploy's engine: beside disagg, another assembly of modules
+    "vllm_plugin": 4,  # sageLLM's prefix index and KV tiers inside vLLM, through its KV connector
     "server": 5,
     "bench": 5,
     "cli": 5,
