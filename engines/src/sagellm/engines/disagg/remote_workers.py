@@ -12,7 +12,6 @@ KV still goes worker to worker, so the channel must reach across hosts:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -21,11 +20,15 @@ from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
 from sagellm.engines.disagg.messages import DECODE, PREFILL, Join, Welcome
 from sagellm.engines.disagg.worker_error import WorkerError
-from sagellm.engines.engine.worker_link import RemoteWorker, WorkerListener, check_token, parse_address
+from sagellm.engines.engine.worker_link import (
+    RemoteWorker,
+    await_joins,
+    check_token,
+    parse_address,
+    read_greeting,
+)
 
 logger = logging.getLogger(__name__)
-
-GREETING_TIMEOUT_S = 10.0  # a connection that does not say which role it takes within this is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,43 +61,21 @@ def join_remote_workers(
     spec: RemoteWorkers, config: SageLLMConfig, events: Any, timeout_s: float
 ) -> dict[str, RemoteWorker]:
     """Wait until a worker has joined for every remote role (WorkerError after ``timeout_s``)."""
-    listener = WorkerListener(parse_address(spec.listen, "the worker listen address"), check_token(spec.token))
-    host, port = listener.address
-    logger.info("waiting for the %s worker(s) to join at %s:%s", ", ".join(spec.roles), host, port)
-    joined: dict[str, RemoteWorker] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(joined) < len(spec.roles):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                missing = ", ".join(r for r in spec.roles if r not in joined)
-                raise WorkerError(f"no {missing} worker joined at {host}:{port} within {timeout_s:.0f} s")
-            got = listener.accept(min(remaining, 1.0))
-            if got is None:
-                continue
-            conn, peer = got
-            role = _greet(conn, peer, config, wanted=[r for r in spec.roles if r not in joined])
-            if role is not None:
-                joined[role] = RemoteWorker(role, conn, peer, events)
-                logger.info("the %s worker joined from %s", role, peer)
-    except BaseException:
-        for worker in joined.values():
-            worker.close()
-        raise
-    finally:
-        listener.close()
-    return joined
+    address = parse_address(spec.listen, "the worker listen address")
+    logger.info("waiting for the %s worker(s) to join at %s:%s", ", ".join(spec.roles), *address)
 
+    def greet(conn: Connection, peer: str, wanted: list[str]) -> str | None:
+        """The role a new connection takes, answered with the config; None (and closed) if none we want."""
+        message = read_greeting(conn)
+        if not isinstance(message, Join) or message.role not in wanted:
+            logger.warning("dropped a worker connection from %s: it offered %r, wanted %s", peer, message, wanted)
+            conn.close()
+            return None
+        conn.send(Welcome(config.model_dump()))
+        return message.role
 
-def _greet(conn: Connection, peer: str, config: SageLLMConfig, wanted: list[str]) -> str | None:
-    """The role a new connection takes, answered with the config; None (and closed) if it takes none we want."""
-    try:
-        message = conn.recv() if conn.poll(GREETING_TIMEOUT_S) else None
-    except (EOFError, OSError):
-        message = None
-    if not isinstance(message, Join) or message.role not in wanted:
-        logger.warning("dropped a worker connection from %s: it offered %r, wanted %s", peer, message, wanted)
-        conn.close()
-        return None
-    conn.send(Welcome(config.model_dump()))
-    return message.role
+    def missing(roles: list[str], where: str) -> WorkerError:
+        return WorkerError(f"no {', '.join(roles)} worker joined at {where} within {timeout_s:.0f} s")
+
+    joined = await_joins(address, check_token(spec.token), spec.roles, greet, timeout_s, missing)
+    return {role: RemoteWorker(role, conn, peer, events) for role, (conn, peer) in joined.items()}

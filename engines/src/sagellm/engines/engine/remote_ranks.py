@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from sagellm.core.config import SageLLMConfig
 from sagellm.core.errors import ConfigError
-from sagellm.engines.engine.worker_link import TOKEN_ENV, WorkerListener, check_token, dial, parse_address
+from sagellm.engines.engine.worker_link import (
+    TOKEN_ENV,
+    await_joins,
+    check_token,
+    dial,
+    parse_address,
+    read_greeting,
+)
 from sagellm.engines.model.parallel_ops import RankFailedError
 
-GREETING_TIMEOUT_S = 10.0
 SETUP_TIMEOUT_S = 600.0  # rank 0 answers once every remote rank has joined, which may take a while
 HOST_LOCAL_BACKENDS = ("shm",)  # collectives that cannot reach another host
 
@@ -65,45 +69,20 @@ def check_remote_ranks(config: SageLLMConfig, backend: str) -> None:
 
 def join_remote_ranks(config: SageLLMConfig, ranks: list[int], timeout_s: float) -> dict[int, tuple[Connection, str]]:
     """Wait until every rank in ``ranks`` has dialled in; RankFailedError naming the missing ones after ``timeout_s``."""
-    section = config.collective_ops
-    address = parse_address(section.worker_listen or "", "collective_ops.worker_listen")
-    listener = WorkerListener(address, check_token(os.environ.get(TOKEN_ENV)))
-    joined: dict[int, tuple[Connection, str]] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(joined) < len(ranks):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                missing = ", ".join(str(r) for r in ranks if r not in joined)
-                raise RankFailedError(
-                    f"tensor-parallel rank(s) {missing} did not dial {address[0]}:{address[1]} within {timeout_s:.0f} s"
-                )
-            got = listener.accept(min(remaining, 1.0))
-            if got is None:
-                continue
-            conn, peer = got
-            rank = _greet(conn, [r for r in ranks if r not in joined])
-            if rank is not None:
-                joined[rank] = (conn, peer)
-                logging.getLogger(__name__).info("tensor-parallel rank %d joined from %s", rank, peer)
-    except BaseException:
-        for conn, _ in joined.values():
+    address = parse_address(config.collective_ops.worker_listen or "", "collective_ops.worker_listen")
+
+    def greet(conn: Connection, peer: str, wanted: list[int]) -> int | None:
+        message = read_greeting(conn)
+        if not isinstance(message, RankJoin) or message.rank not in wanted:
             conn.close()
-        raise
-    finally:
-        listener.close()
-    return joined
+            return None
+        return message.rank
 
+    def missing(absent: list[int], where: str) -> RankFailedError:
+        ranks_text = ", ".join(str(r) for r in absent)
+        return RankFailedError(f"tensor-parallel rank(s) {ranks_text} did not dial {where} within {timeout_s:.0f} s")
 
-def _greet(conn: Connection, wanted: list[int]) -> int | None:
-    try:
-        message = conn.recv() if conn.poll(GREETING_TIMEOUT_S) else None
-    except (EOFError, OSError):
-        message = None
-    if not isinstance(message, RankJoin) or message.rank not in wanted:
-        conn.close()
-        return None
-    return message.rank
+    return await_joins(address, check_token(os.environ.get(TOKEN_ENV)), ranks, greet, timeout_s, missing)
 
 
 def dial_rank0(rank: int, connect: str, token: str | None, timeout_s: float) -> tuple[Connection, Any]:

@@ -23,14 +23,17 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Client, Connection, Listener
-from typing import Any
+from typing import Any, TypeVar
 
 from sagellm.core.errors import ConfigError, SageLLMError
 
 logger = logging.getLogger(__name__)
+K = TypeVar("K")
 
 RETRY_S = 0.5  # a worker started before its coordinator retries this often
+GREETING_TIMEOUT_S = 10.0  # a connection that does not say who it is within this is dropped
 TOKEN_ENV = "SAGELLM_WORKER_TOKEN"  # the shared token, when no --worker-token gives it
 
 
@@ -174,3 +177,52 @@ class WorkerListener:
 def _peer_of(listener: Listener) -> str:
     last = listener.last_accepted
     return f"{last[0]}:{last[1]}" if isinstance(last, tuple) else str(last)
+
+
+def read_greeting(conn: Connection) -> Any:
+    """A new connection's first message (who it is), or None if it says nothing in time or hangs up."""
+    try:
+        return conn.recv() if conn.poll(GREETING_TIMEOUT_S) else None
+    except (EOFError, OSError):
+        return None
+
+
+def await_joins(
+    address: tuple[str, int],
+    token: bytes,
+    wanted: Sequence[K],
+    greet: Callable[[Connection, str, list[K]], K | None],
+    timeout_s: float,
+    missing: Callable[[list[K], str], Exception],
+) -> dict[K, tuple[Connection, str]]:
+    """Listen at ``address`` until one connection has joined for each of ``wanted``.
+
+    ``greet(conn, peer, still_wanted)`` says which one a new connection is
+    (None: it is none of them, and it has closed it). After ``timeout_s``,
+    ``missing(absent, "HOST:PORT")`` is raised; on any failure every joined
+    connection is closed. The listener is closed either way.
+    """
+    listener = WorkerListener(address, token)
+    where = f"{listener.address[0]}:{listener.address[1]}"
+    joined: dict[K, tuple[Connection, str]] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(joined) < len(wanted):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise missing([k for k in wanted if k not in joined], where)
+            got = listener.accept(min(remaining, 1.0))
+            if got is None:
+                continue
+            conn, peer = got
+            key = greet(conn, peer, [k for k in wanted if k not in joined])
+            if key is not None:
+                joined[key] = (conn, peer)
+                logger.info("%s joined from %s", key, peer)
+    except BaseException:
+        for conn, _ in joined.values():
+            conn.close()
+        raise
+    finally:
+        listener.close()
+    return joined
