@@ -18,9 +18,7 @@ from sagellm.core.config import KernelFusionSection, KVPoolSection, SageLLMConfi
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
 from sagellm.core.protocols import (
-    EvictionPolicy,
     IRBuilder,
-    PredictiveEvictionPolicy,
     SpeculativeDecoder,
     SwapCapableIRBuilder,
 )
@@ -28,6 +26,7 @@ from sagellm.core.types import KVLayout
 from sagellm.engines.engine.cpu_placement import detect_topology
 from sagellm.engines.engine.device import resolve_device, resolve_dtype
 from sagellm.engines.engine.draft_models import EngineDraftModels
+from sagellm.engines.engine.eviction import build_eviction_policy
 from sagellm.engines.engine.kv_capacity import log_kv_capacity
 from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
@@ -242,24 +241,6 @@ def build_ir_builder(config: SageLLMConfig, layout: KVLayout, can_swap: bool) ->
     if can_swap and isinstance(builder, SwapCapableIRBuilder):
         builder.use_swap(layout.bytes_per_token)
     return builder
-
-
-def build_eviction_policy(config: SageLLMConfig) -> EvictionPolicy:
-    """The configured policy; a configured lifetime predictor is handed to it (it must be predictive).
-
-    The predictor comes from its own package through the registry, so a
-    learned policy and the predictor it ranks by stay swappable separately.
-    """
-    policy = registry.create_eviction_policy(config)
-    if config.lifetime_predictor.implementation == NO_IMPLEMENTATION:
-        return policy
-    if not isinstance(policy, PredictiveEvictionPolicy):
-        raise ConfigError(
-            f"eviction policy '{config.eviction_policy.implementation}' takes no lifetime predictor; "
-            f"choose a learned policy or leave lifetime_predictor.implementation at '{NO_IMPLEMENTATION}'"
-        )
-    policy.use_predictor(registry.create_lifetime_predictor(config))
-    return policy
 
 
 def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:

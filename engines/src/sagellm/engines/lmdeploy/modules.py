@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from sagellm.core import registry
 from sagellm.core.config import KVPoolSection, SageLLMConfig
 from sagellm.core.errors import ConfigError
-from sagellm.core.protocols import CommBackend, EvictionPolicy, IRBuilder, PredictiveEvictionPolicy, PrefixIndex
+from sagellm.core.protocols import CommBackend, EvictionPolicy, IRBuilder, PrefixIndex
+from sagellm.engines.engine.eviction import build_eviction_policy
 
 NONE = registry.NO_IMPLEMENTATION
 # Sections whose modules LMDeploy has no hook for: naming one is refused, never silently ignored.
@@ -99,19 +100,8 @@ def _prefix_index(config: SageLLMConfig, block_size: int) -> PrefixIndex | None:
 
 
 def _eviction_policy(config: SageLLMConfig) -> EvictionPolicy | None:
-    """The configured policy, with its lifetime predictor when one is configured (then it must be predictive)."""
-    if config.eviction_policy.implementation == NONE:
-        return None
-    policy = registry.create_eviction_policy(config)
-    if config.lifetime_predictor.implementation == NONE:
-        return policy
-    if not isinstance(policy, PredictiveEvictionPolicy):
-        raise ConfigError(
-            f"eviction policy '{config.eviction_policy.implementation}' takes no lifetime predictor; "
-            f"choose a learned policy or leave lifetime_predictor.implementation at '{NONE}'"
-        )
-    policy.use_predictor(registry.create_lifetime_predictor(config))
-    return policy
+    """The configured policy (with its lifetime predictor), or None to leave LMDeploy's own ranking."""
+    return None if config.eviction_policy.implementation == NONE else build_eviction_policy(config)
 
 
 def _comm_backend(config: SageLLMConfig, rank: int | None, init_method: str | None) -> CommBackend | None:
