@@ -130,8 +130,23 @@ class IdentityQuantizer:
 
 
 class NoSparsity:
-    def sparsify(self, weight: Any) -> Any:
+    pattern = "unstructured"
+    sparsity = 0.0
+
+    def calibration_observer(self) -> Any:
+        return None
+
+    def layer_sparsities(self, blocks: Any) -> list[float]:
+        return [0.0] * len(blocks)
+
+    def sparsify(self, weight: Any, calibration: Any = None, sparsity: float | None = None) -> Any:
         return weight
+
+    def linear(self, x: Any, sweight: Any, bias: Any = None) -> Any:
+        return x
+
+    def densify(self, sweight: Any) -> Any:
+        return sweight
 
 
 class Speculator:
@@ -162,8 +177,28 @@ class Kernel:
 
 
 class CoT:
-    def accelerate_cot(self, prompt: str, **kwargs: Any) -> Any:
+    name = "none"
+    probe_suffix = "Answer:"
+    max_probe_tokens = 8
+    esc_window = 4
+
+    def budget_prompt(self, prompt: str, budget: int) -> str:
         return prompt
+
+    def should_probe(self, progress: Any) -> bool:
+        return False
+
+    def extract_answer(self, text: str) -> str | None:
+        return None
+
+    def observe_probe(self, probe: Any) -> bool:
+        return False
+
+    def consistent(self, answers: Any) -> str | None:
+        return None
+
+    def release(self, request_id: str) -> None:
+        return None
 
 
 # PrefixIndex, KVPool and EvictionPolicy have full reference implementations in test_core_conformance.py.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from sagellm.core.errors import ConfigError
+from sagellm.core.yaml_scalars import load_yaml
 
 _yaml_path: ContextVar[Path | None] = ContextVar("sagellm_config_yaml", default=None)
 
@@ -210,8 +211,17 @@ class SageLLMConfig(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         yaml_path = _yaml_path.get()
         if yaml_path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+            sources.append(ConfigYamlSource(settings_cls, yaml_file=yaml_path))
         return tuple(sources)
+
+
+class ConfigYamlSource(YamlConfigSettingsSource):
+    """The YAML file, read without base-60 numbers (``pattern: 2:4`` is a string; see :mod:`.yaml_scalars`)."""
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        with file_path.open(encoding=self.yaml_file_encoding) as yaml_file:
+            # Not a mapping (a YAML list, say) fails in pydantic-settings, reported as a ConfigError by load_config.
+            return cast(dict[str, Any], load_yaml(yaml_file) or {})
 
 
 def load_config(yaml_file: str | Path | None = None, **overrides: Any) -> SageLLMConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from sagellm.core.types.reasoning import AnswerProbe, ReasoningProgress
 from sagellm.core.types.speculation import DraftSequence
 
 
@@ -57,7 +58,49 @@ class LinearQuantizer(Quantizer, Protocol):
 
 @runtime_checkable
 class Sparsifier(Protocol):
-    def sparsify(self, weight: Any) -> Any: ...
+    """Prunes a linear layer's weight to a sparsity pattern and runs the pruned weight with its own kernel.
+
+    ``pattern`` is ``"unstructured"`` or ``"N:M"`` (at most N nonzeros in
+    every M consecutive inputs of a row: 2:4, 4:8); ``sparsity`` is the share
+    of zeros it aims at (0.5 for 2:4). Like :class:`LinearQuantizer`, the
+    engine runs calibration text through the model with one fresh observer
+    per linear (Wanda: input-channel norms; SparseGPT: the inputs' Gram
+    matrix) and passes each its ``result``; ``None`` from
+    ``calibration_observer`` means the mask needs no calibration (magnitude).
+
+    ``layer_sparsities`` lets a sparsifier spread the sparsity unevenly over
+    the decoder's blocks (OWL: fewer zeros where activations have outliers),
+    from every block's linears and calibration, before any is pruned; a
+    uniform sparsifier returns ``[sparsity] * len(blocks)``. ``sparsify``
+    returns the pruned weight in the sparsifier's own form (a packed 2:4
+    kernel's operands, say); ``linear`` computes ``x @ W.T + bias`` with it
+    and ``densify`` gives it back as a dense tensor, zeros where pruned, so
+    the pattern can be checked.
+    """
+
+    @property
+    def pattern(self) -> str: ...
+
+    @property
+    def sparsity(self) -> float: ...
+
+    def calibration_observer(self) -> CalibrationObserver | None: ...
+
+    def layer_sparsities(self, blocks: Sequence[Sequence[tuple[Any, Any]]]) -> list[float]:
+        """The target sparsity of each block, from each block's ``(weight, calibration result)`` pairs."""
+        ...
+
+    def sparsify(self, weight: Any, calibration: Any = None, sparsity: float | None = None) -> Any:
+        """The pruned weight; ``sparsity`` (unstructured patterns only) overrides the configured share."""
+        ...
+
+    def linear(self, x: Any, sweight: Any, bias: Any = None) -> Any:
+        """``x @ W.T + bias`` for the pruned weight ``sweight``, in ``x``'s dtype."""
+        ...
+
+    def densify(self, sweight: Any) -> Any:
+        """The pruned weight as a dense [out, in] tensor, exact zeros where pruned."""
+        ...
 
 
 @runtime_checkable
@@ -246,4 +289,57 @@ KERNEL_OP_GROUPS: dict[type[Any], tuple[str, ...]] = {  # type[Any]: protocols a
 
 @runtime_checkable
 class CoTAccelerator(Protocol):
-    def accelerate_cot(self, prompt: str, **kwargs: Any) -> Any: ...
+    """Decides when a reasoning request has said enough: answer probes, self-consistency and token budgets.
+
+    The engine runs the requests; the accelerator only decides. Early exit
+    (DEER, Dynasor): after each step the engine shows it the request's
+    ``ReasoningProgress``; where ``should_probe`` says so (a reasoning step
+    ended), the engine forks a probe from the request -- its KV shared, only
+    ``probe_suffix`` prefilled -- decodes up to ``max_probe_tokens`` greedily
+    and reports an ``AnswerProbe``; ``observe_probe`` returning True ends the
+    request with that probe's answer. A token budget: ``budget_prompt`` asks
+    for brevity in the prompt, and at the hard cap the engine forces an
+    answer the same way (a last probe whose answer is kept, whatever its
+    confidence). Self-consistency with early stopping (ESC): the engine
+    draws samples ``esc_window`` at a time, all sharing the prompt's KV, and
+    stops drawing when ``consistent`` finds the latest window agreeing,
+    cancelling the siblings still running.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def probe_suffix(self) -> str:
+        """Text that turns reasoning into an answer ("... Final answer: \\boxed{"), appended to a probe's fork."""
+        ...
+
+    @property
+    def max_probe_tokens(self) -> int: ...
+
+    @property
+    def esc_window(self) -> int: ...
+
+    def budget_prompt(self, prompt: str, budget: int) -> str:
+        """The prompt asking the model to reason within ``budget`` tokens."""
+        ...
+
+    def should_probe(self, progress: ReasoningProgress) -> bool:
+        """Whether to fork a probe now (a reasoning step just ended, and the last probe is far enough back)."""
+        ...
+
+    def extract_answer(self, text: str) -> str | None:
+        """The answer in a probe's output or a finished completion, normalised so equal answers compare equal."""
+        ...
+
+    def observe_probe(self, probe: AnswerProbe) -> bool:
+        """Record a probe's reading; True when the request should stop now (its answer is stable and confident)."""
+        ...
+
+    def consistent(self, answers: Sequence[str | None]) -> str | None:
+        """ESC: the agreed answer when the latest ``esc_window`` answers all agree, else None."""
+        ...
+
+    def release(self, request_id: str) -> None:
+        """The request ended: drop what was kept about it."""
+        ...

@@ -14,6 +14,7 @@ test dependencies.
 """
 
 from sagellm.core.testing.comm_backend import CommBackendConformance
+from sagellm.core.testing.cot_accelerator import CoTAcceleratorConformance
 from sagellm.core.testing.draft_model import DraftModelConformance
 from sagellm.core.testing.duplex_kv_channel import DuplexKVChannelConformance
 from sagellm.core.testing.eviction_policy import EvictionPolicyConformance
@@ -26,11 +27,13 @@ from sagellm.core.testing.overlap_manager import OverlapManagerConformance
 from sagellm.core.testing.prefix_index import PrefixIndexConformance
 from sagellm.core.testing.quantizer import LinearQuantizerConformance, QuantizerConformance
 from sagellm.core.testing.raises import raises
+from sagellm.core.testing.sparsifier import SparsifierConformance
 from sagellm.core.testing.speculative_decoder import SpeculativeDecoderConformance
 from sagellm.core.testing.tiered_kv_pool import TieredKVPoolConformance
 from sagellm.core.testing.topology import TopologyDetectorConformance
 
 __all__ = [
+    "CoTAcceleratorConformance",
     "CommBackendConformance",
     "DraftModelConformance",
     "DuplexKVChannelConformance",
@@ -44,6 +47,7 @@ __all__ = [
     "OverlapManagerConformance",
     "PrefixIndexConformance",
     "QuantizerConformance",
+    "SparsifierConformance",
     "SpeculativeDecoderConformance",
     "TieredKVPoolConformance",
     "TopologyDetectorConformance",

@@ -21,6 +21,7 @@ from sagellm.core.types.plan import (
     SchedulerState,
     SequenceView,
 )
+from sagellm.core.types.reasoning import AnswerProbe, ReasoningProgress
 from sagellm.core.types.request import Request, SamplingParams
 from sagellm.core.types.sequence import SequenceState, SequenceStatus
 from sagellm.core.types.speculation import DraftSequence
@@ -37,6 +38,7 @@ from sagellm.core.types.topology import (
 )
 
 __all__ = [
+    "AnswerProbe",
     "ArithmeticKVView",
     "BlockId",
     "BlockMove",
@@ -57,6 +59,7 @@ __all__ = [
     "PciDevice",
     "PreemptionMode",
     "PrefixHit",
+    "ReasoningProgress",
     "Request",
     "SamplingParams",
     "ScheduledChunk",
