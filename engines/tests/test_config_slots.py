@@ -27,7 +27,8 @@ def test_the_defaults_pass() -> None:
 def test_every_slot_is_a_registry_group() -> None:
     """15 module slots, one registry group (entry-point group + Protocol) each."""
     assert len(registry.GROUPS) == 15
-    assert {"sparsity", "cot_acceleration"} <= set(UNWIRED)
+    assert {"sparsifier", "cot_accelerator"} <= ENGINE_KINDS
+    assert set(UNWIRED) == {"speculative_decoding", "cot_acceleration"}  # disaggregated workers do neither
     assert {"comm_backend", "interconnect_backend", "topology_detector"} <= ENGINE_KINDS
     assert "speculative_decoder" in ENGINE_KINDS and "speculative_decoder" not in DISAGGREGATED_KINDS
 
@@ -44,12 +45,12 @@ def test_a_misspelt_engine_slot_lists_the_installed_ones() -> None:
 
 
 def test_an_installed_implementation_the_engine_cannot_use_is_refused() -> None:
-    registry.register("sparsifier", "test-2of4", object)
+    registry.register("overlap_manager", "test-overlap", object)
     try:
-        with pytest.raises(ConfigError, match="'test-2of4' is installed, but this engine does not use"):
-            check_slots(load_config(sparsity={"implementation": "test-2of4"}))
+        with pytest.raises(ConfigError, match="'test-overlap' is installed, but this engine does not use"):
+            check_slots(load_config(overlap_pipeline={"implementation": "test-overlap"}))
     finally:
-        registry.unregister("sparsifier", "test-2of4")
+        registry.unregister("overlap_manager", "test-overlap")
 
 
 def test_kv_transfer_is_for_the_disaggregated_engine_only() -> None:

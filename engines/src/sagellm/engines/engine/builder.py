@@ -18,6 +18,7 @@ from sagellm.core.config import KernelFusionSection, KVPoolSection, SageLLMConfi
 from sagellm.core.errors import ConfigError
 from sagellm.core.metrics import MetricsRegistry
 from sagellm.core.protocols import (
+    CoTAccelerator,
     IRBuilder,
     SpeculativeDecoder,
     SwapCapableIRBuilder,
@@ -32,6 +33,7 @@ from sagellm.engines.engine.llm_engine import LLMEngine
 from sagellm.engines.engine.quantize import calibration_token_ids, quantize_model
 from sagellm.engines.engine.row_cost import calibrated_row_costs, draft_pass_costs
 from sagellm.engines.engine.slots import AUTO, ENGINE_KINDS, NO_IMPLEMENTATION, check_slots
+from sagellm.engines.engine.sparsify import build_sparsifier, sparsify_model, sparsity_calibration_ids
 from sagellm.engines.engine.tensor_parallel import check_tensor_parallel, place_rank, tensor_parallel_size
 from sagellm.engines.engine.tensor_parallel_start import rank0_config, tensor_parallel_model
 from sagellm.engines.engine.warm_up import warm_up
@@ -59,6 +61,8 @@ def build_engine(
     """Load the model and assemble an engine; ``wired``: the registry kinds the caller uses (see slots.py)."""
     check_slots(config, wired)  # before seconds of weight loading
     check_tensor_parallel(config)
+    build_cot_accelerator(config)  # bad options, or tensor parallelism, fail before the weights load
+    sparsifier = build_sparsifier(config)  # a bad pattern or option fails before the weights load
     if tensor_parallel_size(config) > 1:
         torch.set_num_threads(place_rank(config, 0))
     else:
@@ -80,6 +84,8 @@ def build_engine(
     if config.quantization.implementation != NO_IMPLEMENTATION:
         quantizer = registry.create_quantizer(config)
         quantize_model(model, quantizer, calibration_token_ids(tokenizer), include_head=config.quantization.lm_head)
+    if sparsifier is not None:
+        sparsify_model(model, sparsifier, sparsity_calibration_ids(tokenizer), announce=want_progress(show_progress))
     use_fused_kernels(config, model)
     warm_up(config, model, tokenizer, announce=want_progress(show_progress))
     engine = assemble_engine(config, model, tokenizer)
@@ -175,7 +181,25 @@ def assemble_engine(config: SageLLMConfig, model: LlamaForCausalLM, tokenizer: T
         step_costs=step_costs,
         draft_cost=draft_cost,
         draft_agreement=draft_agreement,
+        cot_accelerator=build_cot_accelerator(config),
     )
+
+
+def build_cot_accelerator(config: SageLLMConfig) -> CoTAccelerator | None:
+    """The configured chain-of-thought accelerator, or None (``cot_acceleration.implementation: none``).
+
+    It only decides; the engine forks probes and samples for the requests
+    that ask (``add_request(..., reasoning=...)``), so building one changes
+    nothing for the others.
+    """
+    if config.cot_acceleration.implementation == NO_IMPLEMENTATION:
+        return None
+    if tensor_parallel_size(config) > 1:  # a fork copies a KV block in rank 0's pool only
+        raise ConfigError(
+            "cot_acceleration does not run with tensor_parallel_size > 1 yet: its forks copy KV blocks that "
+            "every rank holds a shard of; use tensor_parallel_size=1 for it"
+        )
+    return registry.create_cot_accelerator(config)
 
 
 def build_speculative_decoder(

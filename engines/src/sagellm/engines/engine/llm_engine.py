@@ -23,7 +23,7 @@ from sagellm.core.errors import (
     ServerOverloadedError,
 )
 from sagellm.core.metrics import MetricsRegistry
-from sagellm.core.protocols import IRBuilder, SpeculativeDecoder
+from sagellm.core.protocols import CoTAccelerator, IRBuilder, SpeculativeDecoder
 from sagellm.core.types import (
     ExecutionPlan,
     Request,
@@ -35,12 +35,15 @@ from sagellm.core.types import (
     SequenceView,
     StepOutput,
 )
+from sagellm.engines.engine.cot_driver import CoTDriver
 from sagellm.engines.engine.engine_load import EngineLoad
+from sagellm.engines.engine.reasoning_options import ReasoningOptions
 from sagellm.engines.engine.request_checks import check_context_length, check_prompt_ids
 from sagellm.engines.engine.speculation import Speculator
 from sagellm.engines.engine.step_cost import StepCostModel
 from sagellm.engines.engine.stop_checker import check_stop
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.runtime.grammar import GrammarBackend, GrammarMatcher, GrammarSpec, LLGuidanceBackend, grammar_of
 from sagellm.engines.runtime.input_batch import ChunkWork
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.kv_view import StepKVView
@@ -92,6 +95,7 @@ class LLMEngine:
         step_costs: Mapping[int, float] | None = None,
         draft_cost: StepCostModel | None = None,
         draft_agreement: float | None = None,
+        cot_accelerator: CoTAccelerator | None = None,
     ) -> None:
         self.model_config = model_config
         self.tokenizer = tokenizer
@@ -103,6 +107,8 @@ class LLMEngine:
         self.model_name = model_name or model_config.name
         self.metrics = metrics or MetricsRegistry()
         self.sampler = Sampler()
+        self._matchers: dict[str, GrammarMatcher] = {}  # requests whose output must match a grammar
+        self._grammar_backend: GrammarBackend | None = None  # built by the first such request (~0.6 s)
         self._tracked: dict[str, _Tracked] = {}
         self._running: list[SequenceState] = []
         self._waiting: list[SequenceState] = []  # kept in arrival order
@@ -122,6 +128,8 @@ class LLMEngine:
                 draft_agreement,
             )
         )
+        # Probes, budgets and self-consistency for requests that ask (add_request's ``reasoning``).
+        self.cot = None if cot_accelerator is None else CoTDriver(cot_accelerator, self)
 
     # ------------------------------------------------------------------ requests
     def add_request(
@@ -130,41 +138,43 @@ class LLMEngine:
         sampling: SamplingParams | None = None,
         request_id: str | None = None,
         priority: int = 0,
+        reasoning: ReasoningOptions | None = None,
     ) -> str:
         """Queue a prompt (text or token ids); returns its request id.
 
         The waiting queue is bounded (``max_waiting``) so an overloaded server
         sheds load with ServerOverloadedError (HTTP 429) instead of queueing
         without limit; requests already running do not count against it.
+        ``reasoning`` needs a configured CoT accelerator; a budget's prompt is
+        the caller's to write (``cot.budget_prompt``), where it has the text.
         """
+        if reasoning is not None and self.cot is None:
+            raise InvalidRequestError("this engine has no chain-of-thought accelerator (cot_acceleration is 'none')")
         if len(self._waiting) >= self.max_waiting:
             raise ServerOverloadedError(f"the waiting queue is full ({self.max_waiting} requests); retry later")
         sampling = sampling or SamplingParams()
         token_ids = self._tokenize(prompt)
         request_id = request_id or f"req-{next(self._ids)}"
-        if request_id in self._tracked:
+        if request_id in self._tracked or (self.cot is not None and self.cot.in_use(request_id)):
             raise InvalidRequestError(f"request id {request_id!r} is already in use")
         self._check_length(len(token_ids), sampling.max_tokens)
+        matcher = self._grammar_matcher(grammar_of(sampling))
         request = Request(request_id, tuple(token_ids), sampling, time.monotonic(), priority, self.model_name)
         seq = SequenceState(request)
         self._tracked[request_id] = _Tracked(seq, IncrementalDetokenizer(self.tokenizer, token_ids))
         self._waiting.append(seq)
+        if matcher is not None:
+            self._matchers[request_id] = matcher
+        if reasoning is not None and self.cot is not None:
+            self.cot.track(seq, reasoning)
         self.metrics.counter("requests_total", "requests received").inc()
         return request_id
 
     def abort_request(self, request_id: str) -> bool:
         """Stop a request and free its KV blocks at once; False if it is unknown or done."""
-        tracked = self._tracked.pop(request_id, None)
-        if tracked is None:
+        started = self.cot is not None and self.cot.abort(request_id)  # its probes and samples
+        if not self.drop(request_id) and not started:
             return False
-        seq = tracked.seq
-        if seq in self._running:
-            self._running.remove(seq)
-        elif seq in self._waiting:
-            self._waiting.remove(seq)
-        self.kv.release(seq)
-        seq.status = SequenceStatus.FINISHED_ABORTED
-        self._forget(request_id)
         self.metrics.counter("requests_aborted_total", "requests aborted").inc()
         return True
 
@@ -199,10 +209,12 @@ class LLMEngine:
         state, view = self._snapshot()
         works = self._apply(self.ir_builder.build(state, view))
         if self.speculator is not None and works:
-            works = self.speculator.add_drafts(works)
+            works = self._add_drafts(works)
         outputs = self._run(works) if works else []
         if self.speculator is not None and works:
             self.speculator.end_step(works, time.perf_counter() - started)
+        if self.cot is not None:
+            outputs = self.cot.process(outputs)
         self._record_step(works)
         return outputs
 
@@ -212,6 +224,8 @@ class LLMEngine:
             if not work.drafts:  # a verify's computed KV ends where its drafts stop being kept
                 work.seq.num_computed_tokens = work.end
                 self.kv.register_computed(work.seq)  # before finishing: a finished prompt's KV is still reusable
+        if self.cot is not None:
+            self.cot.after_compute()  # forks now share KV that reaches every token
         sampling = [work for work in works if work.samples]
         tokens = self._sample(logits, sampling)
         return [self._process(work, emitted) for work, emitted in zip(sampling, tokens)]
@@ -224,7 +238,8 @@ class LLMEngine:
         tokens: list[list[SampledToken]] = [[] for _ in works]
         if plain:
             rows = logits if len(plain) == len(works) else logits[[starts[i] for i in plain]]
-            for i, token in zip(plain, self.sampler.sample(rows, [works[i].seq for i in plain])):
+            seqs = [works[i].seq for i in plain]
+            for i, token in zip(plain, self.sampler.sample(rows, seqs, self._grammar_masks(seqs, rows.shape[-1]))):
                 tokens[i] = [token]
         assert self.speculator is not None or len(plain) == len(works)
         for i, work in enumerate(works):
@@ -237,11 +252,10 @@ class LLMEngine:
         # Builders admit at most max_num_seqs - running themselves; a window of at least max_num_seqs waiting
         # requests lets priority/SLO policies reorder, while peeking the prefix cache for each stays bounded.
         window = self._waiting[: self.max_num_seqs]
-        view = StepKVView(
-            self.kv, {seq.request_id: seq for seq in window}, {seq.request_id: seq for seq in self._running}
-        )
+        running = self._running if self.cot is None else self.cot.schedulable(self._running)
+        view = StepKVView(self.kv, {seq.request_id: seq for seq in window}, {seq.request_id: seq for seq in running})
         state = SchedulerState(
-            running=tuple(self._view(seq, 0) for seq in self._running),
+            running=tuple(self._view(seq, 0) for seq in running),
             waiting=tuple(self._view(seq, self.kv.peek_cached_tokens(seq)) for seq in window),
             num_free_blocks=view.num_free_blocks,
             block_size=view.block_size,
@@ -338,8 +352,11 @@ class LLMEngine:
             self.metrics.histogram("ttft_seconds", "time to first token").observe(now - seq.request.arrival_time)
         tracked.last_token_time = now
         taken: list[SampledToken] = []
+        matcher = self._matchers.get(seq.request_id)
         for token in emitted:
             taken.append(token)
+            if matcher is not None:
+                matcher.accept(token.token_id)
             seq.token_ids.append(token.token_id)
             delta = tracked.detokenizer.push(token.token_id)
             decision = check_stop(
@@ -373,11 +390,84 @@ class LLMEngine:
         self.kv.release(seq)
         self._tracked.pop(seq.request_id, None)
         self._forget(seq.request_id)
-        self.metrics.counter("requests_finished_total", "requests finished").inc()
+        if self.cot is None or not self.cot.is_internal(seq.request_id):
+            self.metrics.counter("requests_finished_total", "requests finished").inc()
+
+    # ------------------------------------------------------------ forks (the CoT driver's ReasoningHost)
+    def spawn(self, seq: SequenceState) -> None:
+        """Run a forked sequence (its KV already shared): straight into the running batch, no admission."""
+        self._tracked[seq.request_id] = _Tracked(
+            seq, IncrementalDetokenizer(self.tokenizer, seq.token_ids), first_token_time=time.monotonic()
+        )
+        seq.status = SequenceStatus.RUNNING
+        self._running.append(seq)
+
+    def drop(self, request_id: str) -> bool:
+        """Stop a sequence and free its KV, emitting nothing; False if it is unknown or done."""
+        tracked = self._tracked.pop(request_id, None)
+        if tracked is None:
+            return False
+        self._unlist(tracked.seq)
+        self.kv.release(tracked.seq)
+        tracked.seq.status = SequenceStatus.FINISHED_ABORTED
+        self._forget(request_id)
+        return True
+
+    def end(self, request_id: str) -> None:
+        """Finish a sequence now ("stop") and free its KV; its last output is the caller's to send."""
+        tracked = self._tracked.get(request_id)
+        if tracked is not None:
+            if tracked.seq not in self._running:  # preempted while its probe ran
+                self._unlist(tracked.seq)
+                self._running.append(tracked.seq)
+            self._finish(tracked.seq, "stop")
+
+    def generated_text(self, request_id: str) -> str:
+        return self._tracked[request_id].detokenizer.text
+
+    def _unlist(self, seq: SequenceState) -> None:
+        if seq in self._running:
+            self._running.remove(seq)
+        elif seq in self._waiting:
+            self._waiting.remove(seq)
 
     def _forget(self, request_id: str) -> None:
+        self._matchers.pop(request_id, None)
         if self.speculator is not None:
             self.speculator.release(request_id)
+
+    # -------------------------------------------------------- structured output
+    def _grammar_matcher(self, grammar: GrammarSpec | None) -> GrammarMatcher | None:
+        """A fresh matcher for a constrained request (InvalidRequestError for a bad grammar, before it queues)."""
+        if grammar is None:
+            return None
+        if self._grammar_backend is None:
+            self._grammar_backend = LLGuidanceBackend(self.tokenizer)
+        return self._grammar_backend.matcher(grammar)
+
+    def _grammar_masks(self, seqs: list[SequenceState], width: int) -> list[torch.Tensor | None]:
+        """Each row's additive grammar mask (None: unconstrained); empty when no request has a grammar."""
+        if not self._matchers:
+            return []
+        matchers = [self._matchers.get(seq.request_id) for seq in seqs]
+        return [None if matcher is None else matcher.mask(width) for matcher in matchers]
+
+    def _add_drafts(self, works: list[ChunkWork]) -> list[ChunkWork]:
+        """The speculator's drafts, for unconstrained requests only.
+
+        A constrained request does not speculate: its drafts would have to be
+        masked position by position during verification (a mask per draft,
+        computed on matcher copies). Left out, it decodes one token a step
+        beside the speculating ones, and verify never sees a grammar.
+        """
+        assert self.speculator is not None
+        if not self._matchers:
+            return self.speculator.add_drafts(works)
+        free = [i for i, work in enumerate(works) if work.seq.request_id not in self._matchers]
+        merged = list(works)
+        for i, work in zip(free, self.speculator.add_drafts([works[i] for i in free])):
+            merged[i] = work
+        return merged
 
     def _record_step(self, works: list[ChunkWork]) -> None:
         # what ran, not what the plan asked for: admissions the device could not take yet did not run

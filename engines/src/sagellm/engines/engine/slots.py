@@ -29,8 +29,10 @@ ENGINE_KINDS = frozenset(
         "eviction_policy",
         "lifetime_predictor",
         "quantizer",
+        "sparsifier",  # prunes the decoder's linears at load (engine/sparsify.py)
         "fused_kernel",
         "speculative_decoder",
+        "cot_accelerator",  # probes, budgets and self-consistency for requests that ask (engine/cot_driver.py)
         "comm_backend",  # tensor parallelism's collectives (collective_ops.world_size > 1)
         "topology_detector",  # where tensor-parallel ranks run (engine/cpu_placement.py)
         "interconnect_backend",  # a vendor's collectives for tensor parallelism, instead of comm_backend
@@ -38,8 +40,9 @@ ENGINE_KINDS = frozenset(
 )
 # The disaggregated prefill/decode workers (sagellm.engines.disagg) use the KV transfer channel as well,
 # and an overlap manager when one is configured (the prefill worker ships KV while it prefills on).
-# They do not speculate (the decode worker runs plain decode steps).
-DISAGGREGATED_KINDS = (ENGINE_KINDS - {"speculative_decoder"}) | {"kv_transfer_channel", "overlap_manager"}
+# They do not speculate (the decode worker runs plain decode steps), nor fork probes or samples.
+NOT_DISAGGREGATED = frozenset({"speculative_decoder", "cot_accelerator"})
+DISAGGREGATED_KINDS = (ENGINE_KINDS - NOT_DISAGGREGATED) | {"kv_transfer_channel", "overlap_manager"}
 PREFIX_CACHE_KINDS = frozenset({"prefix_index", "eviction_policy"})  # unused when prefix_cache.enabled is false
 
 

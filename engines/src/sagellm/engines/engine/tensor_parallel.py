@@ -5,7 +5,7 @@ processes (``tensor_parallel_worker.py``) that run their shard of every
 forward pass rank 0 runs, fed its inputs over a pipe. Everything outside
 the forward pass stays on rank 0, so features that touch the KV tensors
 outside it (a host or disk tier, draft models, weights rewritten by a
-quantizer) are refused until they learn to run on every rank.
+quantizer or a sparsifier) are refused until they learn to run on every rank.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def check_tensor_parallel(config: SageLLMConfig) -> None:
     refused = {
         "speculative decoding": config.speculative_decoding.implementation != registry.NO_IMPLEMENTATION,
         "quantization": config.quantization.implementation != registry.NO_IMPLEMENTATION,
+        "sparsity": config.sparsity.implementation != registry.NO_IMPLEMENTATION,
         "KV tiers below the device": config.kv_pool.tier_names != ("device",),
         "a device other than the CPU": config.model.device not in ("auto", "cpu") or torch.cuda.is_available(),
     }

@@ -35,6 +35,10 @@ the int8 kernel takes 1.0 ms (measured on 2 Zen 5 cores: rows 1 / 4 / 8 /
 A quantizer (``--quantization w8a8``, see ``engine/quantize.py``) replaces the
 dense path: rows the 4-bit kernel does not take run through the quantizer's
 own kernel (int8 x int8 at ~2x bf16's rate), and the dense copy is dropped.
+
+A sparsifier (``--sparsity``, see ``engine/sparsify.py``) replaces every
+path: the 4-bit and int8 copies hold the unpruned weights, so they are
+dropped with the dense one and all rows run through its kernel.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagellm.core.protocols import LinearQuantizer
+from sagellm.core.protocols import LinearQuantizer, Sparsifier
 from sagellm.engines.model.q4_weights import GROUP_SIZE, Q4Weight
 
 MAX_LOW_BIT_ROWS = 16
@@ -69,10 +73,24 @@ class Linear(nn.Module):
         self.int8_scales: torch.Tensor | None = None
         self.quantized: Any = None  # the quantizer's weight, run by self.quantizer
         self.quantizer: LinearQuantizer | None = None
+        self.sparse: Any = None  # the sparsifier's pruned weight, run by self.sparsifier
+        self.sparsifier: Sparsifier | None = None
 
     def use_quantized(self, qweight: Any, quantizer: LinearQuantizer) -> None:
         """Run rows the 4-bit kernel does not take as ``quantizer.linear(x, qweight, bias)``; free the dense weight."""
         self.quantized, self.quantizer = qweight, quantizer
+        self.weight = nn.Parameter(self.weight.new_empty(0), requires_grad=False)
+
+    def use_sparse(self, sweight: Any, sparsifier: Sparsifier) -> None:
+        """Run every row as ``sparsifier.linear(x, sweight, bias)``; free the dense, 4-bit and int8 copies.
+
+        Those copies hold the unpruned weights: kept, they would serve the
+        few-row matmuls of decode and undo the pruning there.
+        """
+        self.sparse, self.sparsifier = sweight, sparsifier
+        self.q4 = None
+        self.packed = self.scales_and_zeros = None
+        self.int8_weight = self.int8_scales = None
         self.weight = nn.Parameter(self.weight.new_empty(0), requires_grad=False)
 
     def pack_low_bit(self) -> bool:
@@ -103,6 +121,9 @@ class Linear(nn.Module):
         return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sparsifier is not None:
+            pruned: torch.Tensor = self.sparsifier.linear(x, self.sparse, self.bias)
+            return pruned
         low_bit_rows = MAX_LOW_BIT_ROWS if self.quantizer is None else MAX_LOW_BIT_ROWS_QUANTIZED
         if self.packed is not None and x.shape[0] <= low_bit_rows:
             out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(

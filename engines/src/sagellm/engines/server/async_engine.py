@@ -42,6 +42,8 @@ from typing import Any, TypeVar
 
 from sagellm.core.errors import EngineDeadError, ServerOverloadedError
 from sagellm.core.types import SamplingParams, StepOutput
+from sagellm.engines.engine.llm_engine import LLMEngine
+from sagellm.engines.engine.reasoning_options import ReasoningOptions
 from sagellm.engines.server.errors import EngineFailureError, ServiceUnavailableError
 from sagellm.engines.server.request_handle import Item, RequestHandle
 from sagellm.engines.server.served_engine import ServedEngine
@@ -120,14 +122,21 @@ class AsyncEngine:
         return self._running and not self._broken and not self.draining
 
     async def submit(
-        self, prompts: Sequence[list[int]], params: Sequence[SamplingParams], request_ids: Sequence[str]
+        self,
+        prompts: Sequence[list[int]],
+        params: Sequence[SamplingParams],
+        request_ids: Sequence[str],
+        reasoning: ReasoningOptions | None = None,
     ) -> RequestHandle:
-        """Queue the requests of one API call together; raises (429, 400, 503) before anything streams."""
+        """Queue the requests of one API call together; raises (429, 400, 503) before anything streams.
+
+        ``reasoning`` (a ``cot`` request, every choice alike) needs an LLMEngine with an accelerator.
+        """
         if self.draining:
             raise ServiceUnavailableError("the server is shutting down")
         handle = RequestHandle(request_ids, [len(p) for p in prompts], self._abort_later)
         try:
-            await self._call(partial(self._add, handle, list(prompts), list(params)))
+            await self._call(partial(self._add, handle, list(prompts), list(params), reasoning))
         except asyncio.CancelledError:
             handle.abort()  # queued behind the add, so it frees whatever the add created
             raise
@@ -209,7 +218,13 @@ class AsyncEngine:
             if future is not None and future.set_running_or_notify_cancel():
                 future.set_exception(ServiceUnavailableError("the engine loop has stopped"))
 
-    def _add(self, handle: RequestHandle, prompts: list[list[int]], params: list[SamplingParams]) -> None:
+    def _add(
+        self,
+        handle: RequestHandle,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+        reasoning: ReasoningOptions | None = None,
+    ) -> None:
         engine = self.engine
         if len(prompts) > 1 and engine.num_waiting + len(prompts) > engine.max_waiting:
             # All of a request's choices or none: a partial add would be rolled back anyway.
@@ -218,7 +233,11 @@ class AsyncEngine:
         added: list[str] = []
         try:
             for index, (prompt, sampling, request_id) in enumerate(zip(prompts, params, handle.request_ids)):
-                engine.add_request(prompt, sampling, request_id)
+                if reasoning is None:
+                    engine.add_request(prompt, sampling, request_id)
+                else:
+                    assert isinstance(engine, LLMEngine)  # the route checked (cot_request.reasoning_options)
+                    engine.add_request(prompt, sampling, request_id, reasoning=reasoning)
                 added.append(request_id)
                 self._routes[request_id] = _Route(handle, index, now, len(prompt))
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sagellm.core.types import StepOutput
+from sagellm.engines.engine.reasoning_output import ReasoningOutput, ReasoningReport
 from sagellm.engines.server.protocol_openai import PromptTokensDetails, Usage
 from sagellm.engines.server.request_handle import RequestHandle
 
@@ -20,6 +21,7 @@ class ChoiceResult:
     finish_reason: str | None = None
     num_output_tokens: int = 0
     num_cached_tokens: int = 0  # prompt tokens the prefix cache served
+    reasoning: ReasoningReport | None = None  # a ``cot`` request's answer and cost, with its last output
 
     def add(self, output: StepOutput) -> None:
         self.text += output.new_text
@@ -29,6 +31,8 @@ class ChoiceResult:
         self.num_cached_tokens = max(self.num_cached_tokens, output.num_cached_tokens)
         self.finish_reason = output.finish_reason
         self.num_output_tokens = output.num_output_tokens
+        if isinstance(output, ReasoningOutput):
+            self.reasoning = output.reasoning
 
 
 async def collect(handle: RequestHandle) -> list[ChoiceResult]:

@@ -3,9 +3,9 @@
 Requests validate strictly (``"5"`` is not a number, ``true`` is not a
 count) so a wrong type is a 400 naming the field, never a silent coercion.
 An unknown top-level parameter is a 400 (``TopLevelRequest``): a field this
-server does not implement (``guided_json``, ``min_tokens``, ...) would
-otherwise be dropped while the client believes it applied. Known ones it
-cannot honour (tools, logit_bias, ...) are refused in
+server does not implement (``min_tokens``, ``guided_json`` on completions,
+...) would otherwise be dropped while the client believes it applied. Known
+ones it cannot honour (logit_bias, ...) are refused in
 :mod:`sagellm.engines.server.sampling`. Inside messages, unknown keys are
 ignored: clients echo back earlier replies with fields such as
 ``refusal: null``.
@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from sagellm.engines.engine.reasoning_options import MAX_SAMPLES
 
 # Largest n (choices per request): each choice is an engine request in the waiting queue.
 MAX_N = 16
@@ -36,6 +38,20 @@ class TopLevelRequest(StrictRequest):
 
 class StreamOptions(StrictRequest):
     include_usage: bool = False
+
+
+class CoTOptions(TopLevelRequest):
+    """``cot``: chain-of-thought acceleration for this request (the server needs ``--cot-acceleration``).
+
+    ``early_exit``: stop when answer probes find the answer stable;
+    ``budget``: reasoning tokens at most (asked for in the prompt, then a
+    forced answer); ``self_consistency``: samples voting, stopped early
+    once a window agrees (not with ``stream``). Unknown keys are a 400.
+    """
+
+    early_exit: bool = False
+    budget: int | None = Field(default=None, ge=1)
+    self_consistency: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
 
 
 class SamplingFields(TopLevelRequest):
@@ -59,6 +75,7 @@ class SamplingFields(TopLevelRequest):
     ignore_eos: bool = False
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    cot: CoTOptions | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -74,14 +91,60 @@ class ContentPart(StrictRequest):
     text: str | None = None
 
 
+class FunctionCallIn(StrictRequest):
+    name: str
+    arguments: str  # a JSON object, as the API returned it
+
+
+class ToolCallIn(StrictRequest):
+    """A tool call of an earlier assistant turn, echoed back in the conversation."""
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessage(StrictRequest):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None  # assistant turns that called tools
+    tool_call_id: str | None = None  # tool turns: which call this is the result of
+
+
+class JsonSchemaFormat(StrictRequest):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None  # the schema is always enforced, strict or not
 
 
 class ResponseFormat(StrictRequest):
-    type: str
+    """``text`` (the default), ``json_object`` (any JSON object) or ``json_schema`` (a JSON document of the schema)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class FunctionDefinition(StrictRequest):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # JSON schema of the arguments (None: no arguments)
+    strict: bool | None = None  # arguments always match ``parameters`` where the output is constrained
+
+
+class ChatTool(StrictRequest):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(StrictRequest):
+    name: str
+
+
+class NamedToolChoice(StrictRequest):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -89,9 +152,14 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[ChatTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # at most one call is made, which satisfies either value
     response_format: ResponseFormat | None = None
+    # vLLM's structured-output extensions (chat only): at most one, and not with response_format or forced tools.
+    guided_json: dict[str, Any] | str | None = None
+    guided_choice: list[str] | None = Field(default=None, min_length=1)
+    guided_regex: str | None = None
 
 
 # ------------------------------------------------------------------ responses
@@ -122,11 +190,27 @@ class CompletionLogprobs(Response):
     text_offset: list[int]
 
 
+class ReasoningInfo(Response):
+    """What a ``cot`` request reports with its last choice: the answer, why it stopped, what it cost."""
+
+    answer: str | None
+    stopped_by: str  # finished, probe, budget, consistency or samples
+    reasoning_tokens: int
+    probes: int
+    probe_tokens: int
+    samples: int
+    cancelled_samples: int
+    generated_tokens: int
+    answers: list[str | None]
+    confidence: float | None
+
+
 class CompletionChoice(Response):
     index: int
     text: str
     logprobs: CompletionLogprobs | None
     finish_reason: str | None
+    reasoning: ReasoningInfo | None = _omit_none()
 
 
 class CompletionResponse(Response):
@@ -151,9 +235,21 @@ class ChatLogprobs(Response):
     content: list[ChatTokenLogprob]
 
 
+class FunctionCall(Response):
+    name: str
+    arguments: str  # a JSON object as text, as OpenAI sends it
+
+
+class ToolCall(Response):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatResponseMessage(Response):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = _omit_none()
 
 
 class ChatChoice(Response):
@@ -161,6 +257,7 @@ class ChatChoice(Response):
     message: ChatResponseMessage
     logprobs: ChatLogprobs | None
     finish_reason: str | None
+    reasoning: ReasoningInfo | None = _omit_none()
 
 
 class ChatCompletionResponse(Response):
@@ -172,9 +269,19 @@ class ChatCompletionResponse(Response):
     usage: Usage
 
 
+class ToolCallDelta(Response):
+    """A streamed tool call: sent whole, in one delta (the call is known only once its JSON is complete)."""
+
+    index: int
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatDelta(Response):
     role: Literal["assistant"] | None = _omit_none()
     content: str | None = _omit_none()
+    tool_calls: list[ToolCallDelta] | None = _omit_none()
 
 
 class ChatChunkChoice(Response):
@@ -182,6 +289,7 @@ class ChatChunkChoice(Response):
     delta: ChatDelta
     logprobs: ChatLogprobs | None
     finish_reason: str | None
+    reasoning: ReasoningInfo | None = _omit_none()
 
 
 class ChatCompletionChunk(Response):

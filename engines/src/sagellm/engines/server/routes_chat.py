@@ -3,7 +3,8 @@
 A stream sends, per choice, a first chunk with the assistant role, then the
 content deltas, then a chunk with the finish reason; with
 ``stream_options.include_usage`` a last chunk with no choices carries the
-usage; ``data: [DONE]`` ends it, as OpenAI's API does.
+usage; ``data: [DONE]`` ends it, as OpenAI's API does. A reply that may be
+a tool call streams through :mod:`~sagellm.engines.server.tool_stream`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from sagellm.engines.engine.reasoning_output import ReasoningOutput
 from sagellm.engines.server.choices import ChoiceResult, ResponseMeta, collect, usage_of
+from sagellm.engines.server.cot_request import budget_messages, reasoning_info, reasoning_options
 from sagellm.engines.server.disconnect import cancel_on_disconnect
 from sagellm.engines.server.error_handlers import openai_error_frame
 from sagellm.engines.server.logprobs import chat_logprobs
-from sagellm.engines.server.prompts import encode_openai_chat
 from sagellm.engines.server.protocol_openai import (
     ChatChoice,
     ChatChunkChoice,
@@ -34,7 +36,11 @@ from sagellm.engines.server.request_handle import RequestHandle
 from sagellm.engines.server.sampling import chat_sampling, seeded_copies
 from sagellm.engines.server.sse import DONE, EventStreamResponse, data_frame
 from sagellm.engines.server.state import ServerState, get_state
+from sagellm.engines.server.structured_output import require_grammar_engine
 from sagellm.engines.server.text_frames import TextFrames
+from sagellm.engines.server.tool_calls import read_reply, tool_use
+from sagellm.engines.server.tool_prompt import encode_chat_request
+from sagellm.engines.server.tool_stream import stream_tool_replies
 
 router = APIRouter()
 
@@ -44,29 +50,39 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     state = get_state(request)
     state.metrics.count_api_request("chat")
     meta = ResponseMeta(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), state.resolve_model(body.model))
-    prompt = encode_openai_chat(state.tokenizer, body.messages)
+    reasoning = reasoning_options(body, state.engine.engine)  # a ``cot`` request's (None: a plain one)
+    if reasoning is not None:
+        body = body.model_copy(update={"messages": budget_messages(body.messages, reasoning, state.engine.engine)})
+    use = tool_use(body)  # None: a plain-text reply
+    prompt = encode_chat_request(state.tokenizer, body, use)
     sampling = seeded_copies(
         chat_sampling(body, len(prompt), state.max_model_len, state.options.sampling_defaults), body.n
     )
+    require_grammar_engine(state.engine.engine, sampling[0])
     request_ids = [f"{meta.id}-{i}" for i in range(body.n)]
-    handle = await state.engine.submit([prompt] * body.n, sampling, request_ids)
+    handle = await state.engine.submit([prompt] * body.n, sampling, request_ids, reasoning)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
+        if use is not None:
+            tool_stream = stream_tool_replies(state, handle, meta, use, body.logprobs, include_usage)
+            return EventStreamResponse(handle, tool_stream)
         return EventStreamResponse(handle, _stream(state, handle, meta, body.logprobs, include_usage))
     try:
         results = await cancel_on_disconnect(request, collect(handle))
     finally:
         handle.abort()
+    replies = [read_reply(result.text, result.finish_reason, use) for result in results]
     choices = [
         ChatChoice(
             index=index,
-            message=ChatResponseMessage(content=result.text),
+            message=ChatResponseMessage(content=reply.content, tool_calls=reply.tool_calls),
             logprobs=chat_logprobs(state.tokenizer, result.token_ids, result.logprobs, result.top_logprobs)
             if body.logprobs
             else None,
-            finish_reason=result.finish_reason,
+            finish_reason=reply.finish_reason,
+            reasoning=reasoning_info(result.reasoning),
         )
-        for index, result in enumerate(results)
+        for index, (result, reply) in enumerate(zip(results, replies))
     ]
     response = ChatCompletionResponse(
         id=meta.id,
@@ -112,7 +128,10 @@ async def _stream(
                 delta = ChatDelta(content=output.new_text)
                 yield chunk([ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=None)])
             if output.finished:
-                end = ChatChunkChoice(index=index, delta=ChatDelta(), logprobs=None, finish_reason=output.finish_reason)
+                report = reasoning_info(output.reasoning if isinstance(output, ReasoningOutput) else None)
+                end = ChatChunkChoice(
+                    index=index, delta=ChatDelta(), logprobs=None, finish_reason=output.finish_reason, reasoning=report
+                )
                 yield chunk([end])
         if include_usage:
             yield chunk([], usage_of(handle, len(results), results))

@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from sagellm.engines.engine.reasoning_output import ReasoningOutput
 from sagellm.engines.server.choices import ChoiceResult, ResponseMeta, collect, usage_of
+from sagellm.engines.server.cot_request import budget_prompt, reasoning_info, reasoning_options
 from sagellm.engines.server.disconnect import cancel_on_disconnect
 from sagellm.engines.server.error_handlers import openai_error_frame
 from sagellm.engines.server.logprobs import completion_logprobs
@@ -36,10 +38,11 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     state.metrics.count_api_request("completions")
     meta = ResponseMeta(f"cmpl-{uuid.uuid4().hex}", int(time.time()), state.resolve_model(body.model))
     sampling = seeded_copies(completion_sampling(body, state.options.sampling_defaults), body.n)
-    prompts = encode_completion_prompts(state.tokenizer, body.prompt)
+    reasoning = reasoning_options(body, state.engine.engine)
+    prompts = encode_completion_prompts(state.tokenizer, budget_prompt(body.prompt, reasoning, state.engine.engine))
     engine_prompts = [ids for ids in prompts for _ in range(body.n)]
     request_ids = [f"{meta.id}-{i}" for i in range(len(engine_prompts))]
-    handle = await state.engine.submit(engine_prompts, sampling * len(prompts), request_ids)
+    handle = await state.engine.submit(engine_prompts, sampling * len(prompts), request_ids, reasoning)
     echoes = [state.tokenizer.decode(ids) for ids in engine_prompts] if body.echo else None
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
@@ -68,7 +71,11 @@ def _response(
             logprobs = completion_logprobs(state.tokenizer, result.token_ids, result.logprobs, result.top_logprobs)
         choices.append(
             CompletionChoice(
-                index=index, text=echo + result.text, logprobs=logprobs, finish_reason=result.finish_reason
+                index=index,
+                text=echo + result.text,
+                logprobs=logprobs,
+                finish_reason=result.finish_reason,
+                reasoning=reasoning_info(result.reasoning),
             )
         )
     return CompletionResponse(
@@ -113,8 +120,13 @@ async def _stream(
                     state.tokenizer, output.new_token_ids, output.logprobs, output.top_logprobs or (), offsets[index]
                 )
             offsets[index] += len(output.new_text)
+            report = output.reasoning if isinstance(output, ReasoningOutput) else None
             choice = CompletionChoice(
-                index=index, text=output.new_text, logprobs=logprobs, finish_reason=output.finish_reason
+                index=index,
+                text=output.new_text,
+                logprobs=logprobs,
+                finish_reason=output.finish_reason,
+                reasoning=reasoning_info(report),
             )
             yield chunk([choice])
         if include_usage:

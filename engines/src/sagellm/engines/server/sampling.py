@@ -4,8 +4,11 @@ The defaults are the model's (``generation_config.json``, see
 model/generation_config.py) where it sets them, else the APIs' own:
 completions stop at 16 tokens (OpenAI's default), chat may use the rest of
 the context (as vLLM does), Anthropic always names ``max_tokens``. Parameters that would change the answer but
-have no engine support (``logit_bias``, tools, prompt logprobs) get a
+have no engine support (``logit_bias``, Anthropic tools, prompt logprobs) get a
 400 naming the field; ignoring them would return a plausible wrong answer.
+A chat reply's grammar (``response_format``, forced tool calls, ``guided_*``:
+:mod:`~sagellm.engines.server.structured_output`) rides on the parameters
+as :class:`~sagellm.engines.runtime.grammar.GuidedSamplingParams`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TypeVar
 
 from sagellm.core.types import SamplingParams
 from sagellm.engines.model.generation_config import SamplingDefaults
+from sagellm.engines.runtime.grammar import GrammarSpec, with_grammar
 from sagellm.engines.server.errors import BadParameterError
 from sagellm.engines.server.protocol_anthropic import MessagesRequest
 from sagellm.engines.server.protocol_openai import (
@@ -24,6 +28,7 @@ from sagellm.engines.server.protocol_openai import (
     CompletionRequest,
     SamplingFields,
 )
+from sagellm.engines.server.structured_output import chat_grammar
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 T = TypeVar("T", int, float)
@@ -51,17 +56,14 @@ def chat_sampling(
     defaults: SamplingDefaults = NO_DEFAULTS,
 ) -> SamplingParams:
     _refuse_unsupported(request)
-    if request.tools:
-        raise BadParameterError("tools (function calling) are not supported", "tools")
-    if request.response_format is not None and request.response_format.type != "text":
-        raise BadParameterError("only response_format type 'text' is supported", "response_format")
+    grammar = chat_grammar(request)
     if request.top_logprobs and not request.logprobs:
         raise BadParameterError("top_logprobs needs logprobs=true", "top_logprobs")
     # Either name; the default leaves room for the prompt (at least 1, so a too-long prompt still gets a 400).
     room = max(1, max_model_len - num_prompt_tokens)
     max_tokens = request.max_completion_tokens or request.max_tokens or min(defaults.max_tokens or room, room)
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
-    return _openai_params(request, max_tokens, logprobs, defaults)
+    return _openai_params(request, max_tokens, logprobs, defaults, grammar)
 
 
 def anthropic_sampling(request: MessagesRequest, defaults: SamplingDefaults = NO_DEFAULTS) -> SamplingParams:
@@ -97,12 +99,16 @@ def _pick(given: T | None, model_default: T | None, api_default: T) -> T:
 
 
 def _openai_params(
-    request: SamplingFields, max_tokens: int, logprobs: int | None, defaults: SamplingDefaults
+    request: SamplingFields,
+    max_tokens: int,
+    logprobs: int | None,
+    defaults: SamplingDefaults,
+    grammar: GrammarSpec | None = None,
 ) -> SamplingParams:
     stop = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
     if any(not s for s in stop):
         raise BadParameterError("stop strings must not be empty", "stop")
-    return SamplingParams(
+    params = SamplingParams(
         max_tokens=max_tokens,
         temperature=_pick(request.temperature, defaults.temperature, 1.0),
         top_p=_pick(request.top_p, defaults.top_p, 1.0),
@@ -117,3 +123,4 @@ def _openai_params(
         ignore_eos=request.ignore_eos,
         logprobs=logprobs,
     )
+    return params if grammar is None else with_grammar(params, grammar)
