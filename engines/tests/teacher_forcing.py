@@ -43,7 +43,7 @@ def teacher_forced_logits(
     """Serve ``prompts`` (prompt ``i`` joins at step ``arrivals[i]``), each forced along its continuation."""
     rows: list[dict[int, torch.Tensor]] = [{} for _ in prompts]
 
-    def forced(logits: torch.Tensor, seqs: Sequence[SequenceState]) -> list[SampledToken]:
+    def forced(logits: torch.Tensor, seqs: Sequence[SequenceState], masks: object = ()) -> list[SampledToken]:
         chosen = []
         for row, seq in zip(logits, seqs):
             index, k = prompt_index(seq.request_id), seq.num_output_tokens
