@@ -107,7 +107,7 @@ def test_bad_input_is_400(server: RunningServer, path: str, body: Any, param: st
 @pytest.mark.parametrize(
     ("path", "body", "param"),
     [
-        ("/v1/completions", {"prompt": "Hi", "guided_json": {"type": "object"}}, "guided_json"),
+        ("/v1/completions", {"prompt": "Hi", "guided_grammar": "root ::= 'a'"}, "guided_grammar"),
         ("/v1/completions", {"prompt": "Hi", "min_tokens": 4}, "min_tokens"),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "store": True}, "store"),
         (

@@ -268,6 +268,15 @@ def test_only_llm_engine_applies_grammars() -> None:
     require_grammar_engine(object(), SamplingParams())  # unconstrained: any engine
 
 
+def test_cot_requests_take_no_grammar(shared_engine: LLMEngine) -> None:
+    """A probe or forced answer appends text the grammar never saw: the pair is refused, naming ``cot``."""
+    constrained = GuidedSamplingParams(grammar=GrammarSpec.json_object())
+    with pytest.raises(BadParameterError, match="cot cannot be combined") as refused:
+        require_grammar_engine(shared_engine, constrained, reasoning=object())
+    assert refused.value.param == "cot"
+    require_grammar_engine(shared_engine, constrained)
+
+
 # ------------------------------------------------------------------------------------ with the model's tokenizer
 @pytest.fixture(scope="module")
 def backend(llm: LLM) -> LLGuidanceBackend:
@@ -558,6 +567,24 @@ def test_guided_extensions(client: openai.OpenAI, model: str) -> None:
     assert reply(guided_choice=["yes", "no"]) in ("yes", "no")
     assert reply(guided_regex=r"(true|false)") in ("true", "false")
     assert conforms(json.loads(reply(guided_json=ANSWER)), ANSWER)
+
+
+def test_guided_extensions_on_completions(client: openai.OpenAI, model: str, server: RunningServer) -> None:
+    def completion(**extra: Any) -> str:
+        response = client.completions.create(
+            model=model, prompt="Is Paris in France? Answer:", max_tokens=16, temperature=0, extra_body=extra
+        )
+        return response.choices[0].text
+
+    assert completion(guided_choice=[" yes", " no"]) in (" yes", " no")
+    assert completion(guided_regex=r" (true|false)") in (" true", " false")
+    assert conforms(json.loads(completion(guided_json=ANSWER)), ANSWER)
+    bad = httpx.post(
+        f"{server.base_url}/v1/completions",
+        json={"prompt": "Hi", "max_tokens": 4, "guided_choice": ["a"], "guided_regex": "b"},
+        timeout=60,
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "guided_regex", bad.text
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,7 @@
 Requests validate strictly (``"5"`` is not a number, ``true`` is not a
 count) so a wrong type is a 400 naming the field, never a silent coercion.
 An unknown top-level parameter is a 400 (``TopLevelRequest``): a field this
-server does not implement (``min_tokens``, ``guided_json`` on completions,
-...) would otherwise be dropped while the client believes it applied. Known
+server does not implement (``min_tokens``, ``guided_grammar``, ...) would otherwise be dropped while the client believes it applied. Known
 ones it cannot honour (logit_bias, ...) are refused in
 :mod:`sagellm.engines.server.sampling`. Inside messages, unknown keys are
 ignored: clients echo back earlier replies with fields such as
@@ -76,6 +75,10 @@ class SamplingFields(TopLevelRequest):
     logit_bias: dict[str, float] | None = None
     user: str | None = None
     cot: CoTOptions | None = None
+    # vLLM's structured-output extensions: at most one (on chat, not with response_format or forced tools either).
+    guided_json: dict[str, Any] | str | None = None
+    guided_choice: list[str] | None = Field(default=None, min_length=1)
+    guided_regex: str | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -156,10 +159,6 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None  # at most one call is made, which satisfies either value
     response_format: ResponseFormat | None = None
-    # vLLM's structured-output extensions (chat only): at most one, and not with response_format or forced tools.
-    guided_json: dict[str, Any] | str | None = None
-    guided_choice: list[str] | None = Field(default=None, min_length=1)
-    guided_regex: str | None = None
 
 
 # ------------------------------------------------------------------ responses

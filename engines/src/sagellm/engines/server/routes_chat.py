@@ -58,7 +58,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     sampling = seeded_copies(
         chat_sampling(body, len(prompt), state.max_model_len, state.options.sampling_defaults), body.n
     )
-    require_grammar_engine(state.engine.engine, sampling[0])
+    require_grammar_engine(state.engine.engine, sampling[0], reasoning)
     request_ids = [f"{meta.id}-{i}" for i in range(body.n)]
     handle = await state.engine.submit([prompt] * body.n, sampling, request_ids, reasoning)
     if body.stream:

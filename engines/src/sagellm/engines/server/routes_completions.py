@@ -27,6 +27,7 @@ from sagellm.engines.server.request_handle import RequestHandle
 from sagellm.engines.server.sampling import completion_sampling, seeded_copies
 from sagellm.engines.server.sse import DONE, EventStreamResponse, data_frame
 from sagellm.engines.server.state import ServerState, get_state
+from sagellm.engines.server.structured_output import require_grammar_engine
 from sagellm.engines.server.text_frames import TextFrames
 
 router = APIRouter()
@@ -39,6 +40,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     meta = ResponseMeta(f"cmpl-{uuid.uuid4().hex}", int(time.time()), state.resolve_model(body.model))
     sampling = seeded_copies(completion_sampling(body, state.options.sampling_defaults), body.n)
     reasoning = reasoning_options(body, state.engine.engine)
+    require_grammar_engine(state.engine.engine, sampling[0], reasoning)
     prompts = encode_completion_prompts(state.tokenizer, budget_prompt(body.prompt, reasoning, state.engine.engine))
     engine_prompts = [ids for ids in prompts for _ in range(body.n)]
     request_ids = [f"{meta.id}-{i}" for i in range(len(engine_prompts))]

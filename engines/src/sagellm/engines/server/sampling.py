@@ -6,7 +6,7 @@ completions stop at 16 tokens (OpenAI's default), chat may use the rest of
 the context (as vLLM does), Anthropic always names ``max_tokens``. Parameters that would change the answer but
 have no engine support (``logit_bias``, Anthropic tools, prompt logprobs) get a
 400 naming the field; ignoring them would return a plausible wrong answer.
-A chat reply's grammar (``response_format``, forced tool calls, ``guided_*``:
+A reply's grammar (``guided_*``; on chat also ``response_format`` and forced tool calls:
 :mod:`~sagellm.engines.server.structured_output`) rides on the parameters
 as :class:`~sagellm.engines.runtime.grammar.GuidedSamplingParams`.
 """
@@ -28,7 +28,7 @@ from sagellm.engines.server.protocol_openai import (
     CompletionRequest,
     SamplingFields,
 )
-from sagellm.engines.server.structured_output import chat_grammar
+from sagellm.engines.server.structured_output import chat_grammar, completion_grammar
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 T = TypeVar("T", int, float)
@@ -46,7 +46,7 @@ def completion_sampling(request: CompletionRequest, defaults: SamplingDefaults =
     if request.echo and request.logprobs is not None:
         raise BadParameterError("echo with logprobs needs prompt logprobs, which are not supported", "echo")
     max_tokens = request.max_tokens or defaults.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
-    return _openai_params(request, max_tokens, request.logprobs, defaults)
+    return _openai_params(request, max_tokens, request.logprobs, defaults, completion_grammar(request))
 
 
 def chat_sampling(

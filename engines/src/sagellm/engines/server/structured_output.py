@@ -1,4 +1,6 @@
-"""The grammar a chat reply must match: from ``response_format``, a forced tool call or vLLM's ``guided_*``.
+"""The grammar a reply must match: from ``response_format``, a forced tool call or vLLM's ``guided_*``.
+
+Completions take ``guided_*`` only; chat takes all three kinds.
 
 At most one source constrains a reply; two are a 400 (their grammars
 would have to intersect, and no client means that). The grammar is checked
@@ -17,7 +19,7 @@ from sagellm.core.errors import InvalidRequestError
 from sagellm.core.types import SamplingParams
 from sagellm.engines.runtime.grammar import GrammarSpec, check_grammar, grammar_of
 from sagellm.engines.server.errors import BadParameterError
-from sagellm.engines.server.protocol_openai import ChatCompletionRequest, ResponseFormat
+from sagellm.engines.server.protocol_openai import ChatCompletionRequest, ResponseFormat, SamplingFields
 from sagellm.engines.server.tool_calls import call_schema, tool_use
 
 
@@ -29,6 +31,16 @@ def chat_grammar(request: ChatCompletionRequest) -> GrammarSpec | None:
     use = tool_use(request)
     if use is not None and use.mode == "required":
         sources.append(("tool_choice", GrammarSpec.json_schema(call_schema(use))))
+    return _checked_single(sources + _guided_sources(request))
+
+
+def completion_grammar(request: SamplingFields) -> GrammarSpec | None:
+    """The checked grammar of a completion from its ``guided_*`` field, or None."""
+    return _checked_single(_guided_sources(request))
+
+
+def _guided_sources(request: SamplingFields) -> list[tuple[str, GrammarSpec]]:
+    sources: list[tuple[str, GrammarSpec]] = []
     if request.guided_json is not None:
         schema = request.guided_json  # a schema, or a schema as JSON text (vLLM takes both)
         spec = GrammarSpec("json_schema", schema) if isinstance(schema, str) else GrammarSpec.json_schema(schema)
@@ -37,6 +49,10 @@ def chat_grammar(request: ChatCompletionRequest) -> GrammarSpec | None:
         sources.append(("guided_choice", GrammarSpec.choice(request.guided_choice)))
     if request.guided_regex is not None:
         sources.append(("guided_regex", GrammarSpec.regex(request.guided_regex)))
+    return sources
+
+
+def _checked_single(sources: list[tuple[str, GrammarSpec]]) -> GrammarSpec | None:
     if not sources:
         return None
     if len(sources) > 1:
@@ -49,14 +65,19 @@ def chat_grammar(request: ChatCompletionRequest) -> GrammarSpec | None:
     return spec
 
 
-def require_grammar_engine(engine: object, params: SamplingParams) -> None:
-    """Only ``LLMEngine`` applies grammars; the disaggregated engine rebuilds sampling parameters without them."""
+def require_grammar_engine(engine: object, params: SamplingParams, reasoning: object = None) -> None:
+    """Only ``LLMEngine`` applies grammars (the disaggregated engine rebuilds sampling parameters without
+    them), and not to ``cot`` requests, whose probes and forced answers append text the grammar never saw."""
     from sagellm.engines.engine.llm_engine import LLMEngine
 
-    if grammar_of(params) is not None and not isinstance(engine, LLMEngine):
+    if grammar_of(params) is None:
+        return
+    if not isinstance(engine, LLMEngine):
         raise BadParameterError(
             f"structured output and forced tool calls are not supported by {type(engine).__name__}", "response_format"
         )
+    if reasoning is not None:
+        raise BadParameterError("cot cannot be combined with structured output or forced tool calls", "cot")
 
 
 def _response_format_grammar(response_format: ResponseFormat) -> GrammarSpec:
