@@ -80,6 +80,16 @@ def test_a_request_too_long_for_the_model_fails_cleanly(pd: DisaggregatedLLM) ->
     assert len(after.token_ids) == GREEDY.max_tokens
 
 
+def test_a_grammar_is_refused_not_dropped(pd: DisaggregatedLLM) -> None:
+    """The workers rebuild sampling parameters without a grammar: refused before it queues, never unconstrained."""
+    from sagellm.engines.runtime.grammar import GrammarSpec, with_grammar
+
+    with pytest.raises(InvalidRequestError, match="structured output"):
+        pd.generate([[100] * 10], with_grammar(GREEDY, GrammarSpec.json_object()))
+    (after,) = pd.generate([[100] * 20], GREEDY)
+    assert len(after.token_ids) == GREEDY.max_tokens
+
+
 def test_benchmark_backend_replays_timed_requests(pd: DisaggregatedLLM, prompts: list[list[int]]) -> None:
     backend = DisaggBackend(pd.coordinator)
     requests = [

@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any
 
 from sagellm.core.config import SageLLMConfig, load_config
-from sagellm.core.errors import ConfigError
+from sagellm.core.errors import ConfigError, InvalidRequestError
 from sagellm.core.ports import ephemeral_port
 from sagellm.core.types import SamplingParams
 from sagellm.engines.disagg.decode_worker import decode_main
@@ -42,6 +42,7 @@ from sagellm.engines.disagg.prefill_worker import prefill_main
 from sagellm.engines.disagg.remote_workers import RemoteWorkers, join_remote_workers
 from sagellm.engines.disagg.worker_error import WorkerError
 from sagellm.engines.engine.worker_link import RemoteWorker
+from sagellm.engines.runtime.grammar import grammar_of
 
 DEFAULT_CHANNEL = "shm"
 START_TIMEOUT_S = 600.0  # loading a model on a busy 2-core machine can take a while
@@ -135,6 +136,10 @@ class PDCoordinator:
         return [proc.pid for proc in self._procs.values() if proc.pid is not None]
 
     def submit(self, request_id: str, prompt: str | tuple[int, ...], sampling: SamplingParams) -> None:
+        """Queue a prompt for the prefill worker; a grammar is refused here, since the workers' engines
+        rebuild sampling parameters without it and would return an unconstrained reply."""
+        if grammar_of(sampling) is not None:
+            raise InvalidRequestError("structured output is not supported by the disaggregated engine")
         self._inboxes[PREFILL].put(PrefillJob(request_id, prompt, sampling))
 
     def abort(self, request_ids: list[str], roles: tuple[str, ...] = (PREFILL, DECODE)) -> None:
