@@ -10,6 +10,7 @@ test knows exactly where the answer stabilises. Registered in-process as
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,6 +100,10 @@ class ScriptedAccelerator:
         if len(window) < self._esc_window or window[0] is None or len(set(window)) != 1:
             return None
         return window[0]
+
+    def vote(self, answers: Sequence[str | None]) -> str | None:
+        counts = Counter(a for a in answers if a is not None)
+        return max(counts, key=counts.__getitem__) if counts else None  # ties: the first seen
 
     def release(self, request_id: str) -> None:
         self.released.append(request_id)

@@ -197,6 +197,9 @@ class CoT:
     def consistent(self, answers: Any) -> str | None:
         return None
 
+    def vote(self, answers: Any) -> str | None:
+        return None
+
     def release(self, request_id: str) -> None:
         return None
 

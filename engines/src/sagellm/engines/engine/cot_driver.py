@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from sagellm.core.protocols import CoTAccelerator
 from sagellm.core.types import AnswerProbe, ReasoningProgress, SamplingParams, SequenceState, SequenceStatus, StepOutput
-from sagellm.engines.engine.esc_group import EscGroup, SampleResult, majority
+from sagellm.engines.engine.esc_group import EscGroup, SampleResult
 from sagellm.engines.engine.probe_reading import ProbeReading, answer_settled, read_probe
 from sagellm.engines.engine.reasoning_fork import fork_prefix, fork_sequence, release_fork
 from sagellm.engines.engine.reasoning_host import ReasoningHost
@@ -340,7 +340,7 @@ class CoTDriver:
         if agreed is not None:
             self._end_group(group, agreed, "consistency", emitted)
         elif group.exhausted or (group.keeper is None and not group.running):
-            self._end_group(group, majority(group.answers), "samples", emitted)
+            self._end_group(group, self.accelerator.vote(group.answers), "samples", emitted)
         else:
             self._draw(group)
 

@@ -6,8 +6,8 @@ flight at once and a finished one is replaced by a fresh one, so the
 engine's batch stays full; the accelerator's ``consistent`` is asked after
 every finish with the answers in finish order, and when it agrees the
 samples still running are cancelled. Without agreement the group ends
-when ``num_samples`` have finished, with the majority answer (the earliest
-to reach the top count on a tie).
+when ``num_samples`` have finished, with the accelerator's ``vote`` over
+every answer drawn.
 
 Every sample shares the prompt's KV through a *keeper*: a fork of the
 first sample taken when its prefill completed, which holds the prompt's
@@ -18,8 +18,6 @@ sample needs that token's logits of its own).
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from sagellm.core.types import SamplingParams, SequenceState
@@ -108,16 +106,3 @@ class EscGroup:
         if params.seed is None:
             return params
         return replace(params, seed=(params.seed + index) % SEED_SPAN)
-
-
-def majority(answers: Sequence[str | None]) -> str | None:
-    """The most frequent answer that is not None; on a tie, the one that reached the top count first."""
-    counts: Counter[str] = Counter()
-    best: str | None = None
-    for answer in answers:
-        if answer is None:
-            continue
-        counts[answer] += 1
-        if best is None or counts[answer] > counts[best]:
-            best = answer
-    return best

@@ -303,7 +303,8 @@ class CoTAccelerator(Protocol):
     confidence). Self-consistency with early stopping (ESC): the engine
     draws samples ``esc_window`` at a time, all sharing the prompt's KV, and
     stops drawing when ``consistent`` finds the latest window agreeing,
-    cancelling the siblings still running.
+    cancelling the siblings still running; when the samples run out first,
+    ``vote`` picks the answer.
     """
 
     @property
@@ -338,6 +339,11 @@ class CoTAccelerator(Protocol):
 
     def consistent(self, answers: Sequence[str | None]) -> str | None:
         """ESC: the agreed answer when the latest ``esc_window`` answers all agree, else None."""
+        ...
+
+    def vote(self, answers: Sequence[str | None]) -> str | None:
+        """The group's answer when its samples ran out with no window agreeing: the most frequent answer
+        that is not None (ties by the accelerator's own rule), None when no sample answered."""
         ...
 
     def release(self, request_id: str) -> None:

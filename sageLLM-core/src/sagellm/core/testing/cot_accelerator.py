@@ -91,6 +91,15 @@ class CoTAcceleratorConformance:
             assert accelerator.consistent(["7"] * (window - 1) + ["8"]) is None
             assert accelerator.consistent(["7"] * (window - 1) + [None]) is None
 
+    def test_vote_takes_the_most_frequent_answer(self) -> None:
+        accelerator = self.make_accelerator()
+        assert accelerator.vote([]) is None
+        assert accelerator.vote([None, None]) is None
+        assert accelerator.vote([None, "8"]) == "8"
+        assert accelerator.vote(["7", "8", None, "7", None, None]) == "7"
+        assert accelerator.vote(["8", "7"]) in ("7", "8")  # a tie: either, by the accelerator's rule
+        assert accelerator.vote(["8", "7"]) == accelerator.vote(["8", "7"])
+
     def test_decisions_are_deterministic(self) -> None:
         first, second = self.make_accelerator(), self.make_accelerator()
         assert [first.should_probe(p) for p in _trace("a")] == [second.should_probe(p) for p in _trace("a")]
