@@ -235,16 +235,16 @@ def test_qwen3_runs_through_the_fused_bf16_kernels(tmp_path: Path) -> None:
     assert matched.top1 >= 0.9 and matched.mean_kl < 0.01, matched
 
 
-def test_a_sliding_window_caps_the_context() -> None:
-    """No sliding-window attention yet: a shorter window than the positions bounds the context, exactly."""
+def test_a_sliding_window_does_not_cap_the_context() -> None:
+    """Windowed layers mask what lies before their window, so the context runs to the model's positions."""
     from sagellm.core.config import load_config
     from sagellm.engines.engine.builder import _max_model_len
     from sagellm.engines.model.config import ModelConfig
     from sagellm.engines.model.safetensors_loader import _window
 
     mistral = ModelConfig("mistral", 100, 64, 128, 2, 4, 2, 16, max_position_embeddings=32768, sliding_window=4096)
-    assert _max_model_len(load_config(), mistral) == 4096
-    assert _max_model_len(load_config(model={"max_model_len": 2048}), mistral) == 2048
-    with pytest.raises(ConfigError, match="attention window"):
-        _max_model_len(load_config(model={"max_model_len": 8192}), mistral)
+    assert _max_model_len(load_config(), mistral) == 32768
+    assert _max_model_len(load_config(model={"max_model_len": 8192}), mistral) == 8192
+    with pytest.raises(ConfigError, match="positions"):
+        _max_model_len(load_config(model={"max_model_len": 65536}), mistral)
     assert _window(4096, True) == 4096 and _window(4096, False) is None and _window(None, True) is None

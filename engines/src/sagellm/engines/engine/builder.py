@@ -40,6 +40,7 @@ from sagellm.engines.engine.warm_up import warm_up
 from sagellm.engines.model.attention import FusedAttention
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import FusedElementwise
+from sagellm.engines.model.gemma import model_class
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint, want_progress
 from sagellm.engines.model.tokenizer_loader import with_chat_template
@@ -77,6 +78,7 @@ def build_engine(
     tokenizer = with_chat_template(build_tokenizer(checkpoint), config.model.chat_template)
     max_model_len = _max_model_len(config, checkpoint.config)  # fail on a bad one before building the model
     if tensor_parallel_size(config) > 1:
+        refuse_tensor_parallel_for(checkpoint.config)
         layout = kv_layout(config, rank0_config(config, checkpoint.config), device, dtype, max_model_len)
         model = tensor_parallel_model(config, checkpoint, layout)
     else:
@@ -117,7 +119,7 @@ def load_draft_model(config: SageLLMConfig, target: LlamaForCausalLM, path: str)
 def model_of(config: SageLLMConfig, checkpoint: LoadedCheckpoint, device: torch.device) -> LlamaForCausalLM:
     """The checkpoint's model on ``device``, keeping 4-bit codes for the low-bit kernels unless configured off."""
     q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
-    return LlamaForCausalLM(checkpoint.config, checkpoint.weights, device, q4_weights)
+    return model_class(checkpoint.config)(checkpoint.config, checkpoint.weights, device, q4_weights)
 
 
 def fused_kernel_set(config: SageLLMConfig, device: torch.device) -> KernelFusionSection | None:
@@ -274,27 +276,25 @@ def build_tokenizer(checkpoint: LoadedCheckpoint) -> Tokenizer:
 
 
 def _max_model_len(config: SageLLMConfig, model_config: ModelConfig) -> int:
-    """The context limit: the configured one, within the model's positions and its attention window.
+    """The context limit: the configured one, within the model's positions.
 
-    Sliding-window attention is not implemented, so a model with a window
-    shorter than its positions (Mistral v0.1: 4,096 of 32,768) serves up to
-    the window, where full attention is exactly what it computes.
+    A sliding window does not bound it: windowed layers mask what lies
+    before their window (attention_window.py).
     """
     limit = model_config.max_position_embeddings
-    window = model_config.sliding_window
-    if window is not None and window < limit:
-        if config.model.max_model_len and config.model.max_model_len > window:
-            raise ConfigError(
-                f"model.max_model_len={config.model.max_model_len} exceeds the model's attention window ({window} "
-                "tokens), and sliding-window attention is not supported yet"
-            )
-        if not config.model.max_model_len:
-            logger.warning("context capped to the model's %d-token attention window (no sliding window yet)", window)
-        limit = window
     wanted = config.model.max_model_len or limit
     if wanted > limit:
         raise ConfigError(f"model.max_model_len={wanted} exceeds the model's {limit} positions")
     return wanted
+
+
+def refuse_tensor_parallel_for(model_config: ModelConfig) -> None:
+    """Tensor parallelism shards the Llama layer only; Gemma's extra norms and soft-caps are not cut yet."""
+    if model_config.is_gemma:
+        raise ConfigError(
+            f"tensor_parallel_size > 1 does not support {model_config.architecture} models yet; "
+            "use tensor_parallel_size=1"
+        )
 
 
 def kv_layout(

@@ -144,31 +144,36 @@ def paged_attention(
     meta: AttentionMetadata,
     scales: KVScales | None = None,
     fused: FusedAttention | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Write this step's K/V into the pool, then attend every query to its context.
 
     ``q`` is [T, Hq, D]; ``k``/``v`` are [T, Hkv, D]; the caches are the
     pool's block views [num_blocks, block_size, Hkv, D]; ``scales`` are an
-    int8 cache's per-block scales (None: a float cache).
+    int8 cache's per-block scales (None: a float cache); ``softcap`` (Gemma 2)
+    bounds the scores by ``cap * tanh(score / cap)``, which no fused kernel or
+    SDPA does, so such layers attend eagerly.
     """
+    if softcap is not None:
+        fused = None
     if scales is None:
         write_kv(k, v, key_blocks, value_blocks, meta.slot_mapping)
     else:
         write_quantized(k, v, key_blocks, value_blocks, scales, meta, fused)
     if meta.decode is not None and not meta.prefills:
         # pure decode step: rows are in order
-        return decode_attention(q, key_blocks, value_blocks, meta.decode, scales, fused)
+        return decode_attention(q, key_blocks, value_blocks, meta.decode, scales, fused, softcap)
     out = torch.empty_like(q)
     if meta.decode is not None:
         group = meta.decode
         query = q.index_select(0, group.token_idx)
-        attended = decode_attention(query, key_blocks, value_blocks, group, scales, fused)
+        attended = decode_attention(query, key_blocks, value_blocks, group, scales, fused, softcap)
         out.index_copy_(0, group.token_idx, attended)
     if fused is not None and meta.prefill_group is not None and fused.serves_prefill(q, key_blocks):
         fused.prefill(q, key_blocks, value_blocks, meta.prefill_group, out, scales)
         return out
     for chunk in meta.prefills:
-        out[chunk.begin : chunk.end] = prefill_attention(q, k, v, key_blocks, value_blocks, chunk, scales)
+        out[chunk.begin : chunk.end] = prefill_attention(q, k, v, key_blocks, value_blocks, chunk, scales, softcap)
     return out
 
 
@@ -205,15 +210,21 @@ def decode_attention(
     group: DecodeGroup,
     scales: KVScales | None = None,
     fused: FusedAttention | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """One query per sequence: [B, Hq, D] -> [B, Hq, D]."""
     if fused is not None and fused.serves(query, key_blocks, group):
         return fused(query, key_blocks, value_blocks, group, scales)
-    if scales is not None and query.dtype != torch.float32:
+    if scales is not None and query.dtype != torch.float32 and softcap is None:
         return _decode_int8_block_diagonal(query, key_blocks, value_blocks, group, scales)
     key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)
     keys = gather_context(key_blocks, group.block_table, query.dtype, key_scales)  # [B, L, Hkv, D]
     values = gather_context(value_blocks, group.block_table, query.dtype, value_scales)
+    if softcap is not None:
+        attended = eager_attention(
+            query.unsqueeze(2), keys.transpose(1, 2), values.transpose(1, 2), group.mask_bias, softcap
+        )
+        return attended.squeeze(2)
     if query.dtype == torch.float32:
         return _decode_sdpa(query, keys, values, group.mask_bias)
     return _decode_block_diagonal(query, keys, values, group.mask_bias)
@@ -321,6 +332,7 @@ def prefill_attention(
     value_blocks: torch.Tensor,
     chunk: PrefillChunk,
     scales: KVScales | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Causal attention of one chunk's queries, [n, Hq, D] -> [n, Hq, D].
 
@@ -333,16 +345,52 @@ def prefill_attention(
     if chunk.block_table is None:  # the chunk is its whole context
         keys = _heads_first(k[chunk.begin : chunk.end])
         values = _heads_first(v[chunk.begin : chunk.end])
-        attended = F.scaled_dot_product_attention(query, keys, values, is_causal=True, enable_gqa=True)
+        if softcap is not None:
+            mask = chunk.mask if chunk.mask is not None else _causal(query.shape[2], q.device)
+            attended = eager_attention(query, keys, values, _bias(mask), softcap)
+        elif chunk.mask is None:
+            attended = F.scaled_dot_product_attention(query, keys, values, is_causal=True, enable_gqa=True)
+        else:  # a sliding window narrows the causal mask (attention_window.py)
+            attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=chunk.mask, enable_gqa=True)
     else:
         table = chunk.block_table.unsqueeze(0)
         key_scales, value_scales = (None, None) if scales is None else (scales.key, scales.value)
         keys = _heads_first(gather_context(key_blocks, table, q.dtype, key_scales)[0, : chunk.context_len])
         values = _heads_first(gather_context(value_blocks, table, q.dtype, value_scales)[0, : chunk.context_len])
-        attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=chunk.mask, enable_gqa=True)
+        if softcap is not None and chunk.mask is not None:
+            attended = eager_attention(query, keys, values, _bias(chunk.mask), softcap)
+        else:
+            attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=chunk.mask, enable_gqa=True)
     return attended[0].transpose(0, 1)
 
 
 def _heads_first(x: torch.Tensor) -> torch.Tensor:
     """[n, H, D] -> contiguous [1, H, n, D], the layout SDPA's CPU flash kernel accepts."""
     return x.transpose(0, 1).unsqueeze(0).contiguous()
+
+
+def eager_attention(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, softcap: float
+) -> torch.Tensor:
+    """Soft-capped attention, op for op as transformers' eager Gemma 2: [B, Hq, n, D] over [B, Hkv, L, D].
+
+    ``bias`` broadcasts to [B, Hq, n, L] (0 where allowed, -inf elsewhere).
+    """
+    group = query.shape[1] // keys.shape[1]
+    keys, values = keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1)
+    scores = torch.matmul(query, keys.transpose(2, 3)) * query.shape[-1] ** -0.5
+    scores = torch.tanh(scores / softcap) * softcap
+    if bias is not None:
+        scores = scores + bias
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    return torch.matmul(probs, values)
+
+
+def _causal(length: int, device: torch.device) -> torch.Tensor:
+    positions = torch.arange(length, device=device)
+    return positions.unsqueeze(0) <= positions.unsqueeze(1)
+
+
+def _bias(allowed: torch.Tensor) -> torch.Tensor:
+    """A boolean mask as an additive float32 bias."""
+    return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(~allowed, float("-inf"))

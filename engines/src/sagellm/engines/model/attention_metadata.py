@@ -25,7 +25,7 @@ by the tokens already cached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -73,3 +73,4 @@ class AttentionMetadata:
     prefills: list[PrefillChunk]
     block_writes: BlockWrites | None = None  # int8 caches only: filled by the first layer, reused by the rest
     prefill_group: PrefillGroup | None = None  # the prefills again, batched (None when there are none)
+    windowed: dict[int, AttentionMetadata] = field(default_factory=dict)  # by window (see attention_window.py)

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from sagellm.core.errors import ModelLoadError
-from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.config import GEMMA_ARCHITECTURES, ModelConfig
+from sagellm.engines.model.gemma_gguf import GEMMA_NORM_NAMES, gemma_fields
 from sagellm.engines.model.q4_weights import Q4Weight, q4_from_gguf
 from sagellm.engines.model.rope_scaling import RopeScaling, scaling_from_gguf
 
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral", *GEMMA_ARCHITECTURES)
 # Architectures whose q/k weights llama.cpp's converter permuted.
 PERMUTED_QK_ARCHITECTURES = ("llama", "mistral")
 
@@ -42,6 +43,7 @@ _LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
+_GEMMA_LAYER_NAMES = {**_LAYER_NAMES, **GEMMA_NORM_NAMES}
 _GLOBAL_NAMES = {
     "token_embd.weight": "model.embed_tokens.weight",
     "output_norm.weight": "model.norm.weight",
@@ -113,8 +115,9 @@ def config_from_metadata(metadata: dict[str, Any], path: Path) -> ModelConfig:
         rope_theta=float(metadata.get(f"{arch}.rope.freq_base", 10000.0)),
         rope_scaling=scaling,
         attention_bias=arch == "qwen2",
-        qk_norm=arch == "qwen3",
+        qk_norm=arch in ("qwen3", "gemma3"),
         sliding_window=_opt_int(metadata.get(f"{arch}.attention.sliding_window")) or None,
+        **(gemma_fields(metadata, arch) if arch in GEMMA_ARCHITECTURES else {}),
         tie_word_embeddings=True,  # corrected below once we know whether output.weight exists
         bos_token_id=_opt_int(metadata.get("tokenizer.ggml.bos_token_id")),
         eos_token_ids=(int(eos),) if eos is not None else (),
@@ -137,13 +140,14 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def hf_name(gguf_name: str) -> str | None:
+def hf_name(gguf_name: str, architecture: str = "llama") -> str | None:
     if gguf_name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[gguf_name]
     if gguf_name.startswith("blk."):
         _, layer, rest = gguf_name.split(".", 2)
-        if rest in _LAYER_NAMES:
-            return f"model.layers.{layer}.{_LAYER_NAMES[rest]}"
+        names = _GEMMA_LAYER_NAMES if architecture in GEMMA_ARCHITECTURES else _LAYER_NAMES
+        if rest in names:
+            return f"model.layers.{layer}.{names[rest]}"
     return None
 
 
@@ -180,7 +184,7 @@ def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], Non
         if tensor.name == ROPE_FREQS:  # Llama 3's scaling, precomputed by the converter
             config = with_freq_factors(config, dequantize_tensor(tensor))
             continue
-        name = hf_name(tensor.name)
+        name = hf_name(tensor.name, config.architecture)
         if name is None:
             continue
         fix_rows = _row_fix(name, config)

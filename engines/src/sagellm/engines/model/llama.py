@@ -1,6 +1,7 @@
 """A Llama-family decoder (RMSNorm, RoPE, GQA, SwiGLU) over a paged KV pool.
 
-Covers SmolLM2, Llama 2/3, Qwen2/2.5 (q/k/v bias) and Mistral. The q/k/v and
+Covers SmolLM2, Llama 2/3, Qwen2/2.5 (q/k/v bias), Qwen3 and Mistral;
+Gemma 2/3 subclass it (gemma.py). The q/k/v and
 gate/up projections are fused into one matmul each: on CPU the per-op
 overhead of small matmuls is a large share of decode time.
 """
@@ -17,6 +18,7 @@ from sagellm.core.errors import ModelLoadError
 from sagellm.core.protocols import FusedKernel
 from sagellm.engines.model.attention import FusedAttention, LayerKV, paged_attention
 from sagellm.engines.model.attention_metadata import AttentionMetadata
+from sagellm.engines.model.attention_window import windowed
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.forward_args import ForwardArgs
 from sagellm.engines.model.fused_ops import FusedElementwise, RopeInputs
@@ -45,10 +47,13 @@ def _rotary_rows(rope: RopeInputs, dtype: torch.dtype) -> tuple[torch.Tensor, to
 
 class DecoderLayer(nn.Module):
     def __init__(
-        self, config: ModelConfig, weights: dict[str, torch.Tensor], prefix: str, q4: dict[str, Q4Weight]
+        self, config: ModelConfig, weights: dict[str, torch.Tensor], index: int, q4: dict[str, Q4Weight]
     ) -> None:
         super().__init__()
         self.config = config
+        self.window = config.layer_window(index)  # None: attends to its whole context
+        self.rope_index = 0  # which of the model's RoPE tables this layer rotates with
+        prefix = f"model.layers.{index}."
         take = _taker(weights, prefix)
         self.input_norm = nn.Parameter(take("input_layernorm.weight"), requires_grad=False)
         self.post_norm = nn.Parameter(take("post_attention_layernorm.weight"), requires_grad=False)
@@ -85,8 +90,7 @@ class DecoderLayer(nn.Module):
                 q, k = rms_norm(q, self.q_norm, cfg.rms_norm_eps), rms_norm(k, self.k_norm, cfg.rms_norm_eps)
             cos, sin = _rotary_rows(rope, q.dtype)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
-        attended = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_attention)
+        attended = self.attend(q, k, v, kv_cache, meta)
         hidden = hidden + self._summed(self.o_proj(attended.reshape(-1, cfg.q_size)))
         x = rms_norm(hidden, self.post_norm, cfg.rms_norm_eps, ops)
         gate_up = self.gate_up(x)
@@ -95,6 +99,21 @@ class DecoderLayer(nn.Module):
         gate, up = gate_up.chunk(2, dim=-1)
         return hidden + self._summed(self.down(F.silu(gate) * up))
 
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        kv_cache: LayerKV | tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+        softcap: float | None = None,
+    ) -> torch.Tensor:
+        """Store this step's K/V and attend, within this layer's window if it has one."""
+        if self.window is not None:
+            meta = windowed(meta, self.window, kv_cache[0].shape[1])
+        scales = kv_cache.scales if isinstance(kv_cache, LayerKV) else None
+        return paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, scales, self.fused_attention, softcap)
+
     def _summed(self, partial: torch.Tensor) -> torch.Tensor:
         """A row-parallel output summed over tensor-parallel ranks (itself when the model is whole)."""
         return partial if self.reduce is None else self.reduce(partial)
@@ -102,6 +121,8 @@ class DecoderLayer(nn.Module):
 
 class LlamaForCausalLM(nn.Module):
     """Token ids + positions + attention metadata in, logits of chosen rows out."""
+
+    layer_class: type[DecoderLayer] = DecoderLayer
 
     def __init__(
         self,
@@ -115,9 +136,7 @@ class LlamaForCausalLM(nn.Module):
         take = _taker(weights, "")
         self.embed = nn.Parameter(take("model.embed_tokens.weight"), requires_grad=False)
         q4 = q4_weights or {}
-        self.layers = nn.ModuleList(
-            DecoderLayer(config, weights, f"model.layers.{i}.", q4) for i in range(config.num_layers)
-        )
+        self.layers = nn.ModuleList(self.layer_class(config, weights, i, q4) for i in range(config.num_layers))
         self.norm = nn.Parameter(take("model.norm.weight"), requires_grad=False)
         lm_head = weights.pop("lm_head.weight", None)
         untied = None if config.tie_word_embeddings or lm_head is None else lm_head
@@ -129,13 +148,26 @@ class LlamaForCausalLM(nn.Module):
         self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
         # The head of a 4-bit checkpoint came 8-bit (GGUF's Q8_0): an int8 copy serves small batches.
         self.int8_head = self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows()
-        self.rotary = RotaryEmbedding(
-            config.head_dim, config.max_position_embeddings, config.rope_theta, device, config.rope_scaling
-        )
+        self.rotaries = self.rotary_tables(config, device)
         self.fused_ops: FusedElementwise | None = None
         self.parallel: ParallelOps | None = None  # set by use_tensor_parallel on every rank
         self.mirror: Callable[[ForwardArgs], None] | None = None  # rank 0: hands each forward's inputs to the others
         self.max_kv_blocks: int | None = None  # the other ranks' pool size: no engine over this model may use more
+
+    def rotary_tables(self, config: ModelConfig, device: torch.device) -> list[RotaryEmbedding]:
+        """The RoPE tables the layers index by their ``rope_index`` (one here; Gemma 3 has two)."""
+        return [
+            RotaryEmbedding(
+                config.head_dim, config.max_position_embeddings, config.rope_theta, device, config.rope_scaling
+            )
+        ]
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        parallel = self.parallel
+        return F.embedding(input_ids, self.embed) if parallel is None else parallel.embed(input_ids, self.embed)
+
+    def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        return rms_norm(hidden, self.norm, self.config.rms_norm_eps, self.fused_ops)
 
     def use_fused_kernels(self, kernels: FusedKernel) -> list[str]:
         """Route what ``kernels`` (a registry FusedKernel set) offers into the layers; returns the ops used."""
@@ -173,17 +205,20 @@ class LlamaForCausalLM(nn.Module):
         if self.mirror is not None:
             self.mirror(ForwardArgs(input_ids, positions, meta, logits_idx, layers))
         parallel = self.parallel
-        hidden = F.embedding(input_ids, self.embed) if parallel is None else parallel.embed(input_ids, self.embed)
-        if self.fused_ops is not None:  # the fused RoPE indexes the float32 tables itself
-            rope = RopeInputs(positions, self.rotary.cos, self.rotary.sin)
-        else:
-            rope = RopeInputs(positions, *self.rotary.tables(positions, hidden.dtype))
+        hidden = self.embed_tokens(input_ids)
+        ropes = [self._rope_inputs(rotary, positions, hidden.dtype) for rotary in self.rotaries]
         run = self.layers if layers is None else [self.layers[i] for i in layers]
         for layer, kv_cache in zip(run, kv_caches):
-            hidden = layer(hidden, rope, kv_cache, meta)
-        hidden = rms_norm(hidden.index_select(0, logits_idx), self.norm, self.config.rms_norm_eps, self.fused_ops)
-        logits = self.lm_head(hidden)
-        return (logits if parallel is None else parallel.gather_logits(logits)).float()
+            hidden = layer(hidden, ropes[layer.rope_index], kv_cache, meta)
+        logits = self.lm_head(self.final_norm(hidden.index_select(0, logits_idx)))
+        logits = (logits if parallel is None else parallel.gather_logits(logits)).float()
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap
+
+    def _rope_inputs(self, rotary: RotaryEmbedding, positions: torch.Tensor, dtype: torch.dtype) -> RopeInputs:
+        if self.fused_ops is not None:  # the fused RoPE indexes the float32 tables itself
+            return RopeInputs(positions, rotary.cos, rotary.sin)
+        return RopeInputs(positions, *rotary.tables(positions, dtype))
 
 
 def _fused_linear(

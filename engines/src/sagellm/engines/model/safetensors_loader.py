@@ -11,9 +11,10 @@ import torch
 
 from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import ModelConfig
+from sagellm.engines.model.gemma_hf import HF_MODEL_TYPES, fold_norm_offsets, gemma_config
 from sagellm.engines.model.rope_scaling import scaling_from_hf
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral", *HF_MODEL_TYPES)
 
 
 def read_hf_config(directory: Path) -> dict[str, Any]:
@@ -39,6 +40,10 @@ def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
             f"{directory}: model_type {model_type!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
     try:
+        gemma: dict[str, Any] = {}
+        if model_type in HF_MODEL_TYPES:
+            model_type = HF_MODEL_TYPES[model_type]
+            data, gemma = gemma_config(data, model_type)
         hidden = int(data["hidden_size"])
         num_heads = int(data["num_attention_heads"])
         eos = data.get("eos_token_id")
@@ -46,7 +51,7 @@ def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
         rope = data.get("rope_parameters") or {}
         configured_max = int(data.get("max_position_embeddings", 2048))
         scaling = scaling_from_hf(data, configured_max)
-        return ModelConfig(
+        fields: dict[str, Any] = dict(
             architecture=model_type,
             vocab_size=int(data["vocab_size"]),
             hidden_size=hidden,
@@ -67,6 +72,7 @@ def config_from_hf(data: dict[str, Any], directory: Path) -> ModelConfig:
             eos_token_ids=eos_ids,
             name=directory.name,
         )
+        return ModelConfig(**{**fields, **gemma})
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"{directory}/config.json is missing or has a bad field: {exc}") from None
 
@@ -90,4 +96,6 @@ def load_safetensors_dir(
         weights.update({name: tensor.to(dtype) for name, tensor in shard.items()})
         if progress is not None:
             progress(i + 1, len(files))
+    if config.is_gemma:
+        fold_norm_offsets(weights)
     return config, weights

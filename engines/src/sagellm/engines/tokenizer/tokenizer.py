@@ -106,9 +106,9 @@ def _chat_end_tokens(backend: FastTokenizer, eos_ids: tuple[int, ...]) -> tuple[
     """Chat models end a turn with a marker that is often not the file's EOS id.
 
     SmolLM2's GGUF names ``<|endoftext|>`` as EOS but ends replies with
-    ``<|im_end|>``; stopping only at EOS would run past the answer.
+    ``<|im_end|>``; stopping only at EOS would run past the answer (Gemma: ``<end_of_turn>``).
     """
-    extra = [backend.token_to_id(t) for t in ("<|im_end|>", "<|eot_id|>", "<|end|>")]
+    extra = [backend.token_to_id(t) for t in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")]
     return tuple(dict.fromkeys([*eos_ids, *(int(i) for i in extra if i is not None)]))
 
 
