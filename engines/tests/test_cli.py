@@ -50,6 +50,9 @@ def test_no_command_is_bad_input() -> None:
         ["generate"],  # no prompt
         ["generate", "--file", "/nonexistent/prompt.txt"],
         ["generate", "--model", "/nonexistent/model.gguf", "hi"],
+        ["generate", "--rope-scaling", "{yarn", "hi"],
+        ["generate", "--rope-scaling", '["yarn"]', "hi"],
+        ["generate", "--rope-scaling", '{"rope_type": "su", "factor": 2}', "hi"],
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

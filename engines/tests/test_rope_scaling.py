@@ -108,3 +108,53 @@ def test_gguf_scaling_metadata_is_read() -> None:
     scaling = scaling_from_gguf(metadata, "llama", 32768)
     assert scaling is not None and scaling.rope_type == "yarn" and scaling.max_positions(32768) == 131072
     assert scaling_from_gguf({"llama.rope.scaling.type": "none"}, "llama", 2048) is None
+
+
+def test_a_rope_scaling_override_serves_as_if_config_json_had_it(tmp_path: Path) -> None:
+    """``model.rope_scaling`` (``--rope-scaling``) on a model without scaling gives exactly the logits of the same
+    weights whose config.json names that scaling, past the original positions."""
+    rope, max_positions = SCALINGS["yarn"]
+    model = _save(tmp_path, rope, max_positions)
+    ids = torch.randint(3, model.config.vocab_size, (LENGTH,), generator=torch.Generator().manual_seed(7)).tolist()
+    prompt, continuation = ids[:PROMPT], ids[PROMPT:]
+    scaled = _engine_rows(tmp_path, prompt, continuation)
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.pop("rope_scaling", None)
+    config["rope_parameters"] = {"rope_type": "default", "rope_theta": config["rope_parameters"]["rope_theta"]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    llm = LLM(
+        model={
+            "path": str(tmp_path),
+            "dtype": "float32",
+            "device": "cpu",
+            "rope_scaling": {"rope_type": "yarn", "factor": 2.0},
+        },
+        kv_pool={"num_blocks": 32, "block_size": 8},
+        scheduler_ir={"max_num_batched_tokens": 16},
+        show_progress=False,
+    )
+    assert llm.engine.max_model_len == 2 * max_positions  # original 64 (the model's own) x 2
+    overridden = teacher_forced_logits(llm.engine, [prompt], [continuation]).logits[0]
+    torch.testing.assert_close(overridden, scaled, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"rope_type": "su", "factor": 2.0}, "not supported"),
+        ({"rope_type": "yarn", "factor": 0.5}, "factor must be >= 1"),
+        ({"rope_type": "linear", "factor": "x"}, "rope_scaling"),
+    ],
+)
+def test_a_bad_rope_scaling_override_is_a_config_error(override: dict[str, Any], match: str) -> None:
+    from sagellm.core.errors import ConfigError
+    from sagellm.engines.model.config import ModelConfig
+    from sagellm.engines.model.rope_override import with_rope_override
+
+    plain = ModelConfig("llama", 100, 64, 128, 2, 4, 2, 16, max_position_embeddings=8192)
+    with pytest.raises(ConfigError, match=match):
+        with_rope_override(plain, override)
+    yarn = with_rope_override(plain, {"rope_type": "yarn", "factor": 4.0})
+    assert yarn.max_position_embeddings == 32768 and yarn.rope_scaling is not None
+    assert with_rope_override(plain, None) is plain

@@ -48,6 +48,9 @@ class ModelSection(Section):
     low_bit_matmul: bool = True
     # A Jinja chat template (or a path to one) used instead of the model's own; None: the model's.
     chat_template: str | None = None
+    # RoPE scaling replacing the model's own, as config.json spells it (vLLM's --rope-scaling), e.g.
+    # {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}; None: the model's.
+    rope_scaling: dict[str, Any] | None = None
 
 
 KV_TIERS = ("device", "host", "disk")  # the values of kv_pool.tiers, fastest first

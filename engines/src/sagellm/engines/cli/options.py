@@ -49,6 +49,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="rendezvous of the ranks, tcp://HOST:PORT (default: a free port on 127.0.0.1)",
     )
     group.add_argument("--max-model-len", type=int, help="context length limit (default: the model's)")
+    group.add_argument(
+        "--rope-scaling",
+        metavar="JSON",
+        help="RoPE scaling replacing the model's own, as config.json spells it (raises the model's positions), "
+        'e.g. \'{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}\'; '
+        "types: linear, dynamic, yarn, llama3",
+    )
     group.add_argument("--block-size", type=int, help="tokens per KV block (default 16)")
     group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")
     group.add_argument("--kv-memory-gb", type=float, help="memory for the KV pool in GiB (default 1.0)")
@@ -193,6 +200,7 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("model", "num_threads", args.threads)
     put("model", "max_model_len", args.max_model_len)
     put("model", "chat_template", args.chat_template)
+    put("model", "rope_scaling", json_object(args.rope_scaling, "--rope-scaling"))
     put("collective_ops", "world_size", args.tensor_parallel_size)
     put("collective_ops", "implementation", args.collective_backend)
     put("collective_ops", "init_method", args.dist_init_method)
@@ -262,6 +270,19 @@ def _installed(kind: str, default: str) -> str:
     """'installed: a, b, c; default x' -- what the entry points offer right now."""
     names = sorted(registry.available(kind))
     return f"installed: {', '.join(names) or 'none'}; default {default}"
+
+
+def json_object(text: str | None, flag: str) -> dict[str, Any] | None:
+    """A flag's JSON object value (None when the flag was not given)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"{flag} must be a JSON object, got {text!r}")
+    return value
 
 
 def key_values(items: list[str], flag: str) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ from sagellm.engines.model.fused_ops import FusedElementwise
 from sagellm.engines.model.gemma import model_class
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint, want_progress
+from sagellm.engines.model.rope_override import with_rope_override
 from sagellm.engines.model.tokenizer_loader import with_chat_template
 from sagellm.engines.runtime.allocator import keep_freed_memory
 from sagellm.engines.runtime.kv_manager import KVManager
@@ -75,6 +76,7 @@ def build_engine(
         keep_freed_memory()  # per-layer KV gathers would otherwise page-fault on every step
     dtype = resolve_dtype(config.model.dtype, device)
     checkpoint = load_checkpoint(config.model.path, dtype, show_progress)
+    checkpoint.config = with_rope_override(checkpoint.config, config.model.rope_scaling)
     tokenizer = with_chat_template(build_tokenizer(checkpoint), config.model.chat_template)
     max_model_len = _max_model_len(config, checkpoint.config)  # fail on a bad one before building the model
     if tensor_parallel_size(config) > 1:

@@ -26,6 +26,7 @@ from sagellm.engines.engine.remote_ranks import HOST_LOCAL_BACKENDS, check_remot
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
 from sagellm.engines.model.parallel_ops import ParallelOps
+from sagellm.engines.model.rope_override import with_rope_override
 from sagellm.engines.model.tensor_parallel import TensorShard
 
 PREFERRED_BACKENDS = ("shm", "gloo")  # what collective_ops "none" becomes with several ranks, first installed wins
@@ -150,7 +151,9 @@ def shard_model(config: SageLLMConfig, checkpoint: LoadedCheckpoint, rank: int, 
 
 
 def load_shard(config: SageLLMConfig, rank: int, comm: CommBackend, dtype: torch.dtype) -> LlamaForCausalLM:
-    return shard_model(config, load_checkpoint(config.model.path, dtype, show_progress=False), rank, comm)
+    checkpoint = load_checkpoint(config.model.path, dtype, show_progress=False)
+    checkpoint.config = with_rope_override(checkpoint.config, config.model.rope_scaling)
+    return shard_model(config, checkpoint, rank, comm)
 
 
 def rank_kv_layout(rank0_layout: KVLayout, model: LlamaForCausalLM) -> KVLayout:

@@ -1,0 +1,180 @@
+"""Long prompts on a RoPE-scaled SmolLM2: TTFT, TPOT and peak memory at 8K, 16K and 32K tokens.
+
+SmolLM2-135M was trained to 8,192 positions; ``--rope-scaling`` (YaRN x4)
+stretches it to 32,768. Each prompt (tinyshakespeare, repeated to length)
+is served through the engine with chunked prefill (``--chunk`` tokens a
+step), then 32 greedy tokens are decoded; each (length, KV cache dtype)
+runs in a fresh process so its peak resident memory is its own. Reported:
+
+* TTFT (the whole prefill) and TPOT (mean time per decoded token);
+* resident memory after load, its peak, and the growth between them next
+  to the KV cache's own size for that many tokens: memory that grows only
+  with the KV shows as a growth close to the KV bytes (plus one chunk's
+  transient activations), and int8 KV halving (quartering, from float32)
+  it shows as a smaller growth;
+* that a prompt one token past ``--max-model-len`` is refused with
+  ContextLengthExceededError (HTTP 400 in the server) rather than run out
+  of memory.
+
+llama.cpp on the same file is not part of this run: its binary is not
+built on every machine (``../shared/tools/build_llama_server.sh``).
+
+Usage::
+
+    python engines/benchmarks/bench_long_context.py                  # 8K, 16K, 32K x auto, int8 (~30 min, 2 cores)
+    python engines/benchmarks/bench_long_context.py --lengths 8192   # one length
+    python engines/benchmarks/bench_long_context.py --quick          # CI smoke: 1,024 tokens
+
+Writes ``results/long_context.json`` and ``.md`` (or ``--out DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sagellm.core.errors import ContextLengthExceededError
+from sagellm.core.types import SamplingParams, StepOutput
+from sagellm.engines import LLM
+from sagellm.engines.bench.environment import cpu_model_name
+from sagellm.engines.bench.report import write_json_and_markdown
+
+HERE = Path(__file__).resolve().parent
+TEXT = HERE / "data" / "tinyshakespeare_head.txt"
+YARN_X4 = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}
+NEW_TOKENS = 32
+BLOCK = 16
+MIB = 1024**2
+
+
+def rss_mib() -> float:
+    """Current resident memory of this process (Linux /proc), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prompt_ids(llm: LLM, length: int) -> list[int]:
+    ids = llm.tokenizer.encode(TEXT.read_text(), add_special_tokens=False)
+    return (ids * (length // len(ids) + 1))[:length]
+
+
+def kv_bytes(llm: LLM, tokens: int) -> int:
+    """K and V of ``tokens`` tokens as the pool stores them (int8: codes plus per-block float32 scales)."""
+    layout = llm.engine.kv.pool.layout
+    blocks = -(-tokens // layout.block_size)
+    return blocks * layout.bytes_per_block
+
+
+def run_one(model: str | None, length: int, cache_dtype: str, chunk: int, threads: int | None) -> dict[str, Any]:
+    """One (length, cache dtype) in this process: TTFT, TPOT, memory, and the over-length refusal."""
+    max_len = length + NEW_TOKENS
+    llm = LLM(
+        model={"path": model, "rope_scaling": dict(YARN_X4), "max_model_len": max_len, "num_threads": threads},
+        kv_pool={"num_blocks": -(-max_len // BLOCK) + 4, "block_size": BLOCK, "cache_dtype": cache_dtype},
+        scheduler_ir={"max_num_batched_tokens": chunk},
+        show_progress=False,
+    )
+    loaded = rss_mib()
+    prompt = prompt_ids(llm, length)
+    stamps: list[float] = []
+
+    def on_output(output: StepOutput) -> None:
+        stamps.extend(time.perf_counter() for _ in output.new_token_ids)
+
+    params = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
+    started = time.perf_counter()
+    (result,) = llm.generate([prompt], params, on_output=on_output)
+    ttft = stamps[0] - started
+    tpot = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    try:
+        llm.generate([prompt_ids(llm, max_len + 1)], SamplingParams(max_tokens=1))
+        refused = False
+    except ContextLengthExceededError:
+        refused = True
+    peak = peak_rss_mib()
+    return {
+        "length": length,
+        "cache_dtype": cache_dtype,
+        "dtype": str(llm.engine.runner.model.dtype).removeprefix("torch."),
+        "max_model_len": llm.engine.max_model_len,
+        "tokens": len(result.token_ids),
+        "ttft_s": round(ttft, 2),
+        "tpot_ms": round(tpot * 1000, 1),
+        "rss_loaded_mib": round(loaded),
+        "rss_peak_mib": round(peak),
+        "growth_mib": round(peak - loaded),
+        "kv_mib": round(kv_bytes(llm, max_len) / MIB, 1),
+        "over_length_refused": refused,
+    }
+
+
+def run_in_subprocess(args: argparse.Namespace, length: int, cache_dtype: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--one", str(length), cache_dtype, "--chunk", str(args.chunk)]
+    command += [] if args.model is None else ["--model", args.model]
+    command += [] if args.threads is None else ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{length} tokens, {cache_dtype} KV failed:\n{done.stderr[-2000:]}")
+    row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], chunk: int) -> str:
+    lines = [
+        f"# Long prompts, SmolLM2-135M with YaRN x4 (32,768 positions), {cpu_model_name()}",
+        "",
+        f"Chunked prefill of {chunk} tokens a step, then {NEW_TOKENS} greedy tokens; one process per row.",
+        "",
+        "| prompt tokens | KV cache | compute | TTFT (s) | TPOT (ms) | RSS after load (MiB) | peak RSS (MiB) "
+        "| growth (MiB) | KV size (MiB) | one token over refused |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['length']:,} | {r['cache_dtype']} | {r['dtype']} | {r['ttft_s']} | {r['tpot_ms']} "
+            f"| {r['rss_loaded_mib']} | {r['rss_peak_mib']} | {r['growth_mib']} | {r['kv_mib']} "
+            f"| {'yes' if r['over_length_refused'] else 'NO'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a GGUF file or HF directory (default: the embedded SmolLM2)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[8192, 16384, 32704])
+    parser.add_argument("--cache-dtypes", nargs="+", default=["auto", "int8"])
+    parser.add_argument("--chunk", type=int, default=2048, help="prefill tokens per step")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 1,024 tokens, both cache dtypes")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--one", nargs=2, metavar=("LENGTH", "CACHE_DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one is not None:
+        row = run_one(args.model, int(args.one[0]), args.one[1], args.chunk, args.threads)
+        print(json.dumps(row))
+        return 0
+    lengths = [1024] if args.quick else args.lengths
+    rows = []
+    for length in lengths:
+        for cache_dtype in args.cache_dtypes:
+            rows.append(run_in_subprocess(args, length, cache_dtype))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    report = {"cpu": cpu_model_name(), "chunk": args.chunk, "rope_scaling": YARN_X4, "rows": rows}
+    write_json_and_markdown(report, markdown(rows, args.chunk), args.out, "long_context")
+    return 0 if all(r["over_length_refused"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
