@@ -97,3 +97,92 @@ def test_unknown_parameters_are_400_in_anthropic_shape(server: RunningServer, mo
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and "thinking" in error["message"]
+
+
+# ------------------------------------------------------------------------------------------------------ tools
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather of a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 24}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"],
+        "additionalProperties": False,
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def _is_weather_call(block: object) -> bool:
+    call = block  # a ToolUseBlock of the SDK
+    arguments = getattr(call, "input", None)
+    return (
+        getattr(call, "type", None) == "tool_use"
+        and getattr(call, "name", None) == "get_weather"
+        and str(getattr(call, "id", "")).startswith("toolu_")
+        and isinstance(arguments, dict)
+        and set(arguments) == {"city", "unit"}
+        and isinstance(arguments["city"], str)
+        and len(arguments["city"]) <= 24
+        and arguments["unit"] in ("celsius", "fahrenheit")
+    )
+
+
+@pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "get_weather"}], ids=["any", "named"])
+def test_a_forced_tool_call_is_a_tool_use_block(client: anthropic.Anthropic, model: str, choice: dict) -> None:  # type: ignore[type-arg]
+    message = client.messages.create(
+        model=model,
+        max_tokens=64,
+        messages=ASK,
+        tools=[WEATHER],
+        tool_choice=choice,
+        **GREEDY,  # type: ignore[arg-type]
+    )
+    assert message.stop_reason == "tool_use"
+    assert len(message.content) == 1 and _is_weather_call(message.content[0]), message.content
+
+
+def test_a_streamed_tool_call_arrives_as_one_input_json_delta(
+    server: RunningServer, client: anthropic.Anthropic, model: str
+) -> None:
+    request = {"model": model, "max_tokens": 64, "messages": ASK, "tools": [WEATHER], "tool_choice": {"type": "any"}}
+    with client.messages.stream(**request, **GREEDY) as stream:  # type: ignore[arg-type]
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use" and _is_weather_call(final.content[0]), final.content
+    body = {**request, "stream": True, "temperature": 0}
+    with httpx.stream("POST", f"{server.base_url}/v1/messages", json=body, timeout=60) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    events = [__import__("json").loads(line.removeprefix("data: ")) for line in lines]
+    kinds = [e["type"] for e in events]
+    assert kinds == ["message_start", "ping", "content_block_start", "content_block_delta", "content_block_stop",
+                     "message_delta", "message_stop"], kinds  # fmt: skip
+    assert events[2]["content_block"]["type"] == "tool_use" and events[3]["delta"]["type"] == "input_json_delta"
+
+
+def test_tool_results_continue_the_conversation(client: anthropic.Anthropic, model: str) -> None:
+    """An earlier call and its result (Anthropic's blocks) render into the prompt; the reply is text or a call."""
+    called = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris", "unit": "celsius"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "18 C, sunny"}]}
+    messages = [*ASK, {"role": "assistant", "content": [called]}, {"role": "user", "content": [result]}]
+    reply = client.messages.create(model=model, max_tokens=24, messages=messages, tools=[WEATHER], **GREEDY)  # type: ignore[arg-type]
+    assert reply.stop_reason in ("end_turn", "max_tokens", "tool_use")
+    assert reply.content[0].type == "text" or _is_weather_call(reply.content[0])
+    auto = client.messages.create(model=model, max_tokens=24, messages=ASK, tools=[WEATHER], **GREEDY)  # type: ignore[arg-type]
+    assert (auto.stop_reason == "tool_use") is (auto.content[0].type == "tool_use")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tool_choice": {"type": "any"}},  # no tools
+        {"tools": [WEATHER], "tool_choice": {"type": "tool"}},  # no name
+        {"tools": [WEATHER], "tool_choice": {"type": "tool", "name": "nope"}},
+        {"tools": [{"name": "x"}]},  # no input_schema
+        {"tools": [WEATHER], "messages": [*ASK, {"role": "assistant", "content": "It is"}]},  # prefill with tools
+    ],
+)
+def test_bad_tool_requests_are_400(server: RunningServer, model: str, extra: dict) -> None:  # type: ignore[type-arg]
+    body = {"model": model, "max_tokens": 4, "messages": ASK, **extra}
+    response = httpx.post(f"{server.base_url}/v1/messages", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"

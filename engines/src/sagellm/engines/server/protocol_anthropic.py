@@ -1,8 +1,10 @@
 """Anthropic Messages API schemas: the request, the message, the stream events, errors.
 
-Only text content is served; other block types (images, tool use) are
-refused with a 400 by :mod:`sagellm.engines.server.prompts` rather than
-dropped, so a client never gets an answer to a different question.
+Text and tool blocks are served (``tool_use`` from the assistant,
+``tool_result`` from the user, see anthropic_tools.py); other block types
+(images, documents) are refused with a 400 by
+:mod:`sagellm.engines.server.prompts` rather than dropped, so a client never
+gets an answer to a different question.
 """
 
 from __future__ import annotations
@@ -19,6 +21,27 @@ class StrictRequest(BaseModel):
 class ContentBlock(StrictRequest):
     type: str
     text: str | None = None
+    # tool_use (an earlier call of the assistant)
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    # tool_result (its outcome, from the user): text, or text blocks
+    tool_use_id: str | None = None
+    content: str | list[ContentBlock] | None = None
+    is_error: bool | None = None
+
+
+class AnthropicTool(StrictRequest):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    input_schema: dict[str, Any]
+    type: Literal["custom"] | None = None
+
+
+class AnthropicToolChoice(StrictRequest):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None  # type "tool": which one
+    disable_parallel_tool_use: bool | None = None  # at most one call is made, which satisfies either value
 
 
 class MessageParam(StrictRequest):
@@ -39,16 +62,24 @@ class MessagesRequest(StrictRequest):
     top_k: int | None = Field(default=None, ge=0)
     stream: bool = False
     metadata: dict[str, Any] | None = None
-    tools: list[Any] | None = None
+    tools: list[AnthropicTool] | None = None
+    tool_choice: AnthropicToolChoice | None = None
 
 
 # ------------------------------------------------------------------ responses
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
 class TextBlock(BaseModel):
     type: Literal["text"] = "text"
     text: str
+
+
+class ToolUseBlock(BaseModel):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any]
 
 
 class AnthropicUsage(BaseModel):
@@ -61,7 +92,7 @@ class Message(BaseModel):
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     model: str
-    content: list[TextBlock]
+    content: list[TextBlock | ToolUseBlock]
     stop_reason: StopReason | None
     stop_sequence: str | None
     usage: AnthropicUsage
@@ -75,7 +106,7 @@ class MessageStartEvent(BaseModel):
 class ContentBlockStartEvent(BaseModel):
     type: Literal["content_block_start"] = "content_block_start"
     index: int = 0
-    content_block: TextBlock = Field(default_factory=lambda: TextBlock(text=""))
+    content_block: TextBlock | ToolUseBlock = Field(default_factory=lambda: TextBlock(text=""))
 
 
 class PingEvent(BaseModel):
@@ -87,10 +118,15 @@ class TextDelta(BaseModel):
     text: str
 
 
+class InputJsonDelta(BaseModel):
+    type: Literal["input_json_delta"] = "input_json_delta"
+    partial_json: str
+
+
 class ContentBlockDeltaEvent(BaseModel):
     type: Literal["content_block_delta"] = "content_block_delta"
     index: int = 0
-    delta: TextDelta
+    delta: TextDelta | InputJsonDelta
 
 
 class ContentBlockStopEvent(BaseModel):

@@ -4,7 +4,7 @@ The defaults are the model's (``generation_config.json``, see
 model/generation_config.py) where it sets them, else the APIs' own:
 completions stop at 16 tokens (OpenAI's default), chat may use the rest of
 the context (as vLLM does), Anthropic always names ``max_tokens``. Parameters that would change the answer but
-have no engine support (``logit_bias``, Anthropic tools, prompt logprobs) get a
+have no engine support (``logit_bias``, prompt logprobs) get a
 400 naming the field; ignoring them would return a plausible wrong answer.
 A reply's grammar (``guided_*``; on chat also ``response_format`` and forced tool calls:
 :mod:`~sagellm.engines.server.structured_output`) rides on the parameters
@@ -67,8 +67,7 @@ def chat_sampling(
 
 
 def anthropic_sampling(request: MessagesRequest, defaults: SamplingDefaults = NO_DEFAULTS) -> SamplingParams:
-    if request.tools:
-        raise BadParameterError("tools are not supported", "tools")
+    """A request without tools (with tools it is read as a chat request: anthropic_tools.py)."""
     return SamplingParams(
         max_tokens=request.max_tokens,
         temperature=_pick(request.temperature, defaults.temperature, 1.0),
