@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import torch
-from engines_helpers import drive, no_eos
-from logits_reference import Reference, exact_rows, float64_copy, logits_bound
+from engines_helpers import drive
+from logits_reference import float64_copy, logits_bound
 from margins import record_margin
-from tiny_hf import TINY, bpe_tokenizer, randomise
+from tiny_hf import TINY, bpe_tokenizer, hf_greedy, randomise
 
 from sagellm.core.errors import ConfigError, ModelLoadError
 from sagellm.core.types import SamplingParams
@@ -130,21 +130,6 @@ def save_tiny_model(architecture: str, directory: Path) -> Any:
     return model.eval()
 
 
-def hf_greedy(model: Any, exact_model: Any, prompt: list[int]) -> Reference:
-    input_ids = torch.tensor([prompt])
-    with no_eos(model), torch.inference_mode():
-        out = model.generate(
-            input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=NEW_TOKENS,
-            do_sample=False,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-    tokens = out.sequences[0, len(prompt) :].tolist()
-    return Reference(tokens, torch.cat(out.logits).float(), exact_rows(exact_model, prompt, tokens))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["llama", "qwen2", "qwen3"])
 def test_safetensors_directory_matches_transformers(architecture: str, tmp_path: Path) -> None:
@@ -155,7 +140,7 @@ def test_safetensors_directory_matches_transformers(architecture: str, tmp_path:
     vocab = hf_model.config.vocab_size
     prompts = [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in (5, 23, 40, 9)]
     exact_model = float64_copy(hf_model)
-    references = [hf_greedy(hf_model, exact_model, p) for p in prompts]
+    references = [hf_greedy(hf_model, exact_model, p, NEW_TOKENS) for p in prompts]
     spread = torch.cat([r.logits for r in references]).std()
     assert spread > 1.0  # the comparison below is not trivially met by near-zero logits
 

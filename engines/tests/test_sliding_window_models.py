@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import torch
-from engines_helpers import drive, no_eos
-from logits_reference import Reference, exact_rows, float64_copy, logits_bound
+from engines_helpers import drive
+from logits_reference import exact_rows, float64_copy, logits_bound
 from margins import record_margin
-from tiny_hf import TINY, bpe_tokenizer, randomise
+from tiny_hf import TINY, bpe_tokenizer, hf_greedy, randomise
 
 from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM
@@ -74,21 +74,6 @@ def tiny_model(family: str, directory: Path, window: int | None = WINDOW) -> Any
     return model.eval()
 
 
-def hf_greedy(model: Any, exact_model: Any, prompt: list[int]) -> Reference:
-    input_ids = torch.tensor([prompt])
-    with no_eos(model), torch.inference_mode():
-        out = model.generate(
-            input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=NEW_TOKENS,
-            do_sample=False,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-    tokens = out.sequences[0, len(prompt) :].tolist()
-    return Reference(tokens, torch.cat(out.logits).float(), exact_rows(exact_model, prompt, tokens))
-
-
 def prompts_for(vocab: int) -> list[list[int]]:
     generator = torch.Generator().manual_seed(1)
     return [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in PROMPT_LENGTHS]
@@ -100,7 +85,7 @@ def test_matches_transformers_past_the_window(family: str, tmp_path: Path) -> No
     hf_model = tiny_model(family, tmp_path)
     prompts = prompts_for(hf_model.config.vocab_size)
     exact_model = float64_copy(hf_model)
-    references = [hf_greedy(hf_model, exact_model, p) for p in prompts]
+    references = [hf_greedy(hf_model, exact_model, p, NEW_TOKENS) for p in prompts]
     assert torch.cat([r.logits for r in references]).std() > 1.0
 
     llm = LLM(
@@ -133,7 +118,7 @@ def test_the_window_changes_the_reference(family: str, tmp_path: Path) -> None:
     windowed = tiny_model(family, tmp_path / "windowed")
     full = tiny_model(family, tmp_path / "full", window=None)
     prompt = prompts_for(windowed.config.vocab_size)[2]
-    reference = hf_greedy(windowed, float64_copy(windowed), prompt)
+    reference = hf_greedy(windowed, float64_copy(windowed), prompt, NEW_TOKENS)
     rows = exact_rows(float64_copy(full), prompt, reference.token_ids)
     assert float((rows - reference.exact).abs().max()) > 100 * logits_bound([reference])
 
@@ -250,7 +235,7 @@ def test_gemma3_gguf_matches_transformers(tmp_path: Path) -> None:
     write_gemma3_gguf(hf_model, path)
     prompts = prompts_for(300)
     exact_model = float64_copy(hf_model)
-    references = [hf_greedy(hf_model, exact_model, p) for p in prompts]
+    references = [hf_greedy(hf_model, exact_model, p, NEW_TOKENS) for p in prompts]
 
     llm = LLM(
         model={"path": str(path), "dtype": "float32", "device": "cpu"},

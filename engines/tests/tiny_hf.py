@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
+from engines_helpers import no_eos
+from logits_reference import Reference, exact_rows
 
 TINY = {
     "hidden_size": 64,
@@ -53,3 +56,19 @@ def randomise(model: torch.nn.Module) -> None:
                 param.copy_(noise * 0.4)
             else:
                 param.copy_(noise * 0.3 / param.shape[-1] ** 0.5 if param.dim() > 1 else noise * 0.2)
+
+
+def hf_greedy(model: Any, exact_model: Any, prompt: list[int], new_tokens: int) -> Reference:
+    """transformers' greedy continuation of ``prompt`` with its float32 logits and the float64 rows of the same."""
+    input_ids = torch.tensor([prompt])
+    with no_eos(model), torch.inference_mode():
+        out = model.generate(
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    tokens = out.sequences[0, len(prompt) :].tolist()
+    return Reference(tokens, torch.cat(out.logits).float(), exact_rows(exact_model, prompt, tokens))
