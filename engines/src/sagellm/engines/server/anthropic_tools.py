@@ -24,6 +24,7 @@ from sagellm.engines.server.protocol_anthropic import (
     ContentBlock,
     MessageParam,
     MessagesRequest,
+    StopReason,
     TextBlock,
     ToolUseBlock,
 )
@@ -77,7 +78,7 @@ def chat_view(request: MessagesRequest) -> ChatCompletionRequest:
     return ChatCompletionRequest.model_validate(body)
 
 
-def reply_blocks(reply: Reply) -> tuple[list[TextBlock | ToolUseBlock], str | None]:
+def reply_blocks(reply: Reply) -> tuple[list[TextBlock | ToolUseBlock], StopReason | None]:
     """The message's content blocks, and ``"tool_use"`` as the stop reason when the reply is a call."""
     if not reply.tool_calls:
         return [TextBlock(text=reply.content or "")], None
