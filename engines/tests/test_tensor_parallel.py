@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(not BACKENDS, reason="no collective_ops backend 
 NUM_PROMPTS, NEW_TOKENS = 16, 128
 GREEDY = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
 FP32 = {"dtype": "float32"}
+BF16 = {"dtype": "bfloat16"}
 
 
 def tp_config(world_size: int, backend: str | None = None, **sections: Any) -> Any:
@@ -107,14 +108,17 @@ def test_what_tensor_parallelism_cannot_run_is_refused(sections: dict[str, Any],
 
 
 def test_logits_of_two_ranks_stay_within_bfloat16_noise() -> None:
-    """The served default (bf16, 4-bit kernels): the halves' sums round differently from the whole matmul.
+    """bf16 with 4-bit kernels (the served default where the CPU has bf16): the halves' sums round differently
+    from the whole matmul.
 
     The bound is bf16's own noise, measured: the single process's bf16
     logits against its float32 ones. Two ranks may stray at most twice as far.
+    bf16 is named, not ``auto``: on a CPU without bf16 instructions ``auto``
+    is float32, whose noise against itself is zero.
     """
-    whole = LLM(kv_pool={"num_blocks": 64})
+    whole = LLM(model=BF16, kv_pool={"num_blocks": 64})
     exact = LLM(model=FP32, kv_pool={"num_blocks": 64})
-    sharded = LLM(config=tp_config(2, kv_pool={"num_blocks": 64}))
+    sharded = LLM(config=tp_config(2, model=BF16, kv_pool={"num_blocks": 64}))
     ids = whole.tokenizer.encode("The capital of France is Paris. The capital of Germany is")
     reference, single, split = (engine_logits(llm, ids) for llm in (exact, whole, sharded))
     noise = float((single - reference).abs().max())
