@@ -56,7 +56,7 @@ def quantize_model(
         linears.append(model.lm_head)
     calibration = calibrate(model, quantizer, linears, calibration_ids)
     for linear in linears:
-        qweight = quantizer.quantize(linear.weight, calibration=calibration.get(linear))
+        qweight = quantizer.quantize(linear.dense_weight(), calibration=calibration.get(linear))
         linear.use_quantized(qweight, quantizer)
     return len(linears)
 

@@ -126,7 +126,9 @@ def sparsify_model(
         if calibrated and sequential:
             seen, _ = run_block(layer, states, observers(sparsifier, block))
         for linear in block:
-            sweight = sparsifier.sparsify(linear.weight, calibration=seen.pop(linear, None), sparsity=targets[index])
+            sweight = sparsifier.sparsify(
+                linear.dense_weight(), calibration=seen.pop(linear, None), sparsity=targets[index]
+            )
             linear.use_sparse(sweight, sparsifier)
         if calibrated and sequential and index + 1 < len(blocks):
             _, states = run_block(layer, states)
@@ -144,7 +146,9 @@ def sparsify_model(
 
 def block_sparsities(sparsifier: Sparsifier, blocks: list[list[Linear]], seen: dict[Linear, Any]) -> list[Any]:
     """The sparsifier's share of zeros for each block (OWL spreads it by outliers), checked for length."""
-    targets = sparsifier.layer_sparsities([[(linear.weight, seen.get(linear)) for linear in block] for block in blocks])
+    targets = sparsifier.layer_sparsities(
+        [[(linear.dense_weight(), seen.get(linear)) for linear in block] for block in blocks]
+    )
     if len(targets) != len(blocks):
         raise ConfigError(
             f"sparsifier {type(sparsifier).__name__} gave {len(targets)} block sparsities for {len(blocks)} blocks"

@@ -26,6 +26,7 @@ from sagellm.engines.engine.remote_ranks import HOST_LOCAL_BACKENDS, check_remot
 from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint
 from sagellm.engines.model.parallel_ops import ParallelOps
+from sagellm.engines.model.q4_weights import Q4Weight
 from sagellm.engines.model.rope_override import with_rope_override
 from sagellm.engines.model.tensor_parallel import TensorShard
 
@@ -143,7 +144,12 @@ def shard_model(config: SageLLMConfig, checkpoint: LoadedCheckpoint, rank: int, 
     """Rank ``rank``'s shard of the checkpoint, joined to the others through ``comm``."""
     full = checkpoint.config
     shard = TensorShard.plan(full, rank, comm.world_size)
-    q4 = checkpoint.q4_weights if config.model.low_bit_matmul else {}
+    # Shards cut Q4_0/Q4_1 codes; blocks kept packed (GGMLWeight) are read dense through checkpoint.weights.
+    q4 = (
+        {n: w for n, w in checkpoint.q4_weights.items() if isinstance(w, Q4Weight)}
+        if config.model.low_bit_matmul
+        else {}
+    )
     shard.cut(full, checkpoint.weights, q4)
     model = LlamaForCausalLM(shard.local_config(full), checkpoint.weights, torch.device("cpu"), q4 or None)
     model.use_tensor_parallel(ParallelOps(shard, comm, full.vocab_size))

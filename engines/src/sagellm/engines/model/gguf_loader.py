@@ -20,6 +20,8 @@ import torch
 from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import GEMMA_ARCHITECTURES, ModelConfig
 from sagellm.engines.model.gemma_gguf import GEMMA_NORM_NAMES, gemma_fields
+from sagellm.engines.model.ggml_weights import ggml_from_gguf
+from sagellm.engines.model.lazy_weights import DequantizingWeights
 from sagellm.engines.model.q4_weights import Q4Weight, q4_from_gguf
 from sagellm.engines.model.rope_scaling import RopeScaling, scaling_from_gguf
 
@@ -177,8 +179,8 @@ def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], Non
     reader = open_reader(path)
     metadata = read_metadata(reader)
     config = config_from_metadata(metadata, path)
-    weights: dict[str, torch.Tensor] = {}
-    q4_weights: dict[str, Q4Weight] = {}
+    weights: dict[str, torch.Tensor] = DequantizingWeights()  # packed entries turn dense only when read
+    q4_weights: dict[str, Any] = {}  # Q4Weight codes, and GGMLWeight blocks kept packed (see ggml_weights.py)
     total = len(reader.tensors)
     for i, tensor in enumerate(reader.tensors):
         if tensor.name == ROPE_FREQS:  # Llama 3's scaling, precomputed by the converter
@@ -188,6 +190,10 @@ def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], Non
         if name is None:
             continue
         fix_rows = _row_fix(name, config)
+        if _keep_packed(weights, q4_weights, name, tensor, dtype, fix_rows):
+            if progress is not None:
+                progress(i + 1, total)
+            continue
         # copy: F32 tensors come back as read-only views of the memory-mapped file
         weights[name] = torch.from_numpy(np.array(fix_rows(dequantize_tensor(tensor)), dtype=np.float32)).to(dtype)
         q4 = q4_from_gguf(tensor)
@@ -214,3 +220,21 @@ def _with_tied(config: ModelConfig, tied: bool) -> ModelConfig:
     from dataclasses import replace
 
     return replace(config, tie_word_embeddings=tied)
+
+
+def _keep_packed(
+    weights: dict[str, torch.Tensor],
+    q4_weights: dict[str, Any],
+    name: str,
+    tensor: Any,
+    dtype: torch.dtype,
+    fix_rows: Callable[[np.ndarray], np.ndarray],
+) -> bool:
+    """Keep a Q5_0/Q8_0/K-quant tensor as its blocks (no dense copy); False for every other tensor."""
+    packed = ggml_from_gguf(tensor, dtype)
+    if packed is None or not isinstance(weights, DequantizingWeights):
+        return False
+    packed = packed.map_rows(fix_rows)
+    weights.keep_packed(name, packed)
+    q4_weights[name] = packed
+    return True

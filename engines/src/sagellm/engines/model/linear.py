@@ -39,10 +39,31 @@ own kernel (int8 x int8 at ~2x bf16's rate), and the dense copy is dropped.
 A sparsifier (``--sparsity``, see ``engine/sparsify.py``) replaces every
 path: the 4-bit and int8 copies hold the unpruned weights, so they are
 dropped with the dense one and all rows run through its kernel.
+
+A weight GGUF stored as Q5_0, Q8_0 or a K-quant (Q4_K, Q5_K, Q6_K) keeps no
+dense copy at all (``ggml_matmul.py``): few rows run the packed kernel on the
+file's blocks, more rows dequantize a tile at a time into a reused float32
+buffer and run a float32 GEMM (bf16 GEMMs are 2-3x slower than float32 on
+CPUs without bf16 instructions). Single-thread timings on 2 Zen 3 cores
+(load ~2-4, so +-30 %), the 1.5B Qwen2.5's ffn_gate (Q4_K, [8960, 1536]) and
+ffn_down (Q6_K, [1536, 8960]), us per call::
+
+    rows (M)               1      4      8      16     32     64
+    gate dense f32         3147   9839   10920  13889  26001  38202
+    gate packed            1638   5219   6605   16312  27964  85994
+    gate tiled f32 (32MB)  6460   14477  12039  20435  23081  56764
+    gate dense bf16        3600   13425  22507  56479  95052  187239
+    down dense f32         3298   10233  12087  15698  27587  38451
+    down packed            3166   7890   13466  27805  53826  96646
+    down tiled f32 (32MB)  10300  16821  16772  21171  25654  31813
+
+so rows up to :data:`MAX_PACKED_ROWS` (per model dtype) take the packed kernel
+(tiles are now 4 MB, which made the tiled path ~1.3x faster at 64-256 rows).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -50,6 +71,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sagellm.core.protocols import LinearQuantizer, Sparsifier
+from sagellm.engines.model.ggml_matmul import GGMLMatmul, dequantize_parts, packed_kernels
+from sagellm.engines.model.ggml_weights import GGMLWeight
 from sagellm.engines.model.q4_weights import GROUP_SIZE, Q4Weight
 
 MAX_LOW_BIT_ROWS = 16
@@ -57,14 +80,26 @@ MAX_LOW_BIT_ROWS_QUANTIZED = 8
 MAX_INT8_ROWS = 8
 INT8_PACK_ROWS = 4096
 LOW_BIT_DTYPES = (torch.bfloat16, torch.float16)
+# Most rows the packed GGML kernel serves, by model dtype (measured: see the table above).
+MAX_PACKED_ROWS = {torch.float32: 8, torch.bfloat16: 16, torch.float16: 16}
 
 
 class Linear(nn.Module):
     """``x @ weight.T + bias``, through a 4-bit kernel for few rows when the weight came 4-bit."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, q4: Q4Weight | None = None) -> None:
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        q4: Q4Weight | None = None,
+        ggml: Sequence[GGMLWeight] | None = None,
+    ) -> None:
+        """``ggml``: the weight as GGML blocks (parts stacked along N); ``weight`` is then an empty placeholder
+        of the model dtype, and :meth:`pack_low_bit` keeps the blocks or, off CPU, makes them dense."""
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)
+        self.ggml_parts = list(ggml) if ggml else None  # kept packed (or made dense) by pack_low_bit
+        self.ggml: GGMLMatmul | None = None
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         self.q4 = q4  # packed lazily, on the model's final device and dtype (see pack_low_bit)
         self.packed: torch.Tensor | None = None
@@ -76,8 +111,17 @@ class Linear(nn.Module):
         self.sparse: Any = None  # the sparsifier's pruned weight, run by self.sparsifier
         self.sparsifier: Sparsifier | None = None
 
+    def dense_weight(self) -> torch.Tensor:
+        """The [N, K] weight in the model dtype: the dense parameter, or the packed blocks dequantized (a copy)."""
+        if self.ggml_parts is not None:
+            return dequantize_parts(self.ggml_parts, self.weight.dtype).to(self.weight.device)
+        if self.ggml is not None:
+            return self.ggml.dense(self.weight.dtype)
+        return self.weight
+
     def use_quantized(self, qweight: Any, quantizer: LinearQuantizer) -> None:
         """Run rows the 4-bit kernel does not take as ``quantizer.linear(x, qweight, bias)``; free the dense weight."""
+        self.ggml = self.ggml_parts = None
         self.quantized, self.quantizer = qweight, quantizer
         self.weight = nn.Parameter(self.weight.new_empty(0), requires_grad=False)
 
@@ -89,12 +133,18 @@ class Linear(nn.Module):
         """
         self.sparse, self.sparsifier = sweight, sparsifier
         self.q4 = None
+        self.ggml = self.ggml_parts = None
         self.packed = self.scales_and_zeros = None
         self.int8_weight = self.int8_scales = None
         self.weight = nn.Parameter(self.weight.new_empty(0), requires_grad=False)
 
     def pack_low_bit(self) -> bool:
-        """Build the 4-bit kernel's operands from the kept codes; False where the kernel cannot serve."""
+        """Build the 4-bit or packed GGML kernel's operands from the kept codes; False where no kernel serves.
+
+        Packed GGML blocks that no kernel can serve (a GPU, no compiler) become the dense weight here.
+        """
+        if self.ggml_parts is not None:
+            return self._pack_ggml(self.ggml_parts)
         q4, self.q4 = self.q4, None
         weight = self.weight
         if q4 is None or weight.device.type != "cpu" or weight.dtype not in LOW_BIT_DTYPES or not low_bit_available():
@@ -105,6 +155,33 @@ class Linear(nn.Module):
         scales = torch.from_numpy(q4.scales).t()
         zeros = torch.from_numpy(q4.mins).t() + 8.0 * scales
         self.scales_and_zeros = torch.stack([scales, zeros], dim=-1).to(weight.dtype).contiguous()
+        return True
+
+    def pack_ggml_head(self, head: GGMLWeight | None, drop_dense: bool = True) -> bool:
+        """Serve this (LM head) linear from ``head``'s blocks; False where they cannot serve (off CPU, no kernel).
+
+        ``drop_dense``: free the dense weight (an untied head's own copy). A tied head's weight is the
+        embedding's table, so keeping it costs nothing, and a quantizer can still read it.
+        """
+        weight = self.weight
+        if head is None or weight.device.type != "cpu" or head.shape != tuple(weight.shape):
+            return False
+        kernels = packed_kernels()
+        if kernels is None:
+            return False
+        self.ggml = GGMLMatmul([head], kernels)
+        if drop_dense:
+            self.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)
+        return True
+
+    def _pack_ggml(self, parts: list[GGMLWeight]) -> bool:
+        self.ggml_parts = None
+        dtype, device = self.weight.dtype, self.weight.device
+        kernels = packed_kernels() if device.type == "cpu" else None
+        if kernels is None:
+            self.weight = nn.Parameter(dequantize_parts(parts, dtype).to(device), requires_grad=False)
+            return False
+        self.ggml = GGMLMatmul(parts, kernels)
         return True
 
     def pack_int8_rows(self) -> bool:
@@ -124,6 +201,15 @@ class Linear(nn.Module):
         if self.sparsifier is not None:
             pruned: torch.Tensor = self.sparsifier.linear(x, self.sparse, self.bias)
             return pruned
+        if self.ggml_parts is not None:  # run before the model packed it: pack now, on the current device
+            self.pack_low_bit()
+        packed = self.ggml
+        if packed is not None and self.quantizer is None:
+            flat = x.reshape(-1, x.shape[-1])
+            many = flat.shape[0] > MAX_PACKED_ROWS.get(x.dtype, 0)
+            dense_out = (packed.tiled(flat.float()) if many else packed.packed(flat)).to(x.dtype)
+            dense_out = dense_out.view(*x.shape[:-1], dense_out.shape[-1])
+            return dense_out if self.bias is None else dense_out + self.bias
         low_bit_rows = MAX_LOW_BIT_ROWS if self.quantizer is None else MAX_LOW_BIT_ROWS_QUANTIZED
         if self.packed is not None and x.shape[0] <= low_bit_rows:
             out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(

@@ -22,6 +22,7 @@ from sagellm.engines.model.attention_window import windowed
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.forward_args import ForwardArgs
 from sagellm.engines.model.fused_ops import FusedElementwise, RopeInputs
+from sagellm.engines.model.ggml_weights import GGMLWeight
 from sagellm.engines.model.linear import Linear
 from sagellm.engines.model.parallel_ops import ParallelOps
 from sagellm.engines.model.q4_weights import Q4Weight, concat_rows
@@ -146,8 +147,13 @@ class LlamaForCausalLM(nn.Module):
         self.lm_head = Linear(self.embed.detach() if untied is None else untied.to(device))
         # 4-bit kernels for small batches where the checkpoint's weights are 4-bit (see linear.py).
         self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
-        # The head of a 4-bit checkpoint came 8-bit (GGUF's Q8_0): an int8 copy serves small batches.
-        self.int8_head = self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows()
+        # The head of a low-bit checkpoint came 6- or 8-bit (Q6_K, Q8_0): its blocks serve (see ggml_matmul.py),
+        # else an int8 copy serves small batches.
+        head_blocks = q4.get("model.embed_tokens.weight" if untied is None else "lm_head.weight")
+        head_blocks = head_blocks if isinstance(head_blocks, GGMLWeight) else None
+        self.int8_head = self.lm_head.pack_ggml_head(head_blocks, drop_dense=untied is not None) or (
+            self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows()
+        )
         self.rotaries = self.rotary_tables(config, device)
         self.fused_ops: FusedElementwise | None = None
         self.parallel: ParallelOps | None = None  # set by use_tensor_parallel on every rank
@@ -228,9 +234,12 @@ def _fused_linear(
     names: list[str],
     bias: torch.Tensor | None = None,
 ) -> Linear:
-    """One Linear over weights stacked along N; 4-bit codes kept only when every part has them."""
+    """One Linear over weights stacked along N; 4-bit codes kept only when every part has them, and no dense
+    weight at all when every part is GGML blocks kept packed (its entries in ``weights`` are then not read)."""
     parts = [q4[prefix + name] for name in names if prefix + name in q4]
-    codes = concat_rows(parts) if len(parts) == len(names) else None
+    if parts and len(parts) == len(names) and all(isinstance(p, GGMLWeight) for p in parts):
+        return Linear(torch.empty(0, dtype=parts[0].dtype), bias, ggml=parts)  # type: ignore[arg-type]
+    codes = concat_rows(parts) if len(parts) == len(names) and all(isinstance(p, Q4Weight) for p in parts) else None
     return Linear(torch.cat([take(name) for name in names], dim=0), bias, codes)
 
 
