@@ -28,7 +28,14 @@ from sagellm.engines.model.attention import LayerKV
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import RopeInputs
-from sagellm.engines.model.llama import DecoderLayer, LlamaForCausalLM, _fused_linear, _rotary_rows, _taker
+from sagellm.engines.model.llama import (
+    DecoderLayer,
+    LlamaForCausalLM,
+    _fused_linear,
+    _rotary_rows,
+    _taker,
+    split_qkv,
+)
 from sagellm.engines.model.q4_weights import Q4Weight
 from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
 
@@ -86,9 +93,7 @@ class GemmaDecoderLayer(DecoderLayer):
     ) -> torch.Tensor:
         cfg, eps = self.config, self.config.rms_norm_eps
         qkv = self.qkv(gemma_rms_norm(hidden, self.input_norm, eps))
-        q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
-        q, k = q.reshape(-1, cfg.num_heads, cfg.head_dim), k.reshape(-1, cfg.num_kv_heads, cfg.head_dim)
-        v = v.reshape(-1, cfg.num_kv_heads, cfg.head_dim)
+        q, k, v = split_qkv(qkv, cfg)
         if self.q_norm is not None and self.k_norm is not None:
             q, k = gemma_rms_norm(q, self.q_norm, eps), gemma_rms_norm(k, self.k_norm, eps)
         cos, sin = _rotary_rows(rope, q.dtype)

@@ -38,6 +38,14 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, fused: FusedElem
     return weight * x32.to(x.dtype)
 
 
+def split_qkv(qkv: torch.Tensor, cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fused projection's output as q [T, Hq, D], k and v [T, Hkv, D] (views where the layout allows)."""
+    q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
+    heads = (cfg.num_heads, cfg.num_kv_heads, cfg.num_kv_heads)
+    q, k, v = (part.reshape(-1, n, cfg.head_dim) for part, n in zip((q, k, v), heads))
+    return q, k, v
+
+
 def _rotary_rows(rope: RopeInputs, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cos/sin [T, 1, D]: as given unfused; looked up when the fused path passed whole tables."""
     if rope.cos.dim() == 3:
@@ -85,8 +93,7 @@ class DecoderLayer(nn.Module):
         if ops is not None and self.q_norm is None:
             q, k = ops.rope_qk(qkv, rope, cfg)
         else:
-            q, k, _ = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
-            q, k = q.reshape(-1, cfg.num_heads, cfg.head_dim), k.reshape(-1, cfg.num_kv_heads, cfg.head_dim)
+            q, k, _ = split_qkv(qkv, cfg)
             if self.q_norm is not None and self.k_norm is not None:
                 q, k = rms_norm(q, self.q_norm, cfg.rms_norm_eps), rms_norm(k, self.k_norm, cfg.rms_norm_eps)
             cos, sin = _rotary_rows(rope, q.dtype)
