@@ -20,6 +20,8 @@ What differs from Llama, each as transformers computes it:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,14 +30,7 @@ from sagellm.engines.model.attention import LayerKV
 from sagellm.engines.model.attention_metadata import AttentionMetadata
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.fused_ops import RopeInputs
-from sagellm.engines.model.llama import (
-    DecoderLayer,
-    LlamaForCausalLM,
-    _fused_linear,
-    _rotary_rows,
-    _taker,
-    split_qkv,
-)
+from sagellm.engines.model.llama import DecoderLayer, LlamaForCausalLM, _rotary_rows, split_qkv
 from sagellm.engines.model.q4_weights import Q4Weight
 from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
 
@@ -53,36 +48,25 @@ def gemma_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.T
     return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps) * weight).to(x.dtype)
 
 
-def _norm_weight(tensor: torch.Tensor) -> nn.Parameter:
-    return nn.Parameter(tensor.float(), requires_grad=False)
-
-
 class GemmaDecoderLayer(DecoderLayer):
     def __init__(
         self, config: ModelConfig, weights: dict[str, torch.Tensor], index: int, q4: dict[str, Q4Weight]
     ) -> None:
-        nn.Module.__init__(self)
-        self.config = config
-        self.window = config.layer_window(index)
+        super().__init__(config, weights, index, q4)
         # Gemma 3's windowed layers rotate with the local base (the model's second table)
         self.rope_index = 1 if self.window is not None and config.local_rope_theta is not None else 0
-        take = _taker(weights, f"model.layers.{index}.")
-        norms = [_norm_weight(take(f"{name}.weight")) for name in NORM_NAMES]
-        self.input_norm, self.post_attn_norm, self.pre_mlp_norm, self.post_mlp_norm = norms
-        prefix = f"model.layers.{index}."
-        self.qkv = _fused_linear(take, q4, prefix, [f"self_attn.{p}_proj.weight" for p in "qkv"])
-        self.q_norm = self.k_norm = None
-        if config.qk_norm:
-            self.q_norm = _norm_weight(take("self_attn.q_norm.weight"))
-            self.k_norm = _norm_weight(take("self_attn.k_norm.weight"))
-        self.o_proj = _fused_linear(take, q4, prefix, ["self_attn.o_proj.weight"])
-        self.gate_up = _fused_linear(take, q4, prefix, ["mlp.gate_proj.weight", "mlp.up_proj.weight"])
-        self.down = _fused_linear(take, q4, prefix, ["mlp.down_proj.weight"])
         scale = config.attention_scale
-        self.query_factor = None if scale is None else scale * config.head_dim**0.5
-        self.fused_attention = None
-        self.fused_ops = None
-        self.reduce = None
+        factor = None if scale is None else scale * config.head_dim**0.5
+        self.query_factor = None if factor == 1.0 else factor  # None: head_dim ** -0.5 is the scale already
+
+    def load_norms(self, take: Callable[[str], torch.Tensor]) -> None:
+        norms = [self.norm_weight(take(f"{name}.weight")) for name in NORM_NAMES]
+        self.input_norm, self.post_attn_norm, self.pre_mlp_norm, self.post_mlp_norm = norms
+
+    @staticmethod
+    def norm_weight(tensor: torch.Tensor) -> nn.Parameter:
+        """float32, whatever the model dtype: Gemma multiplies by the norm before casting back."""
+        return nn.Parameter(tensor.float(), requires_grad=False)
 
     def forward(
         self,
@@ -98,7 +82,7 @@ class GemmaDecoderLayer(DecoderLayer):
             q, k = gemma_rms_norm(q, self.q_norm, eps), gemma_rms_norm(k, self.k_norm, eps)
         cos, sin = _rotary_rows(rope, q.dtype)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if self.query_factor is not None and self.query_factor != 1.0:
+        if self.query_factor is not None:
             q = q * self.query_factor
         attended = self.attend(q, k, v, kv_cache, meta, cfg.attn_logit_softcap)
         attn_out = self._summed(self.o_proj(attended.reshape(-1, cfg.q_size)))

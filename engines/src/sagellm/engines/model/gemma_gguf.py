@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sagellm.engines.model.gemma_layout import LOCAL_ROPE_THETA, WINDOW_PATTERN, opt_float, windowed_layers
+
 GEMMA_NORM_NAMES = {
     "attn_norm.weight": "input_layernorm.weight",
     "post_attention_norm.weight": "post_attention_layernorm.weight",
     "ffn_norm.weight": "pre_feedforward_layernorm.weight",
     "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
 }
-WINDOW_PATTERN = {"gemma2": 2, "gemma3": 6}
-LOCAL_ROPE_THETA = {"gemma3": 10000.0}
 LAYERS_OF_27B = {"gemma2": 46, "gemma3": 62}
 
 
@@ -37,13 +37,9 @@ def gemma_fields(metadata: dict[str, Any], arch: str) -> dict[str, Any]:
         hidden, heads = int(metadata[f"{arch}.embedding_length"]), int(metadata[f"{arch}.attention.head_count"])
         scale = (hidden / heads) ** -0.5
     return {
-        "local_layers": tuple(i for i in range(num_layers) if i % pattern < pattern - 1),
+        "local_layers": windowed_layers(num_layers, pattern),
         "local_rope_theta": LOCAL_ROPE_THETA.get(arch),
         "attention_scale": scale,
-        "attn_logit_softcap": _opt_float(metadata.get(f"{arch}.attn_logit_softcapping")),
-        "final_logit_softcap": _opt_float(metadata.get(f"{arch}.final_logit_softcapping")),
+        "attn_logit_softcap": opt_float(metadata.get(f"{arch}.attn_logit_softcapping")),
+        "final_logit_softcap": opt_float(metadata.get(f"{arch}.final_logit_softcapping")),
     }
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)

@@ -64,20 +64,29 @@ class DecoderLayer(nn.Module):
         self.rope_index = 0  # which of the model's RoPE tables this layer rotates with
         prefix = f"model.layers.{index}."
         take = _taker(weights, prefix)
-        self.input_norm = nn.Parameter(take("input_layernorm.weight"), requires_grad=False)
-        self.post_norm = nn.Parameter(take("post_attention_layernorm.weight"), requires_grad=False)
+        self.load_norms(take)
         qkv_bias = torch.cat([take(f"self_attn.{p}_proj.bias") for p in "qkv"]) if config.attention_bias else None
         self.qkv = _fused_linear(take, q4, prefix, [f"self_attn.{p}_proj.weight" for p in "qkv"], qkv_bias)
         self.q_norm = self.k_norm = None
         if config.qk_norm:
-            self.q_norm = nn.Parameter(take("self_attn.q_norm.weight"), requires_grad=False)
-            self.k_norm = nn.Parameter(take("self_attn.k_norm.weight"), requires_grad=False)
+            self.q_norm = self.norm_weight(take("self_attn.q_norm.weight"))
+            self.k_norm = self.norm_weight(take("self_attn.k_norm.weight"))
         self.o_proj = _fused_linear(take, q4, prefix, ["self_attn.o_proj.weight"])
         self.gate_up = _fused_linear(take, q4, prefix, ["mlp.gate_proj.weight", "mlp.up_proj.weight"])
         self.down = _fused_linear(take, q4, prefix, ["mlp.down_proj.weight"])
         self.fused_attention: FusedAttention | None = None  # set by LlamaForCausalLM.use_fused_kernels
         self.fused_ops: FusedElementwise | None = None
         self.reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # tensor parallelism's all-reduce
+
+    def load_norms(self, take: Callable[[str], torch.Tensor]) -> None:
+        """The RMSNorm weights around attention and MLP (Gemma's layer has four: gemma.py)."""
+        self.input_norm = self.norm_weight(take("input_layernorm.weight"))
+        self.post_norm = self.norm_weight(take("post_attention_layernorm.weight"))
+
+    @staticmethod
+    def norm_weight(tensor: torch.Tensor) -> nn.Parameter:
+        """A norm's weight as the layer keeps it (here: as loaded, in the model dtype)."""
+        return nn.Parameter(tensor, requires_grad=False)
 
     def forward(
         self,
