@@ -250,11 +250,8 @@ def speculative_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidRequestError(
             "give --speculative-config or --speculative/--num-speculative-tokens/--speculative-option, not both"
         )
-    try:
-        options = json.loads(args.speculative_config)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"--speculative-config is not valid JSON: {exc}") from None
-    if not isinstance(options, dict) or "method" not in options:
+    options = json_object(args.speculative_config, "--speculative-config")
+    if options is None or "method" not in options:
         raise InvalidRequestError(
             '--speculative-config must be a JSON object with a "method", e.g. {"method": "ngram"}'
         )
