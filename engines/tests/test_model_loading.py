@@ -19,13 +19,10 @@ from typing import Any
 
 import pytest
 import torch
-from engines_helpers import drive
-from logits_reference import float64_copy, logits_bound
-from margins import record_margin
-from tiny_hf import TINY, bpe_tokenizer, hf_greedy, randomise
+from logits_reference import float64_copy
+from tiny_hf import TINY, assert_serves_like_transformers, bpe_tokenizer, hf_greedy, randomise, tiny_engine
 
 from sagellm.core.errors import ConfigError, ModelLoadError
-from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM
 from sagellm.engines.engine.device import resolve_device
 from sagellm.engines.model.loader import load_checkpoint, resolve_model_path
@@ -144,12 +141,7 @@ def test_safetensors_directory_matches_transformers(architecture: str, tmp_path:
     spread = torch.cat([r.logits for r in references]).std()
     assert spread > 1.0  # the comparison below is not trivially met by near-zero logits
 
-    llm = LLM(
-        model={"path": str(tmp_path), "dtype": "float32", "device": "cpu"},
-        kv_pool={"num_blocks": 64, "block_size": 8},
-        scheduler_ir={"max_num_batched_tokens": 16},  # the 23- and 40-token prompts are chunked
-        show_progress=False,
-    )
+    llm = tiny_engine(tmp_path)
     config = llm.engine.model_config
     head_dim = QWEN3_HEAD_DIM if architecture == "qwen3" else 16
     assert (config.architecture, config.num_heads, config.num_kv_heads, config.head_dim) == (
@@ -164,15 +156,7 @@ def test_safetensors_directory_matches_transformers(architecture: str, tmp_path:
     assert config.rope_theta == 5000.0
     assert 2 in llm.tokenizer.eos_token_ids
 
-    params = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
-    result = drive(llm.engine, prompts, arrivals=[0, 0, 2, 5], sampling=params, references=references)
-    for i, ref in enumerate(references):
-        assert result.token_ids[i] == ref.token_ids, f"prompt {i}"
-    assert result.probe.rows_checked == len(prompts) * NEW_TOKENS
-    assert result.probe.split_prompt_chunks > 0
-    worst, bound = max(result.probe.max_abs_err.values()), logits_bound(references)
-    record_margin("max |logit - float64|", worst, bound)
-    assert worst <= bound, f"max abs logits error {worst:.2e} > {bound:.2e}"
+    assert_serves_like_transformers(llm, prompts, references, NEW_TOKENS, "max |logit - float64|")
 
 
 def test_safetensors_directory_without_tokenizer_is_a_model_load_error(tmp_path: Path) -> None:

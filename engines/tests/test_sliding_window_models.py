@@ -21,12 +21,9 @@ from typing import Any
 
 import pytest
 import torch
-from engines_helpers import drive
 from logits_reference import exact_rows, float64_copy, logits_bound
-from margins import record_margin
-from tiny_hf import TINY, bpe_tokenizer, hf_greedy, randomise
+from tiny_hf import TINY, assert_serves_like_transformers, bpe_tokenizer, hf_greedy, randomise, tiny_engine
 
-from sagellm.core.types import SamplingParams
 from sagellm.engines import LLM
 
 NEW_TOKENS = 24
@@ -88,27 +85,14 @@ def test_matches_transformers_past_the_window(family: str, tmp_path: Path) -> No
     references = [hf_greedy(hf_model, exact_model, p, NEW_TOKENS) for p in prompts]
     assert torch.cat([r.logits for r in references]).std() > 1.0
 
-    llm = LLM(
-        model={"path": str(tmp_path), "dtype": "float32", "device": "cpu"},
-        kv_pool={"num_blocks": 64, "block_size": 8},
-        scheduler_ir={"max_num_batched_tokens": 16},
-        show_progress=False,
-    )
+    llm = tiny_engine(tmp_path)
     config = llm.engine.model_config
     assert config.sliding_window == WINDOW
     expected_local = {"gemma3": (0, 2), "gemma2": (0, 2), "mistral": None}[family]
     assert config.local_layers == expected_local
     assert llm.engine.max_model_len > WINDOW  # the window no longer caps the context
 
-    params = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
-    result = drive(llm.engine, prompts, arrivals=[0, 0, 2, 5], sampling=params, references=references)
-    for i, ref in enumerate(references):
-        assert result.token_ids[i] == ref.token_ids, f"prompt {i}"
-    assert result.probe.rows_checked == len(prompts) * NEW_TOKENS
-    assert result.probe.split_prompt_chunks > 0
-    worst, bound = max(result.probe.max_abs_err.values()), logits_bound(references)
-    record_margin(f"{family} max |logit - float64|", worst, bound)
-    assert worst <= bound, f"max abs logits error {worst:.2e} > {bound:.2e}"
+    assert_serves_like_transformers(llm, prompts, references, NEW_TOKENS, f"{family} max |logit - float64|")
 
 
 @pytest.mark.slow
@@ -237,17 +221,6 @@ def test_gemma3_gguf_matches_transformers(tmp_path: Path) -> None:
     exact_model = float64_copy(hf_model)
     references = [hf_greedy(hf_model, exact_model, p, NEW_TOKENS) for p in prompts]
 
-    llm = LLM(
-        model={"path": str(path), "dtype": "float32", "device": "cpu"},
-        kv_pool={"num_blocks": 64, "block_size": 8},
-        scheduler_ir={"max_num_batched_tokens": 16},
-        show_progress=False,
-    )
+    llm = tiny_engine(path)
     assert llm.engine.model_config.local_layers == (0, 1, 2, 3, 4)
-    params = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
-    result = drive(llm.engine, prompts, arrivals=[0, 0, 2, 5], sampling=params, references=references)
-    for i, ref in enumerate(references):
-        assert result.token_ids[i] == ref.token_ids, f"prompt {i}"
-    worst, bound = max(result.probe.max_abs_err.values()), logits_bound(references)
-    record_margin("gemma3 GGUF max |logit - float64|", worst, bound)
-    assert worst <= bound, f"max abs logits error {worst:.2e} > {bound:.2e}"
+    assert_serves_like_transformers(llm, prompts, references, NEW_TOKENS, "gemma3 GGUF max |logit - float64|")

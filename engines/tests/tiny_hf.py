@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from engines_helpers import no_eos
-from logits_reference import Reference, exact_rows
+from engines_helpers import drive, no_eos
+from logits_reference import Reference, exact_rows, logits_bound
+from margins import record_margin
+
+from sagellm.core.types import SamplingParams
+from sagellm.engines import LLM
 
 TINY = {
     "hidden_size": 64,
@@ -72,3 +76,29 @@ def hf_greedy(model: Any, exact_model: Any, prompt: list[int], new_tokens: int) 
         )
     tokens = out.sequences[0, len(prompt) :].tolist()
     return Reference(tokens, torch.cat(out.logits).float(), exact_rows(exact_model, prompt, tokens))
+
+
+def tiny_engine(path: Path) -> LLM:
+    """A tiny model served float32 with 8-token blocks and 16-token prefill chunks (longer prompts are split)."""
+    return LLM(
+        model={"path": str(path), "dtype": "float32", "device": "cpu"},
+        kv_pool={"num_blocks": 64, "block_size": 8},
+        scheduler_ir={"max_num_batched_tokens": 16},
+        show_progress=False,
+    )
+
+
+def assert_serves_like_transformers(
+    llm: LLM, prompts: list[list[int]], references: list[Reference], new_tokens: int, label: str
+) -> None:
+    """Four prompts arriving at steps 0, 0, 2 and 5: transformers' greedy tokens, every logits row within the
+    float32 noise bound of the float64 model, and at least one prompt split across prefill chunks."""
+    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
+    result = drive(llm.engine, prompts, arrivals=[0, 0, 2, 5], sampling=params, references=references)
+    for i, ref in enumerate(references):
+        assert result.token_ids[i] == ref.token_ids, f"prompt {i}"
+    assert result.probe.rows_checked == len(prompts) * new_tokens
+    assert result.probe.split_prompt_chunks > 0
+    worst, bound = max(result.probe.max_abs_err.values()), logits_bound(references)
+    record_margin(label, worst, bound)
+    assert worst <= bound, f"max abs logits error {worst:.2e} > {bound:.2e}"
