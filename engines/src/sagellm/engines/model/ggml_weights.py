@@ -62,11 +62,15 @@ class GGMLWeight:
 
 
 def ggml_from_gguf(tensor: Any, dtype: torch.dtype) -> GGMLWeight | None:
-    """A 2-D tensor of a kept type from a ``GGUFReader``, copied out of the file's map; None for other tensors."""
+    """A 2-D tensor of a kept type of a GGUF file; None for other tensors.
+
+    A writable tensor (``gguf_file.py``'s private map) is kept as a view: no copy, its pages are the file's.
+    A read-only one (``gguf.GGUFReader``'s map) is copied, as torch cannot wrap read-only arrays.
+    """
     kind = tensor.tensor_type.name
     raw = np.asarray(tensor.data)
     if kind not in KEPT_PACKED or raw.ndim != 2 or raw.dtype != np.uint8:
         return None
     rows, cols = (int(d) for d in reversed(tensor.shape))
-    # A copy: a view would keep the whole file mapped and count its pages again in the RSS.
-    return GGMLWeight(np.array(raw, dtype=np.uint8, copy=True, order="C"), kind, (rows, cols), dtype)
+    blocks = raw if raw.flags.writeable and raw.flags.c_contiguous else np.array(raw, dtype=np.uint8, order="C")
+    return GGMLWeight(blocks, kind, (rows, cols), dtype)

@@ -21,6 +21,7 @@ from sagellm.core.errors import ModelLoadError
 from sagellm.engines.model.config import GEMMA_ARCHITECTURES, ModelConfig
 from sagellm.engines.model.gemma_gguf import GEMMA_NORM_NAMES, gemma_fields
 from sagellm.engines.model.ggml_weights import ggml_from_gguf
+from sagellm.engines.model.gguf_file import GGUFFile
 from sagellm.engines.model.lazy_weights import DequantizingWeights
 from sagellm.engines.model.q4_weights import Q4Weight, q4_from_gguf
 from sagellm.engines.model.rope_scaling import RopeScaling, scaling_from_gguf
@@ -61,27 +62,19 @@ class GGUFCheckpoint:
     q4_weights: dict[str, Q4Weight]  # the Q4_0/Q4_1 tensors again, as codes (see q4_weights.py)
 
 
-def open_reader(path: Path) -> Any:
-    """Open a GGUF file, turning every low-level failure into ModelLoadError."""
-    from gguf import GGUFReader
-
+def open_reader(path: Path) -> GGUFFile:
+    """Open a GGUF file (see ``gguf_file.py``), turning every low-level failure into ModelLoadError."""
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     try:
-        return GGUFReader(str(path))
-    except Exception as exc:  # the reader raises bare ValueError/struct errors on garbage
+        return GGUFFile(path)
+    except Exception as exc:  # ValueError, struct and enum errors on garbage
         raise ModelLoadError(f"{path} is not a readable GGUF file: {exc}") from None
 
 
-def read_metadata(reader: Any) -> dict[str, Any]:
-    """All key/value fields; token lists decoded to Python lists."""
-    metadata: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        try:
-            metadata[key] = field.contents()
-        except Exception:  # a field type this gguf version cannot decode: skip it
-            continue
-    return metadata
+def read_metadata(reader: GGUFFile) -> dict[str, Any]:
+    """All key/value fields; token lists as Python lists."""
+    return dict(reader.metadata)
 
 
 def config_from_metadata(metadata: dict[str, Any], path: Path) -> ModelConfig:
@@ -190,15 +183,16 @@ def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], Non
         if name is None:
             continue
         fix_rows = _row_fix(name, config)
-        if _keep_packed(weights, q4_weights, name, tensor, dtype, fix_rows):
+        if _keep_packed(reader, weights, q4_weights, name, tensor, dtype, fix_rows):
             if progress is not None:
                 progress(i + 1, total)
             continue
-        # copy: F32 tensors come back as read-only views of the memory-mapped file
+        # copy: F32 tensors come back as views of the memory-mapped file
         weights[name] = torch.from_numpy(np.array(fix_rows(dequantize_tensor(tensor)), dtype=np.float32)).to(dtype)
         q4 = q4_from_gguf(tensor)
         if q4 is not None:
             q4_weights[name] = q4.map_rows(fix_rows)
+        reader.release(tensor)  # copied out: its file pages need not stay resident
         if progress is not None:
             progress(i + 1, total)
     tied = "lm_head.weight" not in weights
@@ -223,6 +217,7 @@ def _with_tied(config: ModelConfig, tied: bool) -> ModelConfig:
 
 
 def _keep_packed(
+    reader: GGUFFile,
     weights: dict[str, torch.Tensor],
     q4_weights: dict[str, Any],
     name: str,
@@ -234,7 +229,9 @@ def _keep_packed(
     packed = ggml_from_gguf(tensor, dtype)
     if packed is None or not isinstance(weights, DequantizingWeights):
         return False
-    packed = packed.map_rows(fix_rows)
-    weights.keep_packed(name, packed)
-    q4_weights[name] = packed
+    reordered = packed.map_rows(fix_rows)
+    if reordered.blocks is not packed.blocks:  # q/k rows moved into a copy: the file's pages are not used
+        reader.release(tensor)
+    weights.keep_packed(name, reordered)
+    q4_weights[name] = reordered
     return True

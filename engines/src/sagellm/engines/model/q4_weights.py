@@ -47,7 +47,7 @@ class Q4Weight:
 
 
 def q4_from_gguf(tensor: Any) -> Q4Weight | None:
-    """Codes, scales and minimums of a Q4_0/Q4_1 tensor from a ``GGUFReader``; None for other types."""
+    """Codes, scales and minimums of a Q4_0/Q4_1 tensor of a GGUF file (``gguf_file.py``); None for other types."""
     kind = tensor.tensor_type.name
     if kind not in _BLOCK_BYTES:
         return None
