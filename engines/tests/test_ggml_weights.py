@@ -17,6 +17,7 @@ import torch
 from gguf import GGMLQuantizationType, GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import quantize
+from tiny_gguf import write_tiny_llama
 
 from sagellm.engines.model.ggml_matmul import GGMLMatmul, packed_kernels
 from sagellm.engines.model.ggml_weights import PACKED_TYPES, GGMLWeight
@@ -105,16 +106,6 @@ def test_embedding_rows_and_dense_weight() -> None:
     torch.testing.assert_close(linear.dense_weight(), table, rtol=1e-6, atol=0)
 
 
-@needs_kernel
-def test_head_drops_its_dense_copy() -> None:
-    w = weight("Q6_K", 32, 256, seed=6)
-    head = Linear(torch.from_numpy(w.dequantize()))
-    assert head.pack_ggml_head(w) and head.weight.numel() == 0
-    x = torch.randn(2, 256)
-    assert relative_error(head(x), x.double() @ torch.from_numpy(w.dequantize()).double().t()) < 1e-5
-    assert not Linear(torch.zeros(4, 256)).pack_ggml_head(None)
-
-
 def test_map_rows_moves_whole_rows() -> None:
     w = weight("Q8_0", 8, 64)
     flipped = w.map_rows(lambda rows: rows[::-1])
@@ -160,12 +151,28 @@ def test_ggml_from_gguf_reads_a_written_file(tmp_path: Path, type_name: str) -> 
 
 
 @needs_kernel
-def test_tied_head_keeps_the_shared_table() -> None:
-    w = weight("Q8_0", 32, 64, seed=8)
-    table = torch.from_numpy(w.dequantize())
-    head = Linear(table)
-    assert head.pack_ggml_head(w, drop_dense=False)
-    assert head.weight.data_ptr() == table.data_ptr()  # a quantizer can still read the embedding's table
+@pytest.mark.parametrize("tied", [False, True])
+def test_embedding_and_head_stay_packed_and_serve_like_dense(tmp_path: Path, tied: bool) -> None:
+    """The Q8_0 table is looked up row by row and the head runs from blocks: no dense copy, same greedy text."""
+    from sagellm.core.types import SamplingParams
+    from sagellm.engines import LLM
+
+    path = write_tiny_llama(tmp_path / "q8.gguf", num_layers=2, seed=3, quant="Q8_0", tied=tied)
+
+    def load(packed: bool) -> LLM:
+        model = {"path": str(path), "dtype": "float32", "device": "cpu", "low_bit_matmul": packed}
+        return LLM(model=model, kv_pool={"memory_gb": 0.01}, show_progress=False)
+
+    packed, dense = load(True), load(False)
+    model = packed.engine.runner.model
+    assert model.embed.numel() == 0 and model.embed_table is not None
+    assert model.lm_head.weight.numel() == 0 and model.lm_head.ggml is not None
+    assert dense.engine.runner.model.embed.numel() > 0
+    params = SamplingParams(max_tokens=12, temperature=0.0)
+    prompts = ["The capital of France is", [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
+    got = [r.token_ids for r in packed.generate(prompts, params)]
+    want = [r.token_ids for r in dense.generate(prompts, params)]
+    assert got == want
 
 
 def test_without_the_kernel_the_weight_is_made_dense(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFReader, GGUFValueType, GGUFWriter
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+from gguf.quants import quantize
 
 from sagellm.engines.model.default_model import default_model_path
 
@@ -19,8 +20,17 @@ ARCH = "llama"
 HIDDEN, HEADS, KV_HEADS, FFN = 64, 4, 2, 128
 
 
-def write_tiny_llama(path: Path, num_layers: int, seed: int, swap_tokens: tuple[int, int] | None = None) -> Path:
-    """A ``num_layers``-layer random model; ``swap_tokens``: two token ids trade texts (a foreign vocabulary)."""
+def write_tiny_llama(
+    path: Path,
+    num_layers: int,
+    seed: int,
+    swap_tokens: tuple[int, int] | None = None,
+    quant: str | None = None,
+    tied: bool = False,
+) -> Path:
+    """A ``num_layers``-layer random model; ``swap_tokens``: two token ids trade texts (a foreign vocabulary);
+    ``quant``: every matrix stored as that GGML type (``Q8_0``: rows of 64 take only 32-wide blocks);
+    ``tied``: no ``output.weight``, the head reads the embedding table."""
     reader = GGUFReader(str(default_model_path()))
     writer = GGUFWriter(str(path), ARCH)
     vocab = 0
@@ -51,10 +61,16 @@ def write_tiny_llama(path: Path, num_layers: int, seed: int, swap_tokens: tuple[
     head_dim = HIDDEN // HEADS
 
     def add(name: str, *shape: int, scale: float = 0.1) -> None:
-        writer.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))
+        values = (rng.standard_normal(shape) * scale).astype(np.float32)
+        if quant is None:
+            writer.add_tensor(name, values)
+        else:
+            kind = GGMLQuantizationType[quant]
+            writer.add_tensor(name, quantize(values, kind), raw_dtype=kind)
 
     add("token_embd.weight", vocab, HIDDEN, scale=1.0)
-    add("output.weight", vocab, HIDDEN, scale=1.0)  # an untied head: a tied one makes a random model echo its input
+    if not tied:  # untied by default: a tied head makes a random model echo its input
+        add("output.weight", vocab, HIDDEN, scale=1.0)
     writer.add_tensor("output_norm.weight", np.ones(HIDDEN, dtype=np.float32))
     for layer in range(num_layers):
         blk = f"blk.{layer}."

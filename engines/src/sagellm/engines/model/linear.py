@@ -157,23 +157,6 @@ class Linear(nn.Module):
         self.scales_and_zeros = torch.stack([scales, zeros], dim=-1).to(weight.dtype).contiguous()
         return True
 
-    def pack_ggml_head(self, head: GGMLWeight | None, drop_dense: bool = True) -> bool:
-        """Serve this (LM head) linear from ``head``'s blocks; False where they cannot serve (off CPU, no kernel).
-
-        ``drop_dense``: free the dense weight (an untied head's own copy). A tied head's weight is the
-        embedding's table, so keeping it costs nothing, and a quantizer can still read it.
-        """
-        weight = self.weight
-        if head is None or weight.device.type != "cpu" or head.shape != tuple(weight.shape):
-            return False
-        kernels = packed_kernels()
-        if kernels is None:
-            return False
-        self.ggml = GGMLMatmul([head], kernels)
-        if drop_dense:
-            self.weight = nn.Parameter(weight.new_empty(0), requires_grad=False)
-        return True
-
     def _pack_ggml(self, parts: list[GGMLWeight]) -> bool:
         self.ggml_parts = None
         dtype, device = self.weight.dtype, self.weight.device

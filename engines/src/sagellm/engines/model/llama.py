@@ -8,7 +8,7 @@ overhead of small matmuls is a large share of decode time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +22,14 @@ from sagellm.engines.model.attention_window import windowed
 from sagellm.engines.model.config import ModelConfig
 from sagellm.engines.model.forward_args import ForwardArgs
 from sagellm.engines.model.fused_ops import FusedElementwise, RopeInputs
+from sagellm.engines.model.ggml_matmul import GGMLMatmul, packed_kernels
 from sagellm.engines.model.ggml_weights import GGMLWeight
 from sagellm.engines.model.linear import Linear
 from sagellm.engines.model.parallel_ops import ParallelOps
 from sagellm.engines.model.q4_weights import Q4Weight, concat_rows
 from sagellm.engines.model.rope import RotaryEmbedding, apply_rotary
+
+EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, fused: FusedElementwise | None = None) -> torch.Tensor:
@@ -151,25 +154,29 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         take = _taker(weights, "")
-        self.embed = nn.Parameter(take("model.embed_tokens.weight"), requires_grad=False)
         q4 = q4_weights or {}
+        # A table kept as GGML blocks (Q6_K, Q8_0, ...) is looked up row by row, never made dense: for a
+        # 150K-262K vocabulary the dense float32 table alone is as large as the whole file.
+        embed_blocks = serving_blocks(q4, EMBED, device)
+        self.embed_table = None if embed_blocks is None else GGMLMatmul([embed_blocks], packed_kernels())
+        self.embed = nn.Parameter(take_dense(weights, EMBED, embed_blocks), requires_grad=False)
         self.layers = nn.ModuleList(self.layer_class(config, weights, i, q4) for i in range(config.num_layers))
         self.norm = nn.Parameter(take("model.norm.weight"), requires_grad=False)
-        lm_head = weights.pop("lm_head.weight", None)
-        untied = None if config.tie_word_embeddings or lm_head is None else lm_head
+        untied = not config.tie_word_embeddings and HEAD in weights
+        head_blocks = serving_blocks(q4, HEAD if untied else EMBED, device)
+        lm_head = take_dense(weights, HEAD, head_blocks) if untied else None
+        if not untied and HEAD in weights:  # a tied config's stray copy: dropped unread
+            del weights[HEAD]
         self.to(device)
         # Made after the move, so a tied head shares the embedding's storage on the device instead of copying it;
-        # a Linear, so a quantizer can swap it like the decoder's linears (see quantize.py).
-        self.lm_head = Linear(self.embed.detach() if untied is None else untied.to(device))
+        # a Linear, so a quantizer can swap it like the decoder's linears (see quantize.py). A head whose
+        # blocks serve (see ggml_matmul.py) holds only them.
+        head_weight = self.embed.detach() if lm_head is None else lm_head.to(device)
+        self.lm_head = Linear(head_weight, ggml=None if head_blocks is None else [head_blocks])
         # 4-bit kernels for small batches where the checkpoint's weights are 4-bit (see linear.py).
-        self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.modules() if isinstance(m, Linear))
-        # The head of a low-bit checkpoint came 6- or 8-bit (Q6_K, Q8_0): its blocks serve (see ggml_matmul.py),
-        # else an int8 copy serves small batches.
-        head_blocks = q4.get("model.embed_tokens.weight" if untied is None else "lm_head.weight")
-        head_blocks = head_blocks if isinstance(head_blocks, GGMLWeight) else None
-        self.int8_head = self.lm_head.pack_ggml_head(head_blocks, drop_dense=untied is not None) or (
-            self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows()
-        )
+        self.num_low_bit_linears = sum(m.pack_low_bit() for m in self.layers.modules() if isinstance(m, Linear))
+        # A head that came without serving blocks gets an int8 copy for small batches in a low-bit model.
+        self.int8_head = self.lm_head.pack_low_bit() or (self.num_low_bit_linears > 0 and self.lm_head.pack_int8_rows())
         self.rotaries = self.rotary_tables(config, device)
         self.fused_ops: FusedElementwise | None = None
         self.parallel: ParallelOps | None = None  # set by use_tensor_parallel on every rank
@@ -185,6 +192,8 @@ class LlamaForCausalLM(nn.Module):
         ]
 
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if self.embed_table is not None:
+            return self.embed_table.rows(input_ids, self.embed.dtype)
         parallel = self.parallel
         return F.embedding(input_ids, self.embed) if parallel is None else parallel.embed(input_ids, self.embed)
 
@@ -257,6 +266,25 @@ def _fused_linear(
         return Linear(torch.empty(0, dtype=parts[0].dtype), bias, ggml=parts)  # type: ignore[arg-type]
     codes = concat_rows(parts) if len(parts) == len(names) and all(isinstance(p, Q4Weight) for p in parts) else None
     return Linear(torch.cat([take(name) for name in names], dim=0), bias, codes)
+
+
+def serving_blocks(q4: Mapping[str, object], name: str, device: torch.device) -> GGMLWeight | None:
+    """``name``'s GGML blocks where the packed kernels can serve them (CPU, compiled); else None."""
+    blocks = q4.get(name)
+    if not isinstance(blocks, GGMLWeight) or device.type != "cpu" or packed_kernels() is None:
+        return None
+    return blocks
+
+
+def take_dense(weights: dict[str, torch.Tensor], name: str, blocks: GGMLWeight | None) -> torch.Tensor:
+    """Pop ``name``'s dense tensor, or, where its ``blocks`` serve instead, an empty one of the model dtype
+    (read without ever dequantizing the table)."""
+    if blocks is None:
+        return _taker(weights, "")(name)
+    if name not in weights:
+        raise ModelLoadError(f"checkpoint lacks tensor {name}")
+    del weights[name]  # a DequantizingWeights entry: deleting never dequantizes
+    return torch.empty(0, dtype=blocks.dtype)
 
 
 def _taker(weights: dict[str, torch.Tensor], prefix: str) -> Callable[[str], torch.Tensor]:
