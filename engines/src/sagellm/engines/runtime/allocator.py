@@ -38,3 +38,20 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
     )
+
+
+def release_load_scratch() -> bool:
+    """Hand the heap freed by loading (parsed metadata, dense scratch) back to the OS; False without glibc.
+
+    The raised trim threshold above keeps freed heap for reuse, which is right for decode's per-layer
+    buffers but left 90-320 MB of one-off load garbage resident (measured on the 0.27-1.5B GGUFs):
+    ``malloc_trim`` once, after the model is built and before warm-up touches what decoding reuses.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(trim(0))
