@@ -14,15 +14,16 @@ Two sections:
   parameters + packed blocks), greedy decode tok/s at batch 1 (the time of
   ``1 + N`` generated tokens minus that of 1, same prompt), prefill time of
   a ``--prefill`` token prompt, and whether the greedy text equals dense.
-  A third mode, ``packed+embedding``, also drops the dense embedding table
-  and looks token rows up in its blocks (``GGMLMatmul.rows``); llama.py
-  does not do that yet, so the bench swaps its ``F.embedding`` in the child
-  (see :func:`use_packed_embedding`) to measure what that change would save.
+  Packed includes the embedding table (token rows looked up in its
+  blocks) and the LM head. RSS is also given less the interpreter's own
+  (measured in the child before the model loads) and the KV pool, so the
+  model's memory reads against the file size.
   Runs interleave dense/packed per round so machine load hits both alike;
   the load average is recorded with each.
-
-llama.cpp is not built on this machine, so there is no llama.cpp column
-(``bench_llama_cpp_reference.py`` runs it where ``llama-cpp-python`` is installed).
+* **llama.cpp**: ``llama-bench`` on the same file and thread count, where a
+  build is found (``--llama-cpp DIR``; ``../shared/tools/build_llama_server.sh``
+  makes one): decode tok/s, prefill tok/s and its peak RSS (mapped file
+  pages included), next to the engine's in the same run.
 
 Usage::
 
@@ -151,45 +152,13 @@ def kernel_timings(packed: Any, dense: torch.Tensor, x: torch.Tensor, reps: int)
 # ---- model section (one child process per run) ----
 
 
-def use_packed_embedding(model: Any, path: str) -> None:
-    """What llama.py would do with the embedding kept packed: look rows up in the blocks, drop the dense table.
-
-    Simulated here (llama.py's ``F`` swapped for one whose ``embedding`` reads the blocks) to measure the
-    memory it saves before the model code changes; the lookup is ``GGMLMatmul.rows``.
-    """
-    import gc
-    import types
-
-    from gguf import GGUFReader
-
-    import sagellm.engines.model.llama as llama
-    from sagellm.engines.model.ggml_matmul import GGMLMatmul, packed_kernels
-    from sagellm.engines.model.ggml_weights import ggml_from_gguf
-
-    tensor = next(t for t in GGUFReader(path).tensors if t.name == "token_embd.weight")
-    blocks = ggml_from_gguf(tensor, model.dtype)
-    if blocks is None:
-        return
-    table = GGMLMatmul([blocks], packed_kernels())
-    model.embed = torch.nn.Parameter(model.embed.new_empty(0), requires_grad=False)
-
-    def embedding(ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return table.rows(ids, weight.dtype) if weight.numel() == 0 else F.embedding(ids, weight)
-
-    shim = types.SimpleNamespace(**{name: getattr(F, name) for name in dir(F) if not name.startswith("__")})
-    shim.embedding = embedding
-    llama.F = shim  # type: ignore[assignment]
-    gc.collect()
-
-
-def child(
-    path: str, dtype: str, packed: bool, new_tokens: int, prefill: int, threads: int, packed_embedding: bool = False
-) -> dict[str, Any]:
+def child(path: str, dtype: str, packed: bool, new_tokens: int, prefill: int, threads: int) -> dict[str, Any]:
     from sagellm.core.types import SamplingParams
     from sagellm.engines import LLM
     from sagellm.engines.model.linear import Linear
 
     torch.set_num_threads(threads)
+    rss_interpreter = rss_mb()  # Python, torch and sageLLM imported, no model yet
     load_before = load_average()
     start = time.perf_counter()
     llm = LLM(
@@ -199,9 +168,13 @@ def child(
     )
     load_s = time.perf_counter() - start
     model = llm.engine.runner.model
-    if packed_embedding:
-        use_packed_embedding(model, path)
     rss_load = rss_mb()
+    kv_storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+        for kv in llm.engine.runner.kv_caches
+        for t in kv[:2]
+    }
+    kv_pool_mb = sum(kv_storages.values()) / 2**20
     storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()}
     packed_bytes = sum(m.ggml.nbytes for m in model.modules() if isinstance(m, Linear) and m.ggml is not None)
     num_packed = sum(1 for m in model.modules() if isinstance(m, Linear) and m.ggml is not None)
@@ -222,10 +195,12 @@ def child(
         "file_mb": Path(path).stat().st_size / 2**20,
         "dtype": dtype,
         "packed": packed,
-        "packed_embedding": packed_embedding,
         "threads": threads,
         "load_s": load_s,
         "rss_after_load_mb": rss_load,
+        "rss_interpreter_mb": rss_interpreter,
+        "kv_pool_mb": kv_pool_mb,
+        "model_rss_mb": rss_load - rss_interpreter - kv_pool_mb,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "dense_param_mb": sum(storages.values()) / 2**20,
         "packed_block_mb": packed_bytes / 2**20,
@@ -239,7 +214,7 @@ def child(
     }
 
 
-MODES = {"dense": "0", "packed": "1", "packed+embedding": "2"}
+MODES = {"dense": "0", "packed": "1"}
 
 
 def run_child(args: argparse.Namespace, path: str, dtype: str, mode: str) -> dict[str, Any]:
@@ -306,11 +281,57 @@ def decode_ab(path: str, dtype: str, new_tokens: int, rounds: int, threads: int)
     }
 
 
+def llama_cpp_section(args: argparse.Namespace, models: list[str]) -> list[dict[str, Any]]:
+    """``llama-bench`` on each file at ``--threads``: decode (``--new-tokens``) and prefill (``--prefill``)."""
+    from sagellm.engines.bench.llama_bench import find_llama_bench, run_llama_bench
+
+    binary = find_llama_bench(args.llama_cpp)
+    if binary is None:
+        print("llama.cpp: no llama-bench found (--llama-cpp DIR): no comparison", file=sys.stderr)
+        return []
+    rows: list[dict[str, Any]] = []
+    for path in models:
+        decode = run_llama_bench(binary, Path(path), args.threads, gen_tokens=args.new_tokens)
+        prefill = run_llama_bench(binary, Path(path), args.threads, prompt_tokens=args.prefill)
+        rows.append(
+            {
+                "model": path,
+                "file_mb": Path(path).stat().st_size / 2**20,
+                "threads": args.threads,
+                "decode_tok_s": decode.tokens_per_s,
+                "prefill_tok_s": prefill.tokens_per_s,
+                "prefill_tokens": args.prefill,
+                "peak_rss_mb": max(decode.peak_rss_mib, prefill.peak_rss_mib),
+                "build": decode.build,
+                "load": load_average(),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 # ---- report ----
 
 
-def markdown(kernel: list[dict[str, Any]], runs: list[dict[str, Any]], ab: list[dict[str, Any]] | None = None) -> str:
+def markdown(
+    kernel: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    ab: list[dict[str, Any]] | None = None,
+    llama_cpp: list[dict[str, Any]] | None = None,
+) -> str:
     lines = ["# GGUF weights kept packed", ""]
+    if llama_cpp:
+        lines += [
+            "| llama.cpp (llama-bench) | threads | decode tok/s | prefill tok/s | peak RSS MB (x file) | build |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {Path(r['model']).parent.name}/{Path(r['model']).name} | {r['threads']} | {r['decode_tok_s']:.2f} "
+            f"| {r['prefill_tok_s']:.1f} ({r['prefill_tokens']} tok) "
+            f"| {r['peak_rss_mb']:.0f} ({r['peak_rss_mb'] / r['file_mb']:.2f}x) | {r['build']} |"
+            for r in llama_cpp
+        ]
+        lines.append("")
     if ab:
         lines += [
             "| model | dtype | threads | decode tok/s dense | decode tok/s packed | packed / dense | rounds | load |",
@@ -325,9 +346,10 @@ def markdown(kernel: list[dict[str, Any]], runs: list[dict[str, Any]], ab: list[
         lines.append("")
     if runs:
         lines += [
-            "| model | dtype | weights | file MB | RSS after load MB | peak RSS MB | RSS / file | dense params MB "
+            "| model | dtype | weights | file MB | RSS after load MB | peak RSS MB | RSS / file "
+            "| RSS less interpreter and KV pool MB (x file) | dense params MB "
             "| packed MB | decode tok/s (batch 1) | prefill s | same text as dense | load avg |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for run in runs:
@@ -348,7 +370,8 @@ def markdown(kernel: list[dict[str, Any]], runs: list[dict[str, Any]], ab: list[
             lines.append(
                 f"| {Path(model).parent.name}/{Path(model).name} | {dtype} | {mode} "
                 f"| {ok[0]['file_mb']:.0f} | {med('rss_after_load_mb'):.0f} | {med('peak_rss_mb'):.0f} "
-                f"| {med('rss_after_load_mb') / ok[0]['file_mb']:.2f} | {med('dense_param_mb'):.0f} "
+                f"| {med('rss_after_load_mb') / ok[0]['file_mb']:.2f} "
+                f"| {med('model_rss_mb'):.0f} ({med('model_rss_mb') / ok[0]['file_mb']:.2f}x) | {med('dense_param_mb'):.0f} "
                 f"| {med('packed_block_mb'):.0f} | {med('decode_tok_s'):.2f} | {med('prefill_s'):.2f} "
                 f"({ok[0]['prefill_tokens']} tok) | {same} | {med('load_before'):.1f}-{med('load_after'):.1f} |"
             )
@@ -379,11 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--only", choices=("kernel", "model", "decode-ab"))
     parser.add_argument("--ab-threads", nargs="+", type=int, default=[1, 2], help="threads of the decode A/B runs")
+    parser.add_argument("--llama-cpp", help="llama.cpp's build folder (default: where build_llama_server.sh puts it)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     if args.child:
         path, dtype, mode = args.child
-        result = child(path, dtype, mode != "0", args.new_tokens, args.prefill, args.threads, mode == "2")
+        result = child(path, dtype, mode != "0", args.new_tokens, args.prefill, args.threads)
         print(json.dumps(result))
         return 0
     if args.quick:
@@ -398,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     kernel = [] if args.only else kernel_section(models[0], [1, 4, 8, 16, 32], 3 if args.quick else 20)
     runs = [] if args.only in ("kernel", "decode-ab") else model_section(args)
+    llama_cpp = [] if args.only in ("kernel", "decode-ab") else llama_cpp_section(args, models)
     ab = []
     if args.only == "decode-ab" or (args.only is None and not args.quick):
         for path in models:
@@ -408,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
         "torch": torch.__version__,
-        "llama_cpp": "not built on this machine: no comparison",
+        "llama_cpp": llama_cpp or "no llama-bench found: no comparison",
         "kernel": kernel,
         "model": runs,
         "decode_ab": ab,
@@ -416,8 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     name = "ggml_weights_decode_ab" if args.only == "decode-ab" else "ggml_weights"
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{name}.md").write_text(markdown(kernel, runs, ab))
-    print(markdown(kernel, runs, ab))
+    (args.out / f"{name}.md").write_text(markdown(kernel, runs, ab, llama_cpp))
+    print(markdown(kernel, runs, ab, llama_cpp))
     return 0
 
 

@@ -16,8 +16,14 @@ runs in a fresh process so its peak resident memory is its own. Reported:
   ContextLengthExceededError (HTTP 400 in the server) rather than run out
   of memory.
 
-llama.cpp on the same file is not part of this run: its binary is not
-built on every machine (``../shared/tools/build_llama_server.sh``).
+llama.cpp on the same file, where a build is found (``--llama-cpp DIR``;
+``../shared/tools/build_llama_server.sh`` makes one): ``llama-bench``'s
+prefill of the same length (TTFT = length / its prompt tok/s) and 32
+decoded tokens after that many in its cache (TPOT), with its f16 KV cache
+and its q8_0 one, at the same thread count; peak RSS of the decode run.
+llama-bench has no RoPE-scaling flags, so it runs the file's plain RoPE:
+the scaling changes the rotation frequencies, not the work, so the timings
+compare.
 
 Usage::
 
@@ -131,7 +137,44 @@ def run_in_subprocess(args: argparse.Namespace, length: int, cache_dtype: str) -
     return row
 
 
-def markdown(rows: list[dict[str, Any]], chunk: int) -> str:
+LLAMA_KV = {"auto": (), "int8": ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")}
+
+
+def llama_cpp_rows(args: argparse.Namespace, lengths: list[int]) -> list[dict[str, Any]]:
+    """llama.cpp's TTFT and TPOT at each length (same file, same threads), or [] where it is not built."""
+    from sagellm.engines.bench.llama_bench import find_llama_bench, run_llama_bench
+    from sagellm.engines.model.default_model import default_model_path
+
+    binary = find_llama_bench(args.llama_cpp)
+    if binary is None:
+        print("llama.cpp: no llama-bench found (--llama-cpp DIR): no comparison", file=sys.stderr)
+        return []
+    model = Path(args.model) if args.model else default_model_path()
+    threads = args.threads or 2
+    rows = []
+    for length in lengths:
+        for cache_dtype in args.cache_dtypes:
+            kv = LLAMA_KV[cache_dtype]
+            prefill = run_llama_bench(binary, model, threads, prompt_tokens=length, repetitions=1, extra=kv)
+            decode = run_llama_bench(
+                binary, model, threads, gen_tokens=NEW_TOKENS, depth=length, repetitions=1, extra=kv
+            )
+            rows.append(
+                {
+                    "length": length,
+                    "cache_dtype": "f16" if not kv else "q8_0",
+                    "ttft_s": round(length / prefill.tokens_per_s, 2),
+                    "tpot_ms": round(decode.ms_per_token, 1),
+                    "rss_peak_mib": round(max(prefill.peak_rss_mib, decode.peak_rss_mib)),
+                    "build": decode.build,
+                    "threads": threads,
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], chunk: int, llama_cpp: list[dict[str, Any]] | None = None) -> str:
     lines = [
         f"# Long prompts, SmolLM2-135M with YaRN x4 (32,768 positions), {cpu_model_name()}",
         "",
@@ -147,6 +190,24 @@ def markdown(rows: list[dict[str, Any]], chunk: int) -> str:
             f"| {r['rss_loaded_mib']} | {r['rss_peak_mib']} | {r['growth_mib']} | {r['kv_mib']} "
             f"| {'yes' if r['over_length_refused'] else 'NO'} |"
         )
+    if llama_cpp:
+        lines += [
+            "",
+            f"llama.cpp (llama-bench, build {llama_cpp[0]['build']}, {llama_cpp[0]['threads']} threads), same file:",
+            "",
+            "| prompt tokens | KV cache | TTFT (s) | TPOT (ms) | peak RSS (MiB) | sageLLM TTFT / llama.cpp "
+            "| sageLLM TPOT / llama.cpp |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        ours = {(r["length"], r["cache_dtype"]): r for r in rows}
+        for r in llama_cpp:
+            mine = ours.get((r["length"], "auto" if r["cache_dtype"] == "f16" else "int8"))
+            ratio_ttft = f"{mine['ttft_s'] / r['ttft_s']:.2f}" if mine else "-"
+            ratio_tpot = f"{mine['tpot_ms'] / r['tpot_ms']:.2f}" if mine else "-"
+            lines.append(
+                f"| {r['length']:,} | {r['cache_dtype']} | {r['ttft_s']} | {r['tpot_ms']} | {r['rss_peak_mib']} "
+                f"| {ratio_ttft} | {ratio_tpot} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -158,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=2048, help="prefill tokens per step")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--quick", action="store_true", help="CI smoke: 1,024 tokens, both cache dtypes")
+    parser.add_argument("--llama-cpp", help="llama.cpp's build folder (default: where build_llama_server.sh puts it)")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp rows")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--one", nargs=2, metavar=("LENGTH", "CACHE_DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -171,8 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         for cache_dtype in args.cache_dtypes:
             rows.append(run_in_subprocess(args, length, cache_dtype))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    report = {"cpu": cpu_model_name(), "chunk": args.chunk, "rope_scaling": YARN_X4, "rows": rows}
-    write_json_and_markdown(report, markdown(rows, args.chunk), args.out, "long_context")
+    llama_cpp = [] if args.no_llama_cpp else llama_cpp_rows(args, lengths)
+    report = {
+        "cpu": cpu_model_name(),
+        "chunk": args.chunk,
+        "rope_scaling": YARN_X4,
+        "rows": rows,
+        "llama_cpp": llama_cpp,
+    }
+    write_json_and_markdown(report, markdown(rows, args.chunk, llama_cpp), args.out, "long_context")
     return 0 if all(r["over_length_refused"] for r in rows) else 1
 
 
