@@ -76,6 +76,46 @@ def test_packed_matmul_matches_dense_float64(type_name: str, portable: bool) -> 
         assert torch.isnan(out[:, :5]).all()  # columns before ``col`` are not written
 
 
+def quantized_per_32(x: torch.Tensor) -> torch.Tensor:
+    """x as the int8 path sees it: per 32, codes round(x * 127 / max|x|) times max|x| / 127 (float32 steps)."""
+    groups = x.view(x.shape[0], -1, 32)
+    amax = groups.abs().amax(dim=-1, keepdim=True)
+    inverse = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+    return (torch.round(groups * inverse) * (amax / 127.0)).view_as(x)
+
+
+@needs_kernel
+@pytest.mark.skipif(kernels is None or not kernels.compiled_avx2(), reason="the int8 path is AVX2")
+@pytest.mark.parametrize("type_name", TYPES)
+def test_int8_activations_are_x_quantized_per_32(type_name: str) -> None:
+    """Exactly llama.cpp-style activations: the dense product of the per-32 int8 x, to float rounding."""
+    parts = [weight(type_name, seed=1), weight("Q8_0", rows=8, seed=2)]
+    reference = torch.cat([torch.from_numpy(p.dequantize()) for p in parts]).double()
+    blocks, types = [torch.from_numpy(p.blocks) for p in parts], [p.type_id for p in parts]
+    for rows in (1, 3, 9):
+        x = torch.randn(rows, 512)
+        out = torch.empty(rows, reference.shape[0])
+        kernels.matmul_into(x, blocks, types, out, 0, False, True)
+        assert relative_error(out, quantized_per_32(x).double() @ reference.t()) < 1e-5
+        exact_error = relative_error(out, x.double() @ reference.t())
+        assert 1e-4 < exact_error < 3e-2  # the rounding of x shows, at the size llama.cpp accepts
+        portable = torch.empty_like(out)
+        kernels.matmul_into(x, blocks, types, portable, 0, True, True)  # the portable loops stay float
+        assert relative_error(portable, x.double() @ reference.t()) < 1e-5
+
+
+@needs_kernel
+def test_ggml_activations_reach_every_packed_linear(tmp_path: Path) -> None:
+    from sagellm.engines import LLM
+
+    path = write_tiny_llama(tmp_path / "q8.gguf", num_layers=1, seed=3, quant="Q8_0")
+    for kind in ("float32", "int8"):
+        model = {"path": str(path), "dtype": "float32", "device": "cpu", "ggml_activations": kind}
+        llm = LLM(model=model, kv_pool={"memory_gb": 0.01}, show_progress=False)
+        packed = [m.ggml for m in llm.engine.runner.model.modules() if isinstance(m, Linear) and m.ggml is not None]
+        assert len(packed) == 5 and all(g.int8_activations == (kind == "int8") for g in packed)
+
+
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_linear_packed_and_tiled_paths_match_dense(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,6 +56,12 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         'e.g. \'{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}\'; '
         "types: linear, dynamic, yarn, llama3",
     )
+    group.add_argument(
+        "--ggml-activations",
+        choices=("int8", "float32"),
+        help="what GGUF K-quant/Q5_0/Q8_0 weights multiply with at small batches: float32 (default; exact, "
+        "the dense model's results) or int8 (activations quantized per 32 as llama.cpp does; faster decode)",
+    )
     group.add_argument("--block-size", type=int, help="tokens per KV block (default 16)")
     group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")
     group.add_argument("--kv-memory-gb", type=float, help="memory for the KV pool in GiB (default 1.0)")
@@ -201,6 +207,7 @@ def config_from_args(args: argparse.Namespace) -> SageLLMConfig:
     put("model", "max_model_len", args.max_model_len)
     put("model", "chat_template", args.chat_template)
     put("model", "rope_scaling", json_object(args.rope_scaling, "--rope-scaling"))
+    put("model", "ggml_activations", args.ggml_activations)
     put("collective_ops", "world_size", args.tensor_parallel_size)
     put("collective_ops", "implementation", args.collective_backend)
     put("collective_ops", "init_method", args.dist_init_method)

@@ -123,7 +123,9 @@ def load_draft_model(config: SageLLMConfig, target: LlamaForCausalLM, path: str)
 def model_of(config: SageLLMConfig, checkpoint: LoadedCheckpoint, device: torch.device) -> LlamaForCausalLM:
     """The checkpoint's model on ``device``, keeping 4-bit codes for the low-bit kernels unless configured off."""
     q4_weights = checkpoint.q4_weights if config.model.low_bit_matmul else None
-    return model_class(checkpoint.config)(checkpoint.config, checkpoint.weights, device, q4_weights)
+    model = model_class(checkpoint.config)(checkpoint.config, checkpoint.weights, device, q4_weights)
+    model.use_ggml_activations(config.model.ggml_activations)
+    return model
 
 
 def fused_kernel_set(config: SageLLMConfig, device: torch.device) -> KernelFusionSection | None:

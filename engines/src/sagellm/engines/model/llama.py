@@ -211,6 +211,13 @@ class LlamaForCausalLM(nn.Module):
             [] if elementwise is None else list(elementwise.OPS)
         )
 
+    def use_ggml_activations(self, kind: str) -> None:
+        """``"int8"``: the linears kept as GGML blocks quantize their few-row inputs per 32 (llama.cpp's
+        activations); ``"float32"``: they keep them float (see ggml_matmul.py)."""
+        for module in self.modules():
+            if isinstance(module, Linear) and module.ggml is not None:
+                module.ggml.int8_activations = kind == "int8"
+
     def use_tensor_parallel(self, ops: ParallelOps) -> None:
         """Join this rank's shard (built from ``TensorShard.cut`` weights) to the others through ``ops``."""
         self.parallel = ops

@@ -14,6 +14,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <cmath>
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
@@ -279,6 +280,51 @@ struct DotSink {  // y[m] += dot(w, x[m]) for kRows rows of x
   }
 };
 
+// The same dot products with x quantized to int8 per 32 (scale xd = max|x| / 127, as llama.cpp's Q8_0
+// activations): a unit is 32 byte products summed in integers (maddubs + madd: |c| <= 128 times |x| <= 127,
+// two per int16, cannot saturate), one conversion and one FMA per row of x, where the float path widens
+// the codes to four float vectors and needs four FMAs. Lanes 0-3 of the int32 sums cover weights 0-15,
+// lanes 4-7 weights 16-31, so the two scales are one vector. The additive term reads the quantized x's sums.
+template <int kRows>
+struct DotSinkI8 {
+  const int8_t* xq;   // row 0 of the tile, [kRows, K]
+  const float* xd;    // [kRows, K / 32]
+  const float* xsum;  // [kRows, K / 32]
+  int64_t K;
+  __m256 acc[kRows];
+  float add[kRows];
+
+  DotSinkI8(const int8_t* xq_, const float* xd_, const float* xsum_, int64_t K_) : xq(xq_), xd(xd_), xsum(xsum_), K(K_) {
+    for (int m = 0; m < kRows; ++m) {
+      acc[m] = _mm256_setzero_ps();
+      add[m] = 0.0f;
+    }
+  }
+
+  inline void unit(__m256i codes, float s_lo, float s_hi, float a, int64_t k0) {
+    const __m256i magnitude = _mm256_sign_epi8(codes, codes);
+    const __m256 scales = _mm256_setr_ps(s_lo, s_lo, s_lo, s_lo, s_hi, s_hi, s_hi, s_hi);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t g = k0 / 32;
+#pragma GCC unroll 8
+    for (int m = 0; m < kRows; ++m) {
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + k0));
+      const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(y, codes));
+      const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(scales, _mm256_set1_ps(xd[m * (K / 32) + g])), sums, acc[m]);
+      add[m] += a * xsum[m * (K / 32) + g];
+    }
+  }
+
+  inline float result(int m) const {
+    const __m256 s = acc[m];
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h) + add[m];
+  }
+};
+
 struct StoreSink {  // y[k] = w[k]: dequantization
   float* y;
   inline void unit(__m256i codes, float s_lo, float s_hi, float a, int64_t k0) {
@@ -426,8 +472,39 @@ void tile_avx2(const float* x, const float* xsum, int64_t K, const uint8_t* w, i
   }
 }
 
+template <int kRows>
+void tile_i8_avx2(const int8_t* xq, const float* xd, const float* xsum, int64_t K, const uint8_t* w,
+                  int64_t row_bytes, int64_t type, int64_t begin, int64_t end, int64_t rows, float* out, int64_t ldo) {
+  for (int64_t n = begin; n < end; ++n) {
+    DotSinkI8<kRows> sink(xq, xd, xsum, K);
+    row_avx2(sink, type, w + n * row_bytes, K);
+    for (int64_t m = 0; m < rows; ++m) out[m * ldo + n] = sink.result((int)m);
+  }
+}
+
+// x [rows, K] to int8 codes and one scale per 32 (round to nearest; an all-zero group gets scale 0), and the
+// sums of the quantized groups: the additive terms (Q4_K's minimums) must see the same x as the codes do,
+// or their large, opposite-signed parts stop cancelling (the float sums doubled Q4_K's error, measured).
+void quantize_x(const float* x, int64_t rows, int64_t K, int8_t* q, float* d, float* qsum) {
+  for (int64_t m = 0; m < rows; ++m)
+    for (int64_t g = 0; g < K / 32; ++g) {
+      const float* v = x + m * K + g * 32;
+      float amax = 0.0f;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(v[i]));
+      const float scale = amax / 127.0f, inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+      int32_t total = 0;
+      for (int i = 0; i < 32; ++i) {
+        const int8_t code = (int8_t)std::lrintf(v[i] * inverse);
+        q[m * K + g * 32 + i] = code;
+        total += code;
+      }
+      d[m * (K / 32) + g] = scale;
+      qsum[m * (K / 32) + g] = scale * (float)total;
+    }
+}
+
 void matmul_avx2(const float* x, int64_t M, int64_t K, const std::vector<Part>& parts, int64_t N, float* out,
-                 int64_t ldo, int64_t grain) {
+                 int64_t ldo, int64_t grain, bool int8_x) {
   constexpr int64_t kTile = 4;
   const int64_t groups = K / 32, padded = (M + kTile - 1) / kTile * kTile;
   // x padded with zero rows to whole tiles, and its sums per 32 (the additive terms' factors).
@@ -439,10 +516,22 @@ void matmul_avx2(const float* x, int64_t M, int64_t K, const std::vector<Part>& 
       for (int i = 0; i < 32; ++i) s += x[m * K + g * 32 + i];
       xsum[m * groups + g] = s;
     }
+  std::vector<int8_t> xq(int8_x ? padded * K : 0, 0);
+  std::vector<float> xd(int8_x ? padded * groups : 0, 0.0f);
+  if (int8_x) quantize_x(x, M, K, xq.data(), xd.data(), xsum.data());
   // One parallel region for every part: a fused q/k/v or gate/up costs one wake-up of the pool, not three.
   at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
     for_parts(parts, begin, end, [&](const Part& p, int64_t lo, int64_t hi) {
       float* o = out + p.first;
+      if (int8_x) {
+        if (M == 1)
+          return tile_i8_avx2<1>(xq.data(), xd.data(), xsum.data(), K, p.w, p.row_bytes, p.type, lo, hi, 1, o, ldo);
+        for (int64_t m0 = 0; m0 < M; m0 += kTile) {
+          tile_i8_avx2<kTile>(xq.data() + m0 * K, xd.data() + m0 * groups, xsum.data() + m0 * groups, K, p.w,
+                              p.row_bytes, p.type, lo, hi, std::min<int64_t>(kTile, M - m0), o + m0 * ldo, ldo);
+        }
+        return;
+      }
       if (M == 1) return tile_avx2<1>(xp.data(), xsum.data(), K, p.w, p.row_bytes, p.type, lo, hi, 1, o, ldo);
       for (int64_t m0 = 0; m0 < M; m0 += kTile) {
         tile_avx2<kTile>(xp.data() + m0 * K, xsum.data() + m0 * groups, K, p.w, p.row_bytes, p.type, lo, hi,
@@ -469,7 +558,7 @@ void check_blocks(const at::Tensor& blocks, int64_t type, int64_t K) {
 // out[:, col:col + N] = x @ [dequant(blocks[0]); dequant(blocks[1]); ...]^T: the parts of a fused weight, each
 // of its own type, stacked along N. x float32 [M, K]; out float32 [M, >= col + N] with unit column stride.
 void matmul_into(const at::Tensor& x, const std::vector<at::Tensor>& blocks, const std::vector<int64_t>& types,
-                 at::Tensor& out, int64_t col, bool portable) {
+                 at::Tensor& out, int64_t col, bool portable, bool int8_x) {
   const int64_t K = x.size(1);
   TORCH_CHECK(x.dtype() == at::kFloat && x.is_contiguous() && x.dim() == 2, "x must be contiguous float32 [M, K]");
   TORCH_CHECK(out.dtype() == at::kFloat && out.dim() == 2 && out.stride(1) == 1 && out.size(0) == x.size(0),
@@ -492,7 +581,7 @@ void matmul_into(const at::Tensor& x, const std::vector<at::Tensor>& blocks, con
   const int64_t grain = std::max<int64_t>(1, (256 * 1024) / std::max<int64_t>(1, bytes / std::max<int64_t>(1, N)));
 #ifdef SAGELLM_GGML_AVX2
   if (!portable) {
-    matmul_avx2(xp, M, K, parts, N, op, ldo, grain);
+    matmul_avx2(xp, M, K, parts, N, op, ldo, grain, int8_x);
     return;
   }
 #endif
@@ -572,8 +661,11 @@ bool compiled_avx2() {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("matmul_into", &matmul_into, "out[:, col:col+N] = x @ dequant(blocks)^T (float32); portable: the C++ loops",
-        py::arg("x"), py::arg("blocks"), py::arg("types"), py::arg("out"), py::arg("col"), py::arg("portable") = false);
+  m.def("matmul_into", &matmul_into,
+        "out[:, col:col+N] = x @ dequant(blocks)^T (float32); portable: the C++ loops; int8_x: x quantized to "
+        "int8 per 32 (AVX2 only; the portable loops stay float)",
+        py::arg("x"), py::arg("blocks"), py::arg("types"), py::arg("out"), py::arg("col"), py::arg("portable") = false,
+        py::arg("int8_x") = false);
   m.def("dequantize_rows", &dequantize_rows, "rows of dequant(blocks) as dtype (all rows when rows is empty)");
   m.def("dequantize_into", &dequantize_into, "every row of dequant(blocks) into out [N, K]");
   m.def("compiled_avx2", &compiled_avx2, "whether the AVX2+FMA dot product was compiled in");
