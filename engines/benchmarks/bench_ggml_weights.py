@@ -14,7 +14,8 @@ Two sections:
   parameters + packed blocks), greedy decode tok/s at batch 1 (the time of
   ``1 + N`` generated tokens minus that of 1, same prompt), prefill time of
   a ``--prefill`` token prompt, and whether the greedy text equals dense.
-  Packed includes the embedding table (token rows looked up in its
+  ``packed-int8`` is packed with ``model.ggml_activations: int8`` (x quantized
+  per 32 at few rows, as llama.cpp does). Packed includes the embedding table (token rows looked up in its
   blocks) and the LM head. RSS is also given less the interpreter's own
   (measured in the child before the model loads) and the KV pool, so the
   model's memory reads against the file size.
@@ -152,7 +153,9 @@ def kernel_timings(packed: Any, dense: torch.Tensor, x: torch.Tensor, reps: int)
 # ---- model section (one child process per run) ----
 
 
-def child(path: str, dtype: str, packed: bool, new_tokens: int, prefill: int, threads: int) -> dict[str, Any]:
+def child(
+    path: str, dtype: str, packed: bool, new_tokens: int, prefill: int, threads: int, activations: str = "float32"
+) -> dict[str, Any]:
     from sagellm.core.types import SamplingParams
     from sagellm.engines import LLM
     from sagellm.engines.model.linear import Linear
@@ -162,7 +165,13 @@ def child(path: str, dtype: str, packed: bool, new_tokens: int, prefill: int, th
     load_before = load_average()
     start = time.perf_counter()
     llm = LLM(
-        model={"path": path, "dtype": dtype, "device": "cpu", "low_bit_matmul": packed},
+        model={
+            "path": path,
+            "dtype": dtype,
+            "device": "cpu",
+            "low_bit_matmul": packed,
+            "ggml_activations": activations,
+        },
         kv_pool={"memory_gb": KV_MEMORY_GB},
         show_progress=False,
     )
@@ -214,7 +223,7 @@ def child(path: str, dtype: str, packed: bool, new_tokens: int, prefill: int, th
     }
 
 
-MODES = {"dense": "0", "packed": "1"}
+MODES = {"dense": "0", "packed": "1", "packed-int8": "2"}  # packed-int8: ggml_activations "int8"
 
 
 def run_child(args: argparse.Namespace, path: str, dtype: str, mode: str) -> dict[str, Any]:
@@ -360,9 +369,11 @@ def markdown(
                 lines.append(f"| {Path(model).name} | {dtype} | {mode} | error |")
                 continue
             dense_text = {
-                r["text"] for r in runs if r.get("model") == model and r.get("dtype") == dtype and "text" in r
+                r["text"]
+                for r in runs
+                if r.get("model") == model and r.get("dtype") == dtype and r.get("mode") == "dense" and "text" in r
             }
-            same = "yes" if len(dense_text) == 1 else "no"
+            same = "-" if not dense_text else "yes" if {g["text"] for g in ok} == dense_text else "no"
 
             def med(key: str, rows: list[dict[str, Any]] = ok) -> float:
                 return statistics.median(r[key] for r in rows)
@@ -407,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         path, dtype, mode = args.child
-        result = child(path, dtype, mode != "0", args.new_tokens, args.prefill, args.threads)
+        activations = "int8" if mode == "2" else "float32"
+        result = child(path, dtype, mode != "0", args.new_tokens, args.prefill, args.threads, activations)
         print(json.dumps(result))
         return 0
     if args.quick:
