@@ -62,3 +62,11 @@ def test_learned_policy_without_a_configured_predictor_uses_its_own() -> None:
         pytest.skip("no learned eviction policy installed")
     policy = build_eviction_policy(load_config(eviction_policy={"implementation": "learned"}))
     assert policy.name == "learned"
+
+
+def test_ggml_activations_flag_reaches_the_config_and_defaults_to_exact() -> None:
+    assert config_from_args(parse()).model.ggml_activations == "float32"
+    assert config_from_args(parse("--ggml-activations", "int8")).model.ggml_activations == "int8"
+    with pytest.raises(SystemExit) as exc:
+        parse("--ggml-activations", "int4")
+    assert exc.value.code == 2
