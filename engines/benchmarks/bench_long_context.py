@@ -17,13 +17,12 @@ runs in a fresh process so its peak resident memory is its own. Reported:
   of memory.
 
 llama.cpp on the same file, where a build is found (``--llama-cpp DIR``;
-``../shared/tools/build_llama_server.sh`` makes one): ``llama-bench``'s
-prefill of the same length (TTFT = length / its prompt tok/s) and 32
-decoded tokens after that many in its cache (TPOT), with its f16 KV cache
-and its q8_0 one, at the same thread count; peak RSS of the decode run.
-llama-bench has no RoPE-scaling flags, so it runs the file's plain RoPE:
-the scaling changes the rotation frequencies, not the work, so the timings
-compare.
+``../shared/tools/build_llama_server.sh`` makes one): ``llama-server`` with
+one slot serves the same prompt ids once, and its reply's timings give
+TTFT (its prompt time) and TPOT, f16 KV (``--llama-cpp-cache int8`` adds
+its q8_0 cache), at the same thread count. The server runs the file's
+plain RoPE (no scaling flags): the scaling changes the rotation
+frequencies, not the work, so the timings compare.
 
 Usage::
 
@@ -141,32 +140,31 @@ LLAMA_KV = {"auto": (), "int8": ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")}
 
 
 def llama_cpp_rows(args: argparse.Namespace, lengths: list[int]) -> list[dict[str, Any]]:
-    """llama.cpp's TTFT and TPOT at each length (same file, same threads), or [] where it is not built."""
-    from sagellm.engines.bench.llama_bench import find_llama_bench, run_llama_bench
+    """llama.cpp's TTFT and TPOT for the same prompt ids (same file, same threads), or [] where not built."""
+    from sagellm.engines.bench.llama_bench import llama_server_request
+    from sagellm.engines.bench.served_peers import find_llama_server
     from sagellm.engines.model.default_model import default_model_path
+    from sagellm.engines.model.tokenizer_loader import load_tokenizer
 
-    binary = find_llama_bench(args.llama_cpp)
-    if binary is None:
-        print("llama.cpp: no llama-bench found (--llama-cpp DIR): no comparison", file=sys.stderr)
+    server = find_llama_server(args.llama_cpp)
+    if server is None:
+        print("llama.cpp: no llama-server found (--llama-cpp DIR): no comparison", file=sys.stderr)
         return []
     model = Path(args.model) if args.model else default_model_path()
+    ids = load_tokenizer(args.model).encode(TEXT.read_text(), add_special_tokens=False)
     threads = args.threads or 2
     rows = []
     for length in lengths:
-        for cache_dtype in args.cache_dtypes:
-            kv = LLAMA_KV[cache_dtype]
-            prefill = run_llama_bench(binary, model, threads, prompt_tokens=length, repetitions=1, extra=kv)
-            decode = run_llama_bench(
-                binary, model, threads, gen_tokens=NEW_TOKENS, depth=length, repetitions=1, extra=kv
-            )
+        prompt = (ids * (length // len(ids) + 1))[:length]
+        for cache_dtype in args.llama_cpp_cache:
+            timings = llama_server_request(server, model, threads, prompt, NEW_TOKENS, LLAMA_KV[cache_dtype])
             rows.append(
                 {
                     "length": length,
-                    "cache_dtype": "f16" if not kv else "q8_0",
-                    "ttft_s": round(length / prefill.tokens_per_s, 2),
-                    "tpot_ms": round(decode.ms_per_token, 1),
-                    "rss_peak_mib": round(max(prefill.peak_rss_mib, decode.peak_rss_mib)),
-                    "build": decode.build,
+                    "cache_dtype": "f16" if cache_dtype == "auto" else "q8_0",
+                    "ttft_s": round(timings.prompt_ms / 1000, 2),
+                    "tpot_ms": round(timings.ms_per_token, 1),
+                    "prompt_tokens": timings.prompt_tokens,
                     "threads": threads,
                 }
             )
@@ -193,11 +191,11 @@ def markdown(rows: list[dict[str, Any]], chunk: int, llama_cpp: list[dict[str, A
     if llama_cpp:
         lines += [
             "",
-            f"llama.cpp (llama-bench, build {llama_cpp[0]['build']}, {llama_cpp[0]['threads']} threads), same file:",
+            f"llama.cpp (llama-server, one slot, no prompt cache, {llama_cpp[0]['threads']} threads), same file and "
+            "prompt ids (its reply's timings):",
             "",
-            "| prompt tokens | KV cache | TTFT (s) | TPOT (ms) | peak RSS (MiB) | sageLLM TTFT / llama.cpp "
-            "| sageLLM TPOT / llama.cpp |",
-            "|---:|---|---:|---:|---:|---:|---:|",
+            "| prompt tokens | KV cache | TTFT (s) | TPOT (ms) | sageLLM TTFT / llama.cpp | sageLLM TPOT / llama.cpp |",
+            "|---:|---|---:|---:|---:|---:|",
         ]
         ours = {(r["length"], r["cache_dtype"]): r for r in rows}
         for r in llama_cpp:
@@ -205,8 +203,7 @@ def markdown(rows: list[dict[str, Any]], chunk: int, llama_cpp: list[dict[str, A
             ratio_ttft = f"{mine['ttft_s'] / r['ttft_s']:.2f}" if mine else "-"
             ratio_tpot = f"{mine['tpot_ms'] / r['tpot_ms']:.2f}" if mine else "-"
             lines.append(
-                f"| {r['length']:,} | {r['cache_dtype']} | {r['ttft_s']} | {r['tpot_ms']} | {r['rss_peak_mib']} "
-                f"| {ratio_ttft} | {ratio_tpot} |"
+                f"| {r['length']:,} | {r['cache_dtype']} | {r['ttft_s']} | {r['tpot_ms']} | {ratio_ttft} | {ratio_tpot} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -221,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="CI smoke: 1,024 tokens, both cache dtypes")
     parser.add_argument("--llama-cpp", help="llama.cpp's build folder (default: where build_llama_server.sh puts it)")
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp rows")
+    parser.add_argument(
+        "--llama-cpp-cache",
+        nargs="+",
+        choices=tuple(LLAMA_KV),
+        default=["auto"],
+        help="llama.cpp KV caches to run: auto (its f16) and/or int8 (its q8_0; long prompts take minutes each)",
+    )
+    parser.add_argument("--llama-cpp-only", action="store_true", help="only the llama.cpp rows")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--one", nargs=2, metavar=("LENGTH", "CACHE_DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     lengths = [1024] if args.quick else args.lengths
     rows = []
-    for length in lengths:
+    for length in [] if args.llama_cpp_only else lengths:
         for cache_dtype in args.cache_dtypes:
             rows.append(run_in_subprocess(args, length, cache_dtype))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
