@@ -20,9 +20,8 @@ llama.cpp on the same file, where a build is found (``--llama-cpp DIR``;
 ``../shared/tools/build_llama_server.sh`` makes one): ``llama-server`` with
 one slot serves the same prompt ids once, and its reply's timings give
 TTFT (its prompt time) and TPOT, f16 KV (``--llama-cpp-cache int8`` adds
-its q8_0 cache), at the same thread count. The server runs the file's
-plain RoPE (no scaling flags): the scaling changes the rotation
-frequencies, not the work, so the timings compare.
+its q8_0 cache), at the same thread count, with the same YaRN x4 through
+its own flags.
 
 Usage::
 
@@ -137,6 +136,8 @@ def run_in_subprocess(args: argparse.Namespace, length: int, cache_dtype: str) -
 
 
 LLAMA_KV = {"auto": (), "int8": ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")}
+# YARN_X4 in llama.cpp's flags: its server caps the context at the file's trained 8,192 positions otherwise.
+LLAMA_YARN_X4 = ("--rope-scaling", "yarn", "--rope-scale", "4", "--yarn-orig-ctx", "8192")
 
 
 def llama_cpp_rows(args: argparse.Namespace, lengths: list[int]) -> list[dict[str, Any]]:
@@ -157,7 +158,8 @@ def llama_cpp_rows(args: argparse.Namespace, lengths: list[int]) -> list[dict[st
     for length in lengths:
         prompt = (ids * (length // len(ids) + 1))[:length]
         for cache_dtype in args.llama_cpp_cache:
-            timings = llama_server_request(server, model, threads, prompt, NEW_TOKENS, LLAMA_KV[cache_dtype])
+            extra = (*LLAMA_KV[cache_dtype], *LLAMA_YARN_X4)
+            timings = llama_server_request(server, model, threads, prompt, NEW_TOKENS, extra)
             rows.append(
                 {
                     "length": length,

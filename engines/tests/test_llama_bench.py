@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sagellm.engines.bench.llama_bench import find_llama_bench, run_llama_bench
+from sagellm.engines.bench.llama_bench import find_llama_bench, llama_server_request, run_llama_bench
+from sagellm.engines.bench.served_peers import find_llama_server
 from sagellm.engines.model.default_model import default_model_path
 
 LINE = {
@@ -58,3 +59,12 @@ def test_a_real_build_decodes_the_default_model() -> None:
     assert binary is not None
     run = run_llama_bench(binary, default_model_path(), 1, gen_tokens=4, repetitions=1)
     assert run.gen_tokens == 4 and run.tokens_per_s > 0 and run.peak_rss_mib > 10
+
+
+@pytest.mark.skipif(find_llama_server() is None, reason="no llama.cpp build (../shared/tools/build_llama_server.sh)")
+def test_one_llama_server_request_reports_prompt_and_token_timings() -> None:
+    server = find_llama_server()
+    assert server is not None
+    timings = llama_server_request(server, default_model_path(), 1, list(range(100, 140)), 4)
+    assert timings.prompt_tokens == 40 and timings.generated_tokens == 4
+    assert timings.prompt_ms > 0 and timings.ms_per_token > 0

@@ -122,6 +122,8 @@ def llama_server_request(
     with running_server(ServerCommand("llama-server", argv, port)):
         body = {"prompt": list(prompt_ids), "n_predict": new_tokens, "cache_prompt": False, "ignore_eos": True}
         reply = httpx.post(f"http://127.0.0.1:{port}/completion", json=body, timeout=None).json()
+    if "timings" not in reply:
+        raise RuntimeError(f"llama-server refused the request: {str(reply.get('error', reply))[:600]}")
     timings = reply["timings"]
     return LlamaServerTimings(
         prompt_tokens=int(timings["prompt_n"]),
