@@ -46,7 +46,10 @@ class ForcingSampler(Sampler):
         self.num_scored = 0
         self.num_top1 = 0
 
-    def sample(self, logits: torch.Tensor, seqs: Sequence[SequenceState]) -> list[SampledToken]:
+    def sample(
+        self, logits: torch.Tensor, seqs: Sequence[SequenceState], masks: Sequence[torch.Tensor | None] = ()
+    ) -> list[SampledToken]:
+        """``masks`` are ignored: scoring reads the model's own distribution (no request here has a grammar)."""
         targets = [self.continuations[seq.request_id][seq.num_output_tokens] for seq in seqs]
         target_index = torch.tensor(targets, device=logits.device).unsqueeze(1)
         log_probs = torch.log_softmax(logits.float(), dim=-1)
