@@ -5,7 +5,8 @@ method; see engine/served_perplexity.py). sageLLM scores through the
 serving path at its defaults (bf16, 4-bit decode kernels, int8 head, fused
 kernels) and with every speed option on (w8a8, int8 KV cache). Skipped with
 the reason when no llama.cpp build is found (``../shared/tools/build_llama_server.sh``
-builds one; ``.ci/run`` runs it). The float32 token-exact test against
+builds one, ~8 min; ``.ci/run`` does not, so CI runs this where a build is
+already in place). The float32 token-exact test against
 transformers (test_token_exact.py) stays the reference for the float path.
 """
 
