@@ -181,6 +181,15 @@ inline void dequant_row(Dequant fn, const uint8_t* row, BlockType bt, int64_t K,
   for (int64_t i = 0; i < blocks; ++i) fn(row + i * bt.bytes, out + i * bt.weights);
 }
 
+#ifdef SAGELLM_GGML_AVX2
+inline float sum8(__m256 s) {  // the sum of the 8 lanes
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+#endif
+
 inline float dot(const float* a, const float* b, int64_t K) {
   int64_t k = 0;
   float sum = 0.0f;
@@ -193,11 +202,7 @@ inline float dot(const float* a, const float* b, int64_t K) {
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
   }
   for (; k + 8 <= K; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-  const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  sum = _mm_cvtss_f32(h);
+  sum = sum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 #else
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (; k + 8 <= K; k += 8)
@@ -235,6 +240,22 @@ inline void for_parts(const std::vector<Part>& parts, int64_t begin, int64_t end
 // type's whole row loop is one inlined function (a function pointer per block put them in memory, and
 // store-forwarding latency then bound the loop: measured 2x slower).
 
+// The rows of x a tile reads: float (x) or int8 codes with their scales (xq, xd), and the sums per 32 that
+// the additive terms multiply; ``from(m0)`` is the view of rows m0 onwards.
+struct Activations {
+  const float* x;
+  const int8_t* xq;
+  const float* xd;
+  const float* xsum;
+  int64_t K;
+
+  Activations from(int64_t m0) const {
+    const int64_t groups = K / 32;
+    return {x ? x + m0 * K : nullptr, xq ? xq + m0 * K : nullptr, xd ? xd + m0 * groups : nullptr,
+            xsum + m0 * groups, K};
+  }
+};
+
 template <int kRows>
 struct DotSink {  // y[m] += dot(w, x[m]) for kRows rows of x
   const float* x;     // row 0 of the tile, [kRows, K]
@@ -243,7 +264,7 @@ struct DotSink {  // y[m] += dot(w, x[m]) for kRows rows of x
   __m256 lo[kRows], hi[kRows];
   float add[kRows];
 
-  DotSink(const float* x_, const float* xsum_, int64_t K_) : x(x_), xsum(xsum_), K(K_) {
+  explicit DotSink(const Activations& a) : x(a.x), xsum(a.xsum), K(a.K) {
     for (int m = 0; m < kRows; ++m) {
       lo[m] = _mm256_setzero_ps();
       hi[m] = _mm256_setzero_ps();
@@ -271,13 +292,7 @@ struct DotSink {  // y[m] += dot(w, x[m]) for kRows rows of x
     }
   }
 
-  inline float result(int m) const {
-    const __m256 s = _mm256_add_ps(lo[m], hi[m]);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h) + add[m];
-  }
+  inline float result(int m) const { return sum8(_mm256_add_ps(lo[m], hi[m])) + add[m]; }
 };
 
 // The same dot products with x quantized to int8 per 32 (scale xd = max|x| / 127, as llama.cpp's Q8_0
@@ -294,7 +309,7 @@ struct DotSinkI8 {
   __m256 acc[kRows];
   float add[kRows];
 
-  DotSinkI8(const int8_t* xq_, const float* xd_, const float* xsum_, int64_t K_) : xq(xq_), xd(xd_), xsum(xsum_), K(K_) {
+  explicit DotSinkI8(const Activations& a) : xq(a.xq), xd(a.xd), xsum(a.xsum), K(a.K) {
     for (int m = 0; m < kRows; ++m) {
       acc[m] = _mm256_setzero_ps();
       add[m] = 0.0f;
@@ -316,13 +331,7 @@ struct DotSinkI8 {
     }
   }
 
-  inline float result(int m) const {
-    const __m256 s = acc[m];
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h) + add[m];
-  }
+  inline float result(int m) const { return sum8(acc[m]) + add[m]; }
 };
 
 struct StoreSink {  // y[k] = w[k]: dequantization
@@ -462,24 +471,24 @@ inline void row_avx2(Sink& sink, int64_t type, const uint8_t* row, int64_t K) {
   }
 }
 
-template <int kRows>
-void tile_avx2(const float* x, const float* xsum, int64_t K, const uint8_t* w, int64_t row_bytes, int64_t type,
-               int64_t begin, int64_t end, int64_t rows, float* out, int64_t ldo) {
+template <template <int> class Sink, int kRows>
+void tile_avx2(const Activations& xa, const Part& p, int64_t begin, int64_t end, int64_t rows, float* out,
+               int64_t ldo) {
   for (int64_t n = begin; n < end; ++n) {
-    DotSink<kRows> sink(x, xsum, K);
-    row_avx2(sink, type, w + n * row_bytes, K);
+    Sink<kRows> sink(xa);
+    row_avx2(sink, p.type, p.w + n * p.row_bytes, xa.K);
     for (int64_t m = 0; m < rows; ++m) out[m * ldo + n] = sink.result((int)m);
   }
 }
 
-template <int kRows>
-void tile_i8_avx2(const int8_t* xq, const float* xd, const float* xsum, int64_t K, const uint8_t* w,
-                  int64_t row_bytes, int64_t type, int64_t begin, int64_t end, int64_t rows, float* out, int64_t ldo) {
-  for (int64_t n = begin; n < end; ++n) {
-    DotSinkI8<kRows> sink(xq, xd, xsum, K);
-    row_avx2(sink, type, w + n * row_bytes, K);
-    for (int64_t m = 0; m < rows; ++m) out[m * ldo + n] = sink.result((int)m);
-  }
+constexpr int64_t kTile = 4;
+
+// Output rows [begin, end) of part ``p`` for every row of x: one row alone, else tiles of kTile rows.
+template <template <int> class Sink>
+void part_avx2(const Activations& xa, int64_t M, const Part& p, int64_t begin, int64_t end, float* out, int64_t ldo) {
+  if (M == 1) return tile_avx2<Sink, 1>(xa, p, begin, end, 1, out, ldo);
+  for (int64_t m0 = 0; m0 < M; m0 += kTile)
+    tile_avx2<Sink, kTile>(xa.from(m0), p, begin, end, std::min<int64_t>(kTile, M - m0), out + m0 * ldo, ldo);
 }
 
 // x [rows, K] to int8 codes and one scale per 32 (round to nearest; an all-zero group gets scale 0), and the
@@ -505,38 +514,29 @@ void quantize_x(const float* x, int64_t rows, int64_t K, int8_t* q, float* d, fl
 
 void matmul_avx2(const float* x, int64_t M, int64_t K, const std::vector<Part>& parts, int64_t N, float* out,
                  int64_t ldo, int64_t grain, bool int8_x) {
-  constexpr int64_t kTile = 4;
   const int64_t groups = K / 32, padded = (M + kTile - 1) / kTile * kTile;
-  // x padded with zero rows to whole tiles, and its sums per 32 (the additive terms' factors).
-  std::vector<float> xp(padded * K, 0.0f), xsum(padded * groups, 0.0f);
-  std::memcpy(xp.data(), x, sizeof(float) * M * K);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t g = 0; g < groups; ++g) {
-      float s = 0.0f;
-      for (int i = 0; i < 32; ++i) s += x[m * K + g * 32 + i];
-      xsum[m * groups + g] = s;
-    }
+  // x padded with zero rows to whole tiles (float, or int8 codes and scales), and its sums per 32.
+  std::vector<float> xp(int8_x ? 0 : padded * K, 0.0f), xsum(padded * groups, 0.0f);
   std::vector<int8_t> xq(int8_x ? padded * K : 0, 0);
   std::vector<float> xd(int8_x ? padded * groups : 0, 0.0f);
-  if (int8_x) quantize_x(x, M, K, xq.data(), xd.data(), xsum.data());
+  if (int8_x) {
+    quantize_x(x, M, K, xq.data(), xd.data(), xsum.data());
+  } else {
+    std::memcpy(xp.data(), x, sizeof(float) * M * K);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t g = 0; g < groups; ++g) {
+        float s = 0.0f;
+        for (int i = 0; i < 32; ++i) s += x[m * K + g * 32 + i];
+        xsum[m * groups + g] = s;
+      }
+  }
+  const Activations xa{int8_x ? nullptr : xp.data(), int8_x ? xq.data() : nullptr, int8_x ? xd.data() : nullptr,
+                       xsum.data(), K};
   // One parallel region for every part: a fused q/k/v or gate/up costs one wake-up of the pool, not three.
   at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
     for_parts(parts, begin, end, [&](const Part& p, int64_t lo, int64_t hi) {
-      float* o = out + p.first;
-      if (int8_x) {
-        if (M == 1)
-          return tile_i8_avx2<1>(xq.data(), xd.data(), xsum.data(), K, p.w, p.row_bytes, p.type, lo, hi, 1, o, ldo);
-        for (int64_t m0 = 0; m0 < M; m0 += kTile) {
-          tile_i8_avx2<kTile>(xq.data() + m0 * K, xd.data() + m0 * groups, xsum.data() + m0 * groups, K, p.w,
-                              p.row_bytes, p.type, lo, hi, std::min<int64_t>(kTile, M - m0), o + m0 * ldo, ldo);
-        }
-        return;
-      }
-      if (M == 1) return tile_avx2<1>(xp.data(), xsum.data(), K, p.w, p.row_bytes, p.type, lo, hi, 1, o, ldo);
-      for (int64_t m0 = 0; m0 < M; m0 += kTile) {
-        tile_avx2<kTile>(xp.data() + m0 * K, xsum.data() + m0 * groups, K, p.w, p.row_bytes, p.type, lo, hi,
-                         std::min<int64_t>(kTile, M - m0), o + m0 * ldo, ldo);
-      }
+      if (int8_x) return part_avx2<DotSinkI8>(xa, M, p, lo, hi, out + p.first, ldo);
+      part_avx2<DotSink>(xa, M, p, lo, hi, out + p.first, ldo);
     });
   });
 }
