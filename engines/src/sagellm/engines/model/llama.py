@@ -286,10 +286,10 @@ def serving_blocks(q4: Mapping[str, object], name: str, device: torch.device) ->
 def take_dense(weights: dict[str, torch.Tensor], name: str, blocks: GGMLWeight | None) -> torch.Tensor:
     """Pop ``name``'s dense tensor, or, where its ``blocks`` serve instead, an empty one of the model dtype
     (read without ever dequantizing the table)."""
-    if blocks is None:
-        return _taker(weights, "")(name)
     if name not in weights:
         raise ModelLoadError(f"checkpoint lacks tensor {name}")
+    if blocks is None:
+        return weights.pop(name)
     del weights[name]  # a DequantizingWeights entry: deleting never dequantizes
     return torch.empty(0, dtype=blocks.dtype)
 

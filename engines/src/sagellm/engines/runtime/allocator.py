@@ -25,18 +25,26 @@ _TRIM_THRESHOLD_BYTES = 128 << 20  # keep up to 128 MiB of freed heap top for re
 
 
 @functools.cache
-def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds once per process; False where there is no glibc."""
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``mallopt`` and ``malloc_trim``); None elsewhere (musl, macOS)."""
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return None
     try:
         libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds once per process; False where there is no glibc."""
+    libc = _glibc()
+    if libc is None:
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
     )
 
 
@@ -47,11 +55,5 @@ def release_load_scratch() -> bool:
     buffers but left 90-320 MB of one-off load garbage resident (measured on the 0.27-1.5B GGUFs):
     ``malloc_trim`` once, after the model is built and before warm-up touches what decoding reuses.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(trim(0))
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
