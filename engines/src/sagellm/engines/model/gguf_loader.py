@@ -183,16 +183,14 @@ def load_gguf(path: Path, dtype: torch.dtype, progress: Callable[[int, int], Non
         if name is None:
             continue
         fix_rows = _row_fix(name, config)
-        if _keep_packed(reader, weights, q4_weights, name, tensor, dtype, fix_rows):
-            if progress is not None:
-                progress(i + 1, total)
-            continue
-        # copy: F32 tensors come back as views of the memory-mapped file
-        weights[name] = torch.from_numpy(np.array(fix_rows(dequantize_tensor(tensor)), dtype=np.float32)).to(dtype)
-        q4 = q4_from_gguf(tensor)
-        if q4 is not None:
-            q4_weights[name] = q4.map_rows(fix_rows)
-        reader.release(tensor)  # copied out: its file pages need not stay resident
+        if not _keep_packed(reader, weights, q4_weights, name, tensor, dtype, fix_rows):
+            # copy: F32 tensors come back as views of the memory-mapped file
+            dense = np.array(fix_rows(dequantize_tensor(tensor)), dtype=np.float32)
+            weights[name] = torch.from_numpy(dense).to(dtype)
+            q4 = q4_from_gguf(tensor)
+            if q4 is not None:
+                q4_weights[name] = q4.map_rows(fix_rows)
+            reader.release(tensor)  # copied out: its file pages need not stay resident
         if progress is not None:
             progress(i + 1, total)
     tied = "lm_head.weight" not in weights
