@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sagellm.engines.bench.peak_memory import current_rss_mb, process_peak_rss_mb
 from sagellm.engines.bench.report import write_json_and_markdown
 
 HERE = Path(__file__).resolve().parent
@@ -65,10 +65,8 @@ def load_average() -> float:
 
 
 def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory now, MiB (``peak_memory.current_rss_mb``; NaN off Linux)."""
+    return current_rss_mb() or float("nan")
 
 
 def timed(fn: Any, reps: int) -> float:
@@ -210,7 +208,7 @@ def child(
         "rss_interpreter_mb": rss_interpreter,
         "kv_pool_mb": kv_pool_mb,
         "model_rss_mb": rss_load - rss_interpreter - kv_pool_mb,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": process_peak_rss_mb() or float("nan"),
         "dense_param_mb": sum(storages.values()) / 2**20,
         "packed_block_mb": packed_bytes / 2**20,
         "num_packed_linears": num_packed,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ from sagellm.core.errors import ContextLengthExceededError
 from sagellm.core.types import SamplingParams, StepOutput
 from sagellm.engines import LLM
 from sagellm.engines.bench.environment import cpu_model_name
+from sagellm.engines.bench.peak_memory import current_rss_mb, process_peak_rss_mb
 from sagellm.engines.bench.report import write_json_and_markdown
 
 HERE = Path(__file__).resolve().parent
@@ -58,15 +58,12 @@ MIB = 1024**2
 
 
 def rss_mib() -> float:
-    """Current resident memory of this process (Linux /proc), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory now, MiB (``peak_memory.current_rss_mb``; NaN off Linux)."""
+    return current_rss_mb() or float("nan")
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return process_peak_rss_mb() or float("nan")
 
 
 def prompt_ids(llm: LLM, length: int) -> list[int]:

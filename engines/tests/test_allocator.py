@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sagellm.engines.runtime.allocator import keep_freed_memory, release_load_scratch
+from sagellm.engines.bench.peak_memory import current_rss_mb
+from sagellm.engines.runtime.allocator import keep_freed_memory, return_freed_heap
 
 glibc = pytest.mark.skipif(
     ctypes.util.find_library("c") is None or not Path("/proc/self/status").exists(), reason="needs glibc and /proc"
@@ -16,10 +17,9 @@ glibc = pytest.mark.skipif(
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    rss = current_rss_mb()
+    assert rss is not None
+    return rss
 
 
 @glibc
@@ -28,5 +28,5 @@ def test_freed_load_scratch_is_released() -> None:
     scratch = [np.ones(1 << 17) for _ in range(100)]  # 1 MiB each, written: heap, under the mmap threshold
     del scratch
     held = rss_mib()
-    assert release_load_scratch()  # ...until the builder hands it back after loading
+    assert return_freed_heap()  # ...until the builder hands it back after loading
     assert held - rss_mib() > 50, "malloc_trim returned less than half of 100 MiB freed"

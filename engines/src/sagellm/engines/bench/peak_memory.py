@@ -8,15 +8,14 @@ own allocator high-water mark is reset at the start of each run.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import gc
 import os
 import sys
 from pathlib import Path
 
 import torch
+
+from sagellm.engines.runtime.allocator import return_freed_heap
 
 STATM = Path("/proc/self/statm")
 
@@ -73,15 +72,4 @@ def release_freed_memory() -> None:
     this, every run of a suite added a pool to the process (9 GB after Q8).
     """
     gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc
-        return None
+    return_freed_heap()

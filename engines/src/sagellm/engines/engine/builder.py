@@ -45,7 +45,7 @@ from sagellm.engines.model.llama import LlamaForCausalLM
 from sagellm.engines.model.loader import LoadedCheckpoint, load_checkpoint, want_progress
 from sagellm.engines.model.rope_override import with_rope_override
 from sagellm.engines.model.tokenizer_loader import with_chat_template
-from sagellm.engines.runtime.allocator import keep_freed_memory, release_load_scratch
+from sagellm.engines.runtime.allocator import keep_freed_memory, return_freed_heap
 from sagellm.engines.runtime.kv_manager import KVManager
 from sagellm.engines.runtime.model_runner import ModelRunner
 from sagellm.engines.tokenizer import Tokenizer
@@ -92,7 +92,7 @@ def build_engine(
         sparsify_model(model, sparsifier, sparsity_calibration_ids(tokenizer), announce=want_progress(show_progress))
     use_fused_kernels(config, model)
     if device.type == "cpu":
-        release_load_scratch()
+        return_freed_heap()  # the load's scratch, before warm-up touches what decoding reuses
     warm_up(config, model, tokenizer, announce=want_progress(show_progress))
     engine = assemble_engine(config, model, tokenizer)
     log_kv_capacity(engine.kv.pool.layout, device)

@@ -48,12 +48,13 @@ def keep_freed_memory() -> bool:
     )
 
 
-def release_load_scratch() -> bool:
-    """Hand the heap freed by loading (parsed metadata, dense scratch) back to the OS; False without glibc.
+def return_freed_heap() -> bool:
+    """Hand the heap freed so far back to the OS now (glibc's ``malloc_trim``); False without glibc.
 
     The raised trim threshold above keeps freed heap for reuse, which is right for decode's per-layer
-    buffers but left 90-320 MB of one-off load garbage resident (measured on the 0.27-1.5B GGUFs):
-    ``malloc_trim`` once, after the model is built and before warm-up touches what decoding reuses.
+    buffers but leaves one-off garbage resident: the builder calls this once after loading (90-320 MB
+    of parsed metadata and dense scratch on the 0.27-1.5B GGUFs), before warm-up touches what decoding
+    reuses; benchmarks call it between runs, after dropping an engine.
     """
     libc = _glibc()
     return libc is not None and bool(libc.malloc_trim(0))
