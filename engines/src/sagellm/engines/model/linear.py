@@ -72,14 +72,14 @@ from torch import nn
 
 from sagellm.core.protocols import LinearQuantizer, Sparsifier
 from sagellm.engines.model.ggml_matmul import GGMLMatmul, dequantize_parts, packed_kernels
-from sagellm.engines.model.ggml_weights import GGMLWeight
+from sagellm.engines.model.ggml_weights import TORCH_INT4_DTYPES, GGMLWeight
 from sagellm.engines.model.q4_weights import GROUP_SIZE, Q4Weight
 
 MAX_LOW_BIT_ROWS = 16
 MAX_LOW_BIT_ROWS_QUANTIZED = 8
 MAX_INT8_ROWS = 8
 INT8_PACK_ROWS = 4096
-LOW_BIT_DTYPES = (torch.bfloat16, torch.float16)
+LOW_BIT_DTYPES = TORCH_INT4_DTYPES
 # Most rows the packed GGML kernel serves, by model dtype (measured: see the table above).
 MAX_PACKED_ROWS = {torch.float32: 8, torch.bfloat16: 16, torch.float16: 16}
 
