@@ -169,14 +169,16 @@ def test_auto_is_the_default_and_picks_the_cpu_set(model_path: Path) -> None:
     assert llm.engine.runner.model.layers[0].fused_ops is not None
 
 
-def test_float32_keeps_sdpa_so_token_exact_tests_hold(model_path: Path) -> None:
+@needs_compiled
+def test_float32_runs_the_fused_kernels_too(model_path: Path) -> None:
+    """float32 (the default without bf16 instructions) is fused; test_token_exact.py holds it to transformers."""
     llm = LLM(
         model={"dtype": "float32", "device": "cpu", "path": str(model_path)}, kernel_fusion={"implementation": "cpu"}
     )
     query = llm.engine.runner.model.embed.new_zeros(1, 9, 64)
     layer = llm.engine.runner.model.layers[0]
-    assert layer.fused_attention is not None and layer.fused_ops is None  # float32: the unfused chains
-    assert not layer.fused_attention.serves(query, query.new_zeros(4, 16, 3, 64), group=_group())
+    assert layer.fused_attention is not None and layer.fused_ops is not None
+    assert layer.fused_attention.serves(query, query.new_zeros(4, 16, 3, 64), group=_group())
 
 
 def _group():  # type: ignore[no-untyped-def]

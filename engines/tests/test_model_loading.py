@@ -192,16 +192,18 @@ def test_qwen3_runs_through_the_fused_bf16_kernels(tmp_path: Path) -> None:
     save_tiny_model("qwen3", tmp_path)
     prompt, continuation = list(range(5, 25)), list(range(30, 46))
     rows = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype, fusion in (("float32", "none"), ("bfloat16", "auto"), ("float32", "auto")):
         llm = LLM(
             model={"path": str(tmp_path), "dtype": dtype, "device": "cpu"},
             kv_pool={"num_blocks": 32, "block_size": 8},
+            kernel_fusion={"implementation": fusion},
             show_progress=False,
         )
-        assert (llm.engine.runner.model.layers[0].fused_ops is not None) is (dtype == "bfloat16")
-        rows[dtype] = teacher_forced_logits(llm.engine, [prompt], [continuation]).logits
-    matched = agreement(rows["bfloat16"], rows["float32"])
+        assert (llm.engine.runner.model.layers[0].fused_ops is not None) is (fusion == "auto")
+        rows[dtype, fusion] = teacher_forced_logits(llm.engine, [prompt], [continuation]).logits
+    matched = agreement(rows["bfloat16", "auto"], rows["float32", "none"])  # the unfused float32 reference
     assert matched.top1 >= 0.9 and matched.mean_kl < 0.01, matched
+    torch.testing.assert_close(rows["float32", "auto"], rows["float32", "none"], rtol=1e-4, atol=1e-4)
 
 
 def test_a_sliding_window_does_not_cap_the_context() -> None:

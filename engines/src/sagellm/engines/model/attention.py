@@ -41,9 +41,10 @@ class FusedAttention:
     The set's :class:`~sagellm.core.protocols.PagedAttentionKernels` take
     decode queries and, in one call, all of a step's prefill chunks; its
     :class:`~sagellm.core.protocols.KVQuantizeKernels`, where it has them,
-    write int8 caches in one pass. float32 stays on SDPA (transformers'
-    kernel: the tests' token-exact reference). int8 caches pass their
-    per-block scales along.
+    write int8 caches in one pass. float32 uses them too: CPUs without bf16
+    instructions run float32 by default, and the kernels keep float32
+    logits within the token-exact tests' bound (``test_token_exact.py``
+    runs them). int8 caches pass their per-block scales along.
     """
 
     OP = "paged_decode_attention"
@@ -64,8 +65,7 @@ class FusedAttention:
 
     def serves(self, query: torch.Tensor, key_blocks: torch.Tensor, group: DecodeGroup) -> bool:
         return (
-            query.dtype != torch.float32
-            and group.context_lens is not None
+            group.context_lens is not None
             and bool(self.kernels.serves(self.OP, query, key_blocks))
         )
 

@@ -1,8 +1,10 @@
 """A registry fused-kernel set's one-pass RMSNorm, SiLU-gate and RoPE, routed into the decoder layers.
 
-Used only where the set serves the model's tensors, and never in float32:
-float32 is the tests' token-exact reference against transformers, which
-the unfused chains reproduce op for op (the fused passes round once instead).
+Used where the set serves the model's tensors, float32 included: float32 is
+the default on CPUs without bf16 instructions, and its fused passes (rounding
+once instead of once per op) keep the engine's logits within the token-exact
+tests' bound against transformers (SmolLM2-135M on 2 Zen 3 cores: 45 % of it,
+24-32 % unfused; decode with packed weights 35-38 -> 47-53 tok/s).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class FusedElementwise:
     @classmethod
     def offered_by(cls, kernels: FusedKernel, like: torch.Tensor) -> FusedElementwise | None:
         """The ops where ``kernels`` has the group and serves tensors like ``like`` (the model's dtype/device)."""
-        if like.dtype == torch.float32 or not isinstance(kernels, DecoderKernels):
+        if not isinstance(kernels, DecoderKernels):
             return None
         probe = like.new_zeros(1, 2)
         return cls(kernels) if all(kernels.serves(op, probe) for op in cls.OPS) else None
