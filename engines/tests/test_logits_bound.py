@@ -33,7 +33,7 @@ PICKED = (1, 5)  # a long chat prompt and a code prompt, each alone
 def wrong_rope_base(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = model.config
     wrong = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta * 1.001, model.embed.device)
-    monkeypatch.setattr(model, "rotary", wrong)
+    monkeypatch.setattr(model, "rotaries", [wrong])
 
 
 def wrong_rms_eps(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
