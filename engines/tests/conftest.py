@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import torch
-from engines_helpers import NUM_NEW_TOKENS, drive, prompt_token_ids
+from engines_helpers import EXACT_MODEL, NUM_NEW_TOKENS, drive, prompt_token_ids
 from logits_reference import Reference, float64_copy, verified_reference
 from margins import MARGINS
 from server_helpers import RunningServer, start_server
@@ -35,7 +35,7 @@ from sagellm.engines.model.default_model import default_model_path
 
 torch.set_num_threads(2)
 
-ENGINE_MODEL = {"dtype": "float32", "device": "cpu"}
+ENGINE_MODEL = EXACT_MODEL
 
 
 @pytest.fixture(autouse=True)

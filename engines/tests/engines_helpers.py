@@ -29,6 +29,9 @@ from sagellm.engines import LLMEngine
 from sagellm.engines.runtime.input_batch import ChunkWork
 
 NUM_NEW_TOKENS = 64
+# The engine the token-exact tests hold to transformers: float32, activations kept float32 for the packed GGUF
+# weights (the default int8 activations are llama.cpp's rounding: test_llama_cpp_reference.py holds those).
+EXACT_MODEL = {"dtype": "float32", "device": "cpu", "ggml_activations": "float32"}
 GREEDY = SamplingParams(temperature=0.0, max_tokens=NUM_NEW_TOKENS, ignore_eos=True)
 
 LIBRARIAN = (

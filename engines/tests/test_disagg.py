@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from engines_helpers import EXACT_MODEL
 
 from sagellm.core.errors import InvalidRequestError
 from sagellm.core.types import SamplingParams, StepOutput
@@ -24,7 +25,7 @@ from sagellm.engines.disagg import DisaggregatedLLM
 
 pytestmark = pytest.mark.slow
 
-ENGINE_MODEL = {"dtype": "float32", "device": "cpu"}  # as conftest's llm
+ENGINE_MODEL = EXACT_MODEL  # as conftest's llm
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
 BLOCK = 16
 

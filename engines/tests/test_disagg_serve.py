@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from engines_helpers import EXACT_MODEL
 from server_helpers import RunningServer, children_of, serve_process, start_server, wait_until
 
 from sagellm.core.config import load_config
@@ -33,7 +34,7 @@ from sagellm.engines.disagg.disaggregated_engine import DisaggregatedEngine
 
 pytestmark = pytest.mark.slow
 
-ENGINE_MODEL = {"dtype": "float32", "device": "cpu"}  # as conftest's llm
+ENGINE_MODEL = EXACT_MODEL  # as conftest's llm
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
 LONG = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
 

@@ -64,9 +64,9 @@ def test_learned_policy_without_a_configured_predictor_uses_its_own() -> None:
     assert policy.name == "learned"
 
 
-def test_ggml_activations_flag_reaches_the_config_and_defaults_to_exact() -> None:
-    assert config_from_args(parse()).model.ggml_activations == "float32"
-    assert config_from_args(parse("--ggml-activations", "int8")).model.ggml_activations == "int8"
+def test_ggml_activations_flag_reaches_the_config_and_defaults_to_llama_cpps_int8() -> None:
+    assert config_from_args(parse()).model.ggml_activations == "int8"
+    assert config_from_args(parse("--ggml-activations", "float32")).model.ggml_activations == "float32"
     with pytest.raises(SystemExit) as exc:
         parse("--ggml-activations", "int4")
     assert exc.value.code == 2

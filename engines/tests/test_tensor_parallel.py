@@ -34,7 +34,7 @@ BACKENDS = [name for name in ("shm", "gloo") if name in registry.available("comm
 pytestmark = pytest.mark.skipif(not BACKENDS, reason="no collective_ops backend installed (sagellm-collective-ops)")
 NUM_PROMPTS, NEW_TOKENS = 16, 128
 GREEDY = SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, ignore_eos=True)
-FP32 = {"dtype": "float32"}
+FP32 = {"dtype": "float32", "ggml_activations": "float32"}  # the ranks read dense shards: no int8 rounding
 BF16 = {"dtype": "bfloat16"}
 
 

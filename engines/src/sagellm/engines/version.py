@@ -1,3 +1,3 @@
 """Single source of the sagellm-engines version (read by hatchling)."""
 
-__version__ = "0.17.0"
+__version__ = "0.18.0"

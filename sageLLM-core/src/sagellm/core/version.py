@@ -1,3 +1,3 @@
 """Single source of the sagellm-core version (read by hatchling)."""
 
-__version__ = "0.14.0"
+__version__ = "0.15.0"

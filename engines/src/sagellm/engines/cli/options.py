@@ -59,8 +59,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ggml-activations",
         choices=("int8", "float32"),
-        help="what GGUF K-quant/Q5_0/Q8_0 weights multiply with at small batches: float32 (default; exact, "
-        "the dense model's results) or int8 (activations quantized per 32 as llama.cpp does; faster decode)",
+        help="what GGUF weights kept packed (K-quants, Q5_0, Q8_0; Q4_0/Q4_1 in float32) multiply with at small "
+        "batches: int8 (default; activations quantized per 32 as llama.cpp does; faster decode) or float32 "
+        "(exact to float rounding: the dense model's results)",
     )
     group.add_argument("--block-size", type=int, help="tokens per KV block (default 16)")
     group.add_argument("--num-blocks", type=int, help="KV blocks in the pool (default: from --kv-memory-gb)")

@@ -64,10 +64,7 @@ class FusedAttention:
         return cls(kernels) if isinstance(kernels, PagedAttentionKernels) else None
 
     def serves(self, query: torch.Tensor, key_blocks: torch.Tensor, group: DecodeGroup) -> bool:
-        return (
-            group.context_lens is not None
-            and bool(self.kernels.serves(self.OP, query, key_blocks))
-        )
+        return group.context_lens is not None and bool(self.kernels.serves(self.OP, query, key_blocks))
 
     def __call__(
         self,
