@@ -10,13 +10,14 @@ client measures, one after the other:
   parallel slots as the top level has users and the same thread count
   (found by ``--llama-server``, ``$SAGELLM_LLAMA_SERVER`` or the build
   script's folder; left out, with a note, when absent);
-* ``vllm``: vLLM's CPU build (``vllm serve``, bf16, its defaults) on the same
+* ``vllm``: vLLM's CPU build (``vllm serve``, its defaults, in the roof's dtype) on the same
   weights as a Hugging Face directory, with ``--vllm`` (it takes ~2 min to start);
 * ``disaggregated``: ``sagellm serve --disaggregated`` (prefill and decode
   workers, one thread each, KV over shm), with ``--disaggregated``.
 
 Each side runs ``--rounds`` times (interleaved) and the median counts. Each
-round also times the roof: the step's matmuls alone as dense bf16 GEMMs at
+round also times the roof: the step's matmuls alone as dense GEMMs (in the
+dtype ``auto`` picks here: bf16 with bf16 instructions, else float32) at
 each level's row count (``sagellm.engines.bench.step_roof``). Targets
 (issue 16): served >= 0.95x offline at every level; batch-1 served >= 1.1x
 llama-server; 16 and 64 users >= 1.5x vLLM; 64 users >= 40 % of the roof.
@@ -54,6 +55,7 @@ from sagellm.engines.bench.served_peers import LLAMA_SERVER_ENV, sagellm_command
 from sagellm.engines.bench.server_process import ServerCommand, running_server
 from sagellm.engines.bench.step_roof import measure_step_roof
 from sagellm.engines.bench.tokenizer_source import load_tokenizer
+from sagellm.engines.engine.device import cpu_dtype
 from sagellm.engines.model.loader import resolve_model_path
 
 HERE = Path(__file__).resolve().parent
@@ -85,7 +87,7 @@ def run_round(
     _, model_config = load_tokenizer(None)
     result: dict[str, dict[int, dict[str, float]]] = {"roof": {}}
     for level in args.levels:
-        roof = measure_step_roof(model_config, level)
+        roof = measure_step_roof(model_config, level, cpu_dtype())
         result["roof"][level] = {"output_throughput_tps": roof.tokens_per_s, "avg_tpot_ms": roof.step_ms,
                                  "avg_ttft_ms": 0.0}  # fmt: skip
         print(f"  {'roof':>12} {level:>3} rows: {roof.tokens_per_s:7.1f} tok/s ({roof.gflops:.0f} GFLOP/s)",
@@ -131,7 +133,7 @@ def markdown(report: dict[str, Any]) -> str:
     levels = list(next(iter(table.values())))
     lines = [
         f"Served vs offline, {report['shape']}, {report['rounds']} round(s), median; {report['cpu']}, "
-        f"{THREADS} threads. tok/s (TPOT ms / TTFT ms); roof: the step's matmuls alone as bf16 GEMMs "
+        f"{THREADS} threads, {report['dtype']}. tok/s (TPOT ms / TTFT ms); roof: the step's matmuls alone as GEMMs "
         "(tok/s, step ms).",
         "",
         *side_table(table, report["ratios"], levels),
@@ -208,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "shape": f"{args.input_len}->{args.output_len} tokens, greedy, EOS ignored, closed loop",
         "cpu": cpu_model_name(),
+        "dtype": str(cpu_dtype()).removeprefix("torch."),
         "rounds": args.rounds,
         "levels": args.levels,
         "median": table,

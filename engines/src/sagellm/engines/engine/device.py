@@ -51,6 +51,11 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
+def cpu_dtype() -> torch.dtype:
+    """What ``auto`` runs on this CPU: the dtype a benchmark's roof and its peers are measured in too."""
+    return resolve_dtype("auto", torch.device("cpu"))
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """``auto``: bf16 on GPUs and CPUs with native bf16, else float32 (bf16 is emulated, and slower, on AVX2)."""
     if name != "auto":
