@@ -51,7 +51,8 @@ def _remote_deployment() -> Iterator[tuple[subprocess.Popen[bytes], subprocess.P
     worker_argv = ["pd-worker", "--role", "decode", "--connect", f"127.0.0.1:{listen}", "--threads", "1"]
     serve_argv = ["--disaggregated", "--remote-workers", "decode", "--worker-listen", f"127.0.0.1:{listen}"]
     serve_argv += ["--worker-token", TOKEN, *_tcp_flags(prefill_port, decode_port)]
-    serve_argv += ["--dtype", "float32", "--num-blocks", "64", "--served-model-name", "smol", "--log-level", "warning"]
+    serve_argv += ["--dtype", "float32", "--ggml-activations", "float32"]  # as conftest's llm (EXACT_MODEL)
+    serve_argv += ["--num-blocks", "64", "--served-model-name", "smol", "--log-level", "warning"]
     with cli_process(worker_argv, env) as worker, serve_process(serve_argv) as (server, base):
         yield server, worker, base
 
