@@ -52,7 +52,6 @@ from sagellm.engines.bench.markdown import markdown_table
 from sagellm.engines.bench.report import write_json_and_markdown
 from sagellm.engines.cli.options import key_values
 from sagellm.engines.data.datasets import GSM8KItem, load_gsm8k
-from sagellm.engines.engine.esc_group import majority
 from sagellm.engines.engine.reasoning_options import ReasoningOptions
 
 HERE = Path(__file__).resolve().parent
@@ -107,7 +106,7 @@ def run_mode(llm: LLM, mode: str, items: list[GSM8KItem], args: argparse.Namespa
             prompt = llm.tokenizer.encode_chat(messages_of(item))
             params = [replace(sampled, seed=args.seed + i) for i in range(args.samples)]
             results = llm.generate([prompt] * args.samples, params)
-            answer = majority([extract(r.text) for r in results])
+            answer = cot.accelerator.vote([extract(r.text) for r in results])
             stats.generated.append(sum(len(r.token_ids) for r in results))
             stats.probe_tokens.append(0)
             stats.samples.append(args.samples)
