@@ -52,6 +52,7 @@ from sagellm.engines.bench.markdown import markdown_table
 from sagellm.engines.bench.report import write_json_and_markdown
 from sagellm.engines.cli.options import key_values
 from sagellm.engines.data.datasets import GSM8KItem, load_gsm8k
+from sagellm.engines.engine.device import dtype_name
 from sagellm.engines.engine.reasoning_options import ReasoningOptions
 
 HERE = Path(__file__).resolve().parent
@@ -216,7 +217,7 @@ def main() -> None:
             "temperature": args.temperature,
             "accelerator": args.accelerator,
             "accelerator_options": accelerator_options,
-            "dtype": str(llm.engine.runner.model.dtype).removeprefix("torch."),
+            "dtype": dtype_name(llm.engine.runner.model.dtype),
             "threads": torch.get_num_threads(),
         },
         "environment": {

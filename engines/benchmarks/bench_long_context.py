@@ -48,6 +48,7 @@ from sagellm.engines import LLM
 from sagellm.engines.bench.environment import cpu_model_name
 from sagellm.engines.bench.peak_memory import current_rss_mb, process_peak_rss_mb
 from sagellm.engines.bench.report import write_json_and_markdown
+from sagellm.engines.engine.device import dtype_name
 
 HERE = Path(__file__).resolve().parent
 TEXT = HERE / "data" / "tinyshakespeare_head.txt"
@@ -108,7 +109,7 @@ def run_one(model: str | None, length: int, cache_dtype: str, chunk: int, thread
     return {
         "length": length,
         "cache_dtype": cache_dtype,
-        "dtype": str(llm.engine.runner.model.dtype).removeprefix("torch."),
+        "dtype": dtype_name(llm.engine.runner.model.dtype),
         "max_model_len": llm.engine.max_model_len,
         "tokens": len(result.token_ids),
         "ttft_s": round(ttft, 2),

@@ -55,7 +55,7 @@ from sagellm.engines.bench.served_peers import LLAMA_SERVER_ENV, sagellm_command
 from sagellm.engines.bench.server_process import ServerCommand, running_server
 from sagellm.engines.bench.step_roof import measure_step_roof
 from sagellm.engines.bench.tokenizer_source import load_tokenizer
-from sagellm.engines.engine.device import cpu_dtype
+from sagellm.engines.engine.device import cpu_dtype, dtype_name
 from sagellm.engines.model.loader import resolve_model_path
 
 HERE = Path(__file__).resolve().parent
@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "shape": f"{args.input_len}->{args.output_len} tokens, greedy, EOS ignored, closed loop",
         "cpu": cpu_model_name(),
-        "dtype": str(cpu_dtype()).removeprefix("torch."),
+        "dtype": dtype_name(cpu_dtype()),
         "rounds": args.rounds,
         "levels": args.levels,
         "median": table,

@@ -12,6 +12,11 @@ from sagellm.core.errors import ConfigError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """A dtype as configs and reports spell it ("float32", not "torch.float32")."""
+    return str(dtype).removeprefix("torch.")
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -29,7 +29,7 @@ from sagellm.engines.bench.served_peers import (
 )
 from sagellm.engines.bench.server_process import ServerCommand, running_server
 from sagellm.engines.bench.tokenizer_source import TokenizerLike
-from sagellm.engines.engine.device import cpu_dtype
+from sagellm.engines.engine.device import cpu_dtype, dtype_name
 from sagellm.engines.model.config import ModelConfig
 
 
@@ -69,5 +69,5 @@ def peer_command(kind: str, model_path: Path, slots: int, threads: int) -> Serve
         if vllm is None:
             raise NotSupportedError(f"vLLM not found: {VLLM_HINT}")
         hf_dir = export_hf_dir(model_path, PEER_CACHE) if model_path.is_file() else model_path
-        return vllm_command(vllm, hf_dir, ephemeral_port(), dtype=str(cpu_dtype()).removeprefix("torch."))
+        return vllm_command(vllm, hf_dir, ephemeral_port(), dtype=dtype_name(cpu_dtype()))
     raise NotSupportedError(f"no served peer named {kind!r}")
