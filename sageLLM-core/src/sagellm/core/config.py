@@ -44,7 +44,8 @@ class ModelSection(Section):
     device: str = "auto"  # "auto" picks cuda when available, else cpu
     max_model_len: int | None = Field(default=None, ge=16)
     num_threads: int | None = Field(default=None, ge=1)
-    # Run a GGUF's own 4-bit (Q4_0/Q4_1) weights through 4-bit kernels for small batches (CPU, bf16/fp16).
+    # Keep a GGUF's quantized weights for low-bit kernels (Q4_0/Q4_1 through torch's 4-bit kernel in bf16/fp16,
+    # GGML blocks otherwise); False: every weight dequantized to a dense tensor.
     low_bit_matmul: bool = True
     # What GGUF weights kept as GGML blocks (K-quants, Q5_0, Q8_0; Q4_0/Q4_1 in float32) multiply with at
     # small batches: "int8", activations quantized per 32 as llama.cpp does (1.4-1.7x faster per matmul, ~0.5 %
