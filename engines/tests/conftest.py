@@ -35,8 +35,6 @@ from sagellm.engines.model.default_model import default_model_path
 
 torch.set_num_threads(2)
 
-ENGINE_MODEL = EXACT_MODEL
-
 
 @pytest.fixture(autouse=True)
 def _seeded_torch() -> None:
@@ -54,14 +52,14 @@ def model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def llm(model_path: Path) -> LLM:
-    return LLM(model={**ENGINE_MODEL, "path": str(model_path)}, kv_pool={"num_blocks": 160}, show_progress=False)
+    return LLM(model={**EXACT_MODEL, "path": str(model_path)}, kv_pool={"num_blocks": 160}, show_progress=False)
 
 
 @pytest.fixture(scope="session")
 def make_engine(llm: LLM) -> Callable[..., LLMEngine]:
     def make(**sections: Any) -> LLMEngine:
         sections.setdefault("kv_pool", {"num_blocks": 160})
-        sections["model"] = {**ENGINE_MODEL, **sections.get("model", {})}
+        sections["model"] = {**EXACT_MODEL, **sections.get("model", {})}
         config = load_config(**sections)
         return assemble_engine(config, llm.engine.runner.model, llm.tokenizer)
 

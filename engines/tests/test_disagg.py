@@ -25,14 +25,13 @@ from sagellm.engines.disagg import DisaggregatedLLM
 
 pytestmark = pytest.mark.slow
 
-ENGINE_MODEL = EXACT_MODEL  # as conftest's llm
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
 BLOCK = 16
 
 
 @pytest.fixture(scope="module")
 def pd(model_path: Path) -> Iterator[DisaggregatedLLM]:
-    llm = DisaggregatedLLM(model={**ENGINE_MODEL, "path": str(model_path)}, kv_pool={"num_blocks": 160})
+    llm = DisaggregatedLLM(model={**EXACT_MODEL, "path": str(model_path)}, kv_pool={"num_blocks": 160})
     yield llm
     llm.close()
 

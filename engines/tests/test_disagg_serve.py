@@ -34,7 +34,6 @@ from sagellm.engines.disagg.disaggregated_engine import DisaggregatedEngine
 
 pytestmark = pytest.mark.slow
 
-ENGINE_MODEL = EXACT_MODEL  # as conftest's llm
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
 LONG = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
 
@@ -42,7 +41,7 @@ LONG = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
 @pytest.fixture(scope="module")
 def pd_engine(model_path: Path) -> Iterator[DisaggregatedEngine]:
     config = load_config(
-        model={**ENGINE_MODEL, "path": str(model_path)},
+        model={**EXACT_MODEL, "path": str(model_path)},
         kv_pool={"num_blocks": 160},
         kv_transfer={"implementation": "tcp"},
         overlap_pipeline={"implementation": "threads"},
